@@ -1,0 +1,97 @@
+//! Media frame and track types shared by ingest, packaging and the origin.
+//!
+//! Everything here is plain data plus parsers for codec configuration records; nothing does I/O.
+//! Timestamps are integers in a track's *timescale* (ticks per second): [`VIDEO_TIMESCALE`]
+//! (90 kHz) for video and the sample rate for audio, so converting from RTMP's millisecond
+//! timeline is exact (see [`timing`]).
+
+pub mod aac;
+pub mod avc;
+pub mod timing;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use aac::AacConfig;
+pub use avc::AvcConfig;
+
+/// Timescale of every video track: 90 kHz, as in MPEG-TS and most CMAF video (ISO/IEC 23000-19 §9.2).
+pub const VIDEO_TIMESCALE: u32 = 90_000;
+
+/// Errors from parsing codec configuration carried in-band by an encoder.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1) could not be parsed.
+    #[error("invalid AVCDecoderConfigurationRecord: {0}")]
+    AvcConfig(String),
+    /// The record parsed but holds no sequence parameter set.
+    #[error("AVCDecoderConfigurationRecord has no SPS")]
+    MissingSps,
+    /// The SPS (ITU-T H.264 §7.3.2.1.1) could not be parsed.
+    #[error("invalid H.264 SPS: {0}")]
+    Sps(String),
+    /// The AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1) could not be parsed.
+    #[error("invalid AudioSpecificConfig: {0}")]
+    AudioSpecificConfig(String),
+}
+
+/// Whether a track carries video or audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    /// A video track (timescale [`VIDEO_TIMESCALE`]).
+    Video,
+    /// An audio track (timescale = sample rate).
+    Audio,
+}
+
+/// Codec configuration of one track, as needed to write its init segment and its CODECS string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrackConfig {
+    /// H.264 video.
+    Avc(AvcConfig),
+    /// AAC audio.
+    Aac(AacConfig),
+}
+
+impl TrackConfig {
+    /// Video or audio.
+    pub fn kind(&self) -> TrackKind {
+        match self {
+            TrackConfig::Avc(_) => TrackKind::Video,
+            TrackConfig::Aac(_) => TrackKind::Audio,
+        }
+    }
+
+    /// Ticks per second of this track's timestamps: 90 000 for video, the sample rate for audio.
+    pub fn timescale(&self) -> u32 {
+        match self {
+            TrackConfig::Avc(_) => VIDEO_TIMESCALE,
+            TrackConfig::Aac(a) => a.sample_rate,
+        }
+    }
+
+    /// The RFC 6381 codec string for the CODECS attribute (RFC 8216bis §4.4.6.2), e.g.
+    /// `avc1.64001f` or `mp4a.40.2`.
+    pub fn codec_string(&self) -> String {
+        match self {
+            TrackConfig::Avc(v) => v.codec_string(),
+            TrackConfig::Aac(a) => a.codec_string(),
+        }
+    }
+}
+
+/// One access unit (a video picture or an AAC frame) on its track's timeline.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Decode timestamp in the track's timescale (90 kHz ticks for video, samples for audio).
+    pub dts: u64,
+    /// Composition offset: presentation time minus decode time, in the same ticks (ISO/IEC 14496-12 §8.6.1.3).
+    pub cts_offset: i32,
+    /// True for an IDR picture (a random access point); always true for audio.
+    pub keyframe: bool,
+    /// For H.264: length-prefixed NAL units (AVCC format, 4-byte lengths); for AAC: one raw frame without ADTS header.
+    pub data: Bytes,
+    /// When the ingest received the message that carried this frame; used for ingest-to-part latency.
+    pub received: Instant,
+}
