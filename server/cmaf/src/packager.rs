@@ -103,6 +103,11 @@ impl TrackState {
         }
     }
 
+    /// True once the track has taken its first frame.
+    fn started(&self) -> bool {
+        self.sequence > 0 || self.pending.is_some() || !self.part.is_empty()
+    }
+
     fn ticks(&self, ms: u32) -> u64 {
         u64::from(ms) * u64::from(self.timescale) / 1000
     }
@@ -187,13 +192,17 @@ impl Packager {
         let mut out = Vec::new();
         let cfg = self.config;
         let has_video = self.video.is_some();
+        // Audio waits for video to start, so both renditions' first segments begin together.
+        if kind == TrackKind::Audio && self.video.as_ref().is_some_and(|v| !v.started()) {
+            return Ok(out);
+        }
         let Some(track) = (match kind {
             TrackKind::Video => self.video.as_mut(),
             TrackKind::Audio => self.audio.as_mut(),
         }) else {
             return Ok(out);
         };
-        if track.pending.is_none() && track.part.is_empty() && track.sequence == 0 && kind == TrackKind::Video && !frame.keyframe {
+        if kind == TrackKind::Video && !track.started() && !frame.keyframe {
             return Ok(out);
         }
         track.commit_pending(Some(frame.dts));
@@ -218,7 +227,7 @@ impl Packager {
         }
         let boundary_dts = frame.dts;
         track.pending = Some(frame);
-        if kind == TrackKind::Video && (new_segment || track.sequence == 0 && track.part.is_empty()) {
+        if kind == TrackKind::Video && new_segment {
             if let Some(audio) = self.audio.as_mut() {
                 let b = boundary_dts as u128 * u128::from(audio.timescale) / u128::from(VIDEO_TIMESCALE);
                 audio.boundaries.push_back(b as u64);

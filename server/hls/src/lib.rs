@@ -1,0 +1,19 @@
+//! LL-HLS (draft-pantos-hls-rfc8216bis) as plain data and pure functions:
+//!
+//! - [`playlist`]: the Multivariant and Media Playlist model and its writer, with every Low-Latency
+//!   tag (EXT-X-PART-INF, EXT-X-SERVER-CONTROL, EXT-X-PART, EXT-X-PRELOAD-HINT,
+//!   EXT-X-RENDITION-REPORT, EXT-X-SKIP);
+//! - [`blocking`]: the Delivery Directives (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) and the rules of
+//!   §6.2.5.2 for when a blocking request is answered, held or refused;
+//! - [`cache`]: Cache-Control lifetimes from Appendix B.
+//!
+//! Nothing here does I/O or depends on tokio, so the player (wasm) can share it.
+
+pub mod blocking;
+pub mod cache;
+pub mod playlist;
+
+pub use blocking::{Decision, Directives, DirectiveError, LiveEdge, SkipRequest};
+pub use playlist::{
+    AudioMedia, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry, RenditionReport, ServerControl, Variant,
+};

@@ -1,0 +1,146 @@
+//! Channels and their stream keys, in an embedded SQLite database (`channels.db` in the data
+//! directory) through sqlx.
+
+use std::path::Path;
+
+use rand::distr::{Alphanumeric, SampleString};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+
+/// A channel: a name viewers use and a secret key broadcasters publish with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Channel {
+    /// Name in URLs: 1–64 of `a-z 0-9 _ -`.
+    pub name: String,
+    /// Stream key: the RTMP stream name (`rtmp://HOST/live/KEY`).
+    pub stream_key: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// Errors from the channel database.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// SQLite failed (file not writable, disk full, ...).
+    #[error("channel database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The name is not 1–64 of `a-z 0-9 _ -`.
+    #[error("invalid channel name {0:?}: use 1-64 of a-z, 0-9, _ and -")]
+    InvalidName(String),
+    /// A channel with this name exists.
+    #[error("channel {0} already exists")]
+    Exists(String),
+}
+
+/// Handle to the channel database.
+#[derive(Debug, Clone)]
+pub struct Channels {
+    pool: SqlitePool,
+}
+
+/// Length of generated stream keys (alphanumeric characters, ~190 bits).
+const KEY_LEN: usize = 32;
+
+impl Channels {
+    /// Opens (creating if needed) `DATA_DIR/channels.db`. Errors: [`ChannelError`].
+    pub async fn open(data_dir: &Path) -> Result<Self, ChannelError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| ChannelError::DataDir { path: data_dir.display().to_string(), source })?;
+        let opts = SqliteConnectOptions::new().filename(data_dir.join("channels.db")).create_if_missing(true);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS channels (
+                name TEXT PRIMARY KEY NOT NULL,
+                stream_key TEXT NOT NULL UNIQUE,
+                created_at INTEGER NOT NULL
+            )",
+        )
+        .execute(&pool)
+        .await?;
+        Ok(Channels { pool })
+    }
+
+    /// Creates channel `name` with a fresh random stream key.
+    /// Errors: [`ChannelError::InvalidName`], [`ChannelError::Exists`], [`ChannelError::Db`].
+    pub async fn create(&self, name: &str) -> Result<Channel, ChannelError> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return Err(ChannelError::InvalidName(name.to_string()));
+        }
+        let key = format!("live_{}", Alphanumeric.sample_string(&mut rand::rng(), KEY_LEN));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let res = sqlx::query("INSERT INTO channels (name, stream_key, created_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(&key)
+            .bind(now)
+            .execute(&self.pool)
+            .await;
+        match res {
+            Ok(_) => Ok(Channel { name: name.to_string(), stream_key: key, created_at: now }),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ChannelError::Exists(name.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// All channels, by name.
+    pub async fn list(&self) -> Result<Vec<Channel>, ChannelError> {
+        let rows = sqlx::query("SELECT name, stream_key, created_at FROM channels ORDER BY name").fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(row_to_channel).collect())
+    }
+
+    /// The channel whose stream key is `key`, if any.
+    pub async fn by_key(&self, key: &str) -> Result<Option<Channel>, ChannelError> {
+        let row = sqlx::query("SELECT name, stream_key, created_at FROM channels WHERE stream_key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(row_to_channel))
+    }
+
+    /// The channel called `name`, if any.
+    pub async fn by_name(&self, name: &str) -> Result<Option<Channel>, ChannelError> {
+        let row = sqlx::query("SELECT name, stream_key, created_at FROM channels WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(row_to_channel))
+    }
+}
+
+fn row_to_channel(row: &sqlx::sqlite::SqliteRow) -> Channel {
+    Channel { name: row.get("name"), stream_key: row.get("stream_key"), created_at: row.get("created_at") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn create_list_lookup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ch = Channels::open(dir.path()).await.expect("open");
+        let demo = ch.create("demo").await.expect("create");
+        assert!(demo.stream_key.starts_with("live_") && demo.stream_key.len() == 5 + KEY_LEN);
+        assert!(matches!(ch.create("demo").await, Err(ChannelError::Exists(_))));
+        assert!(matches!(ch.create("Bad Name").await, Err(ChannelError::InvalidName(_))));
+        let other = ch.create("other").await.expect("create");
+        assert_ne!(other.stream_key, demo.stream_key);
+        assert_eq!(ch.by_key(&demo.stream_key).await.expect("lookup"), Some(demo.clone()));
+        assert_eq!(ch.by_key("nope").await.expect("lookup"), None);
+        assert_eq!(ch.list().await.expect("list").len(), 2);
+        // Reopening sees the same data.
+        drop(ch);
+        let ch = Channels::open(dir.path()).await.expect("reopen");
+        assert_eq!(ch.by_name("demo").await.expect("lookup"), Some(demo));
+    }
+}

@@ -1,0 +1,194 @@
+//! Configuration: built-in defaults, then a TOML file, then `ONAIR_*` environment variables, then
+//! command-line flags, each overriding the one before (via `figment`).
+//!
+//! Environment names: top-level keys as `ONAIR_HTTP_ADDR`, `ONAIR_RTMP_ADDR`, `ONAIR_DATA_DIR`;
+//! nested keys with a double underscore, e.g. `ONAIR_HLS__PART_TARGET_MS=250`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listen address (origin, metrics, pages). Default `0.0.0.0:8080`.
+    pub http_addr: SocketAddr,
+    /// RTMP listen address. Default `0.0.0.0:1935`.
+    pub rtmp_addr: SocketAddr,
+    /// Directory for the channel database. Default `onair-data`.
+    pub data_dir: PathBuf,
+    /// Public host name printed in the OBS settings; default: derived from the listen addresses.
+    pub public_host: Option<String>,
+    /// LL-HLS packaging.
+    pub hls: HlsConfig,
+    /// RTMP ingest limits.
+    pub rtmp: RtmpConfig,
+}
+
+/// LL-HLS packaging settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    /// Part target duration (PART-TARGET), ms. Default 200.
+    pub part_target_ms: u32,
+    /// A segment ends at the first IDR after this much media, ms. Default 1000.
+    pub min_segment_ms: u32,
+    /// Lower bound for EXT-X-TARGETDURATION, s. Default 2; raised when the encoder's GOP is longer.
+    pub min_target_duration_s: u32,
+    /// Segments listed in each Media Playlist. Default 12.
+    pub window_segments: usize,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig { part_target_ms: 200, min_segment_ms: 1000, min_target_duration_s: 2, window_segments: 12 }
+    }
+}
+
+/// RTMP ingest settings and per-connection limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmpConfig {
+    /// Application name publishers must use (`rtmp://HOST/live`). Default `live`.
+    pub app: String,
+    /// Largest chunk size a publisher may set, bytes. Default 1 MiB.
+    pub max_chunk_size: u32,
+    /// Largest message, bytes. Default 8 MiB.
+    pub max_message_size: u32,
+    /// Most chunk streams per connection. Default 64.
+    pub max_chunk_streams: usize,
+    /// Time allowed to finish the handshake and start publishing, ms. Default 10 000.
+    pub handshake_timeout_ms: u64,
+    /// A connection that sends nothing for this long is closed, ms. Default 30 000.
+    pub idle_timeout_ms: u64,
+    /// Most simultaneous RTMP connections. Default 1000.
+    pub max_connections: usize,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            app: "live".into(),
+            max_chunk_size: 1 << 20,
+            max_message_size: 8 << 20,
+            max_chunk_streams: 64,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_connections: 1000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_addr: ([0, 0, 0, 0], 8080).into(),
+            rtmp_addr: ([0, 0, 0, 0], 1935).into(),
+            data_dir: PathBuf::from("onair-data"),
+            public_host: None,
+            hls: HlsConfig::default(),
+            rtmp: RtmpConfig::default(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CliOverrides {
+    /// `--http-addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<SocketAddr>,
+    /// `--rtmp-addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtmp_addr: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Errors from loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file, variable or flag had a wrong key or value (figment names which).
+    #[error("configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// A value is out of range.
+    #[error("configuration: {0}")]
+    OutOfRange(String),
+}
+
+impl Config {
+    /// Loads defaults ← `file` (if given; else `onair.toml` in the working directory if present)
+    /// ← `ONAIR_*` environment ← `cli`. Errors: [`ConfigError`].
+    pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => fig = fig.merge(Toml::file_exact(f)),
+            None => fig = fig.merge(Toml::file("onair.toml")),
+        }
+        let fig = fig
+            .merge(Env::prefixed("ONAIR_").split("__").ignore(&["config", "log"]))
+            .merge(Serialized::globals(cli));
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(50..=5000).contains(&self.hls.part_target_ms) {
+            return Err(ConfigError::OutOfRange("hls.part_target_ms must be within 50..=5000".into()));
+        }
+        if self.hls.window_segments < 3 {
+            return Err(ConfigError::OutOfRange("hls.window_segments must be at least 3".into()));
+        }
+        if self.rtmp.max_chunk_size < 128 || self.rtmp.max_message_size < 1024 {
+            return Err(ConfigError::OutOfRange("rtmp.max_chunk_size >= 128 and rtmp.max_message_size >= 1024".into()));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, for `onair config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_file_env_cli() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("my.toml", "http_addr = \"127.0.0.1:1111\"\ndata_dir = \"from-file\"\n[hls]\npart_target_ms = 300\n")?;
+            jail.set_env("ONAIR_DATA_DIR", "from-env");
+            jail.set_env("ONAIR_HLS__WINDOW_SEGMENTS", "20");
+            let cli = CliOverrides { rtmp_addr: Some(([127, 0, 0, 1], 2222).into()), ..Default::default() };
+            let cfg = Config::load(Some(Path::new("my.toml")), &cli).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.http_addr, ([127, 0, 0, 1], 1111).into());
+            assert_eq!(cfg.rtmp_addr, ([127, 0, 0, 1], 2222).into());
+            assert_eq!(cfg.data_dir, PathBuf::from("from-env"));
+            assert_eq!(cfg.hls.part_target_ms, 300);
+            assert_eq!(cfg.hls.window_segments, 20);
+            let cli = CliOverrides { data_dir: Some("from-cli".into()), ..Default::default() };
+            let cfg = Config::load(Some(Path::new("my.toml")), &cli).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.data_dir, PathBuf::from("from-cli"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "htp_addr = \"x\"\n")?;
+            assert!(Config::load(Some(Path::new("bad.toml")), &CliOverrides::default()).is_err());
+            jail.create_file("range.toml", "[hls]\npart_target_ms = 1\n")?;
+            assert!(Config::load(Some(Path::new("range.toml")), &CliOverrides::default()).is_err());
+            Ok(())
+        });
+    }
+}

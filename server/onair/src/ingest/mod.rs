@@ -1,0 +1,5 @@
+//! Ingest: protocol listeners (RTMP today) feeding a protocol-agnostic [`publisher::Publisher`],
+//! which packages media into the store.
+
+pub mod publisher;
+pub mod rtmp;

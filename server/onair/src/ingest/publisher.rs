@@ -1,0 +1,212 @@
+//! The protocol-agnostic half of a publish: FLV tag bodies in, CMAF parts into the store.
+//!
+//! It keeps each track's clock (RTMP ms → 90 kHz video ticks, sample-counted audio), feeds the
+//! packager, anchors EXT-X-PROGRAM-DATE-TIME on the wall clock at the first frame, and appends the
+//! resulting parts to the broadcast's renditions. Dropping it ends the broadcast.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use onair_cmaf::{init_segment, PackagedPart, Packager, PackagerConfig};
+use onair_flv::{AudioTag, VideoTag};
+use onair_media::aac::AAC_FRAME_SAMPLES;
+use onair_media::timing::{ms_to_90khz, AudioClock, RtmpClock};
+use onair_media::{AacConfig, AvcConfig, Frame, TrackConfig, TrackKind};
+use onair_store::{Broadcast, Rendition, RenditionInfo};
+
+use crate::observability::ingest_error;
+
+/// Rendition name of the passed-through source video.
+pub const SOURCE_RENDITION: &str = "source";
+/// Rendition name of the audio track.
+pub const AUDIO_RENDITION: &str = "audio";
+
+/// Errors that end a publish (the media cannot be packaged at all).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A box could not be written.
+    #[error("packaging failed: {0}")]
+    Cmaf(#[from] onair_cmaf::CmafError),
+}
+
+/// One live publish of a channel.
+#[derive(Debug)]
+pub struct Publisher {
+    broadcast: Arc<Broadcast>,
+    packager: Packager,
+    video: Option<(Arc<Rendition>, TrackConfig)>,
+    audio: Option<(Arc<Rendition>, TrackConfig)>,
+    video_clock: RtmpClock,
+    audio_ms: RtmpClock,
+    audio_clock: Option<AudioClock>,
+    /// Wall clock and media time (ms) of the first frame.
+    anchor: Option<(SystemTime, u64)>,
+    warned: u32,
+}
+
+impl Publisher {
+    /// A publisher writing into `broadcast` with the given packaging policy.
+    pub fn new(broadcast: Arc<Broadcast>, config: PackagerConfig) -> Self {
+        Publisher {
+            broadcast,
+            packager: Packager::new(config),
+            video: None,
+            audio: None,
+            video_clock: RtmpClock::default(),
+            audio_ms: RtmpClock::default(),
+            audio_clock: None,
+            anchor: None,
+            warned: 0,
+        }
+    }
+
+    /// The broadcast being written.
+    pub fn broadcast(&self) -> &Arc<Broadcast> {
+        &self.broadcast
+    }
+
+    /// Handles an FLV video tag body with RTMP timestamp `ts` (ms) received at `received`.
+    /// Malformed or unsupported tags are logged, counted and skipped. Errors: [`PublishError`].
+    pub fn on_video(&mut self, ts: u32, body: &Bytes, received: Instant) -> Result<(), PublishError> {
+        match onair_flv::parse_video(body) {
+            Ok(VideoTag::AvcSequenceHeader(record)) => match AvcConfig::parse(&record) {
+                Ok(cfg) => self.set_track(TrackConfig::Avc(cfg))?,
+                Err(e) => self.media_warning("bad AVC sequence header", &e),
+            },
+            Ok(VideoTag::AvcNalus { keyframe, cts_ms, data }) => {
+                if self.video.is_none() {
+                    return Ok(());
+                }
+                let ms = self.video_clock.extend(ts);
+                self.anchor.get_or_insert((SystemTime::now(), ms));
+                let frame = Frame { dts: ms_to_90khz(ms), cts_offset: cts_ms.saturating_mul(90), keyframe, data, received };
+                let parts = self.packager.push(TrackKind::Video, frame)?;
+                self.store(parts);
+            }
+            Ok(VideoTag::AvcEndOfSequence | VideoTag::Command) => {}
+            Ok(VideoTag::Unsupported(what)) => self.media_warning("unsupported video", &what),
+            Err(e) => self.media_warning("malformed video tag", &e),
+        }
+        Ok(())
+    }
+
+    /// Handles an FLV audio tag body with RTMP timestamp `ts` (ms). Errors: [`PublishError`].
+    pub fn on_audio(&mut self, ts: u32, body: &Bytes, received: Instant) -> Result<(), PublishError> {
+        match onair_flv::parse_audio(body) {
+            Ok(AudioTag::AacSequenceHeader(asc)) => match AacConfig::parse(&asc) {
+                Ok(cfg) => {
+                    self.audio_clock = Some(AudioClock::new(cfg.sample_rate, AAC_FRAME_SAMPLES));
+                    self.set_track(TrackConfig::Aac(cfg))?;
+                }
+                Err(e) => self.media_warning("bad AAC sequence header", &e),
+            },
+            Ok(AudioTag::AacRaw(data)) => {
+                let Some(clock) = self.audio_clock.as_mut() else { return Ok(()) };
+                let ms = self.audio_ms.extend(ts);
+                self.anchor.get_or_insert((SystemTime::now(), ms));
+                let frame = Frame { dts: clock.next_dts(ms), cts_offset: 0, keyframe: true, data, received };
+                let parts = self.packager.push(TrackKind::Audio, frame)?;
+                self.store(parts);
+            }
+            Ok(AudioTag::Unsupported(what)) => self.media_warning("unsupported audio", &what),
+            Err(e) => self.media_warning("malformed audio tag", &e),
+        }
+        Ok(())
+    }
+
+    /// Flushes the last parts and ends the broadcast (EXT-X-ENDLIST).
+    pub fn finish(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        match self.packager.flush() {
+            Ok(parts) => self.store(parts),
+            Err(e) => tracing::warn!(channel = self.broadcast.channel(), error = %e, "could not flush last parts"),
+        }
+        self.broadcast.end();
+    }
+
+    fn set_track(&mut self, config: TrackConfig) -> Result<(), PublishError> {
+        let slot = match config.kind() {
+            TrackKind::Video => &self.video,
+            TrackKind::Audio => &self.audio,
+        };
+        if slot.as_ref().is_some_and(|(_, c)| *c == config) {
+            return Ok(()); // encoders resend identical sequence headers
+        }
+        let (name, track_id) = match config.kind() {
+            TrackKind::Video => (SOURCE_RENDITION, 1),
+            TrackKind::Audio => (AUDIO_RENDITION, 2),
+        };
+        let init = init_segment(track_id, &config)?;
+        let info = RenditionInfo {
+            name: name.to_string(),
+            is_video: config.kind() == TrackKind::Video,
+            codec: config.codec_string(),
+            resolution: match &config {
+                TrackConfig::Avc(v) => Some((v.width, v.height)),
+                TrackConfig::Aac(_) => None,
+            },
+            frame_rate: match &config {
+                TrackConfig::Avc(v) => v.frame_rate,
+                TrackConfig::Aac(_) => None,
+            },
+            channels: match &config {
+                TrackConfig::Aac(a) => Some(a.channel_count()),
+                TrackConfig::Avc(_) => None,
+            },
+            timescale: config.timescale(),
+        };
+        tracing::info!(channel = self.broadcast.channel(), rendition = name, codec = %info.codec, resolution = ?info.resolution, "track configured");
+        let rendition = self.broadcast.add_rendition(info, init);
+        self.packager.set_track(&config);
+        match config.kind() {
+            TrackKind::Video => self.video = Some((rendition, config)),
+            TrackKind::Audio => self.audio = Some((rendition, config)),
+        }
+        Ok(())
+    }
+
+    fn store(&self, parts: Vec<PackagedPart>) {
+        let now = Instant::now();
+        for part in parts {
+            let Some((rendition, _)) = (match part.kind {
+                TrackKind::Video => &self.video,
+                TrackKind::Audio => &self.audio,
+            }) else {
+                continue;
+            };
+            let start_ms = part.start * 1000 / u64::from(part.timescale);
+            let pdt = match self.anchor {
+                Some((wall, ms0)) if start_ms >= ms0 => wall + Duration::from_millis(start_ms - ms0),
+                Some((wall, ms0)) => wall.checked_sub(Duration::from_millis(ms0 - start_ms)).unwrap_or(wall),
+                None => SystemTime::now(),
+            };
+            rendition.append_part(part.starts_segment, pdt, part.duration, part.independent, part.data);
+            let name = rendition.info().name.clone();
+            metrics::counter!("onair_parts_produced_total", "rendition" => name).increment(1);
+            for r in &part.received {
+                metrics::histogram!("onair_ingest_to_part_seconds").record(now.duration_since(*r).as_secs_f64());
+            }
+        }
+    }
+
+    fn media_warning(&mut self, what: &str, detail: &dyn std::fmt::Display) {
+        ingest_error("media");
+        // Log the first few, then every 100th, so a broken encoder cannot flood the log.
+        self.warned += 1;
+        if self.warned <= 5 || self.warned % 100 == 0 {
+            tracing::warn!(channel = self.broadcast.channel(), count = self.warned, "{what}: {detail}");
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if self.broadcast.is_live() {
+            self.end();
+        }
+    }
+}

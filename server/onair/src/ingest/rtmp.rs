@@ -1,0 +1,225 @@
+//! The RTMP listener: sockets around the sans-IO [`onair_rtmp::ServerSession`].
+//!
+//! Each connection runs in its own task, so a bad peer can only end its own connection. Limits:
+//! the handshake and publish must complete within `handshake_timeout_ms`; a connection silent for
+//! `idle_timeout_ms` is closed; at most `max_connections` connections at once; writes to a peer
+//! that stops reading time out instead of blocking forever.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use onair_rtmp::{Limits, ServerSession, SessionEvent};
+use onair_store::{Store, StoreError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::channels::Channels;
+use crate::config::{HlsConfig, RtmpConfig};
+use crate::ingest::publisher::Publisher;
+use crate::observability::ingest_error;
+
+/// What every RTMP connection task needs.
+#[derive(Debug)]
+pub struct RtmpIngest {
+    /// Settings and limits.
+    pub config: RtmpConfig,
+    /// Packaging settings.
+    pub hls: HlsConfig,
+    /// Stream key lookup.
+    pub channels: Channels,
+    /// Where broadcasts go.
+    pub store: Arc<Store>,
+    /// Open connections.
+    active: AtomicUsize,
+}
+
+impl RtmpIngest {
+    /// Shared ingest state.
+    pub fn new(config: RtmpConfig, hls: HlsConfig, channels: Channels, store: Arc<Store>) -> Arc<Self> {
+        Arc::new(RtmpIngest { config, hls, channels, store, active: AtomicUsize::new(0) })
+    }
+
+    /// Accepts connections forever.
+    pub async fn run(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "RTMP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if self.active.load(Ordering::Relaxed) >= self.config.max_connections {
+                ingest_error("too_many_connections");
+                tracing::warn!(%peer, limit = self.config.max_connections, "RTMP connection refused: too many connections");
+                continue;
+            }
+            let this = self.clone();
+            this.active.fetch_add(1, Ordering::Relaxed);
+            metrics::gauge!("onair_rtmp_connections").increment(1.0);
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                if let Err(reason) = this.connection(stream, peer).await {
+                    tracing::info!(%peer, "RTMP connection closed: {reason}");
+                }
+                this.active.fetch_sub(1, Ordering::Relaxed);
+                metrics::gauge!("onair_rtmp_connections").decrement(1.0);
+            });
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_chunk_size: self.config.max_chunk_size,
+            max_message_size: self.config.max_message_size,
+            max_chunk_streams: self.config.max_chunk_streams,
+            ..Limits::default()
+        }
+    }
+
+    /// Runs one connection to its end; the error string says why it ended.
+    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) -> Result<(), String> {
+        let mut session = ServerSession::new(self.limits());
+        let mut publisher: Option<Publisher> = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        let opened = Instant::now();
+        let handshake_limit = Duration::from_millis(self.config.handshake_timeout_ms);
+        let idle_limit = Duration::from_millis(self.config.idle_timeout_ms);
+        let result = loop {
+            let limit = if publisher.is_none() {
+                match handshake_limit.checked_sub(opened.elapsed()) {
+                    Some(left) => left.min(idle_limit),
+                    None => {
+                        ingest_error("handshake_timeout");
+                        break Err("did not start publishing within the handshake timeout".to_string());
+                    }
+                }
+            } else {
+                idle_limit
+            };
+            let n = match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+                Ok(Ok(0)) => break Ok(()),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => break Err(format!("read error: {e}")),
+                Err(_) => {
+                    ingest_error(if publisher.is_some() { "idle_timeout" } else { "handshake_timeout" });
+                    break Err("timed out waiting for data".to_string());
+                }
+            };
+            let received = Instant::now();
+            if let Some(p) = &publisher {
+                metrics::counter!("onair_ingest_bytes_total", "channel" => p.broadcast().channel().to_string()).increment(n as u64);
+            }
+            if let Err(e) = session.feed(&buf[..n]) {
+                ingest_error("rtmp_protocol");
+                let _ = self.flush(&mut stream, &mut session).await;
+                break Err(format!("protocol error: {e}"));
+            }
+            while let Some(event) = session.poll_event() {
+                match event {
+                    SessionEvent::Connected { app } => tracing::debug!(%peer, app, "RTMP connect"),
+                    SessionEvent::PublishRequested { app, stream_key } => {
+                        publisher = self.authorize(&mut session, peer, &app, &stream_key).await;
+                    }
+                    SessionEvent::Video { timestamp, payload } => {
+                        if let Some(p) = publisher.as_mut() {
+                            if let Err(e) = p.on_video(timestamp, &payload, received) {
+                                ingest_error("packaging");
+                                tracing::warn!(%peer, error = %e, "packaging failed");
+                            }
+                        }
+                    }
+                    SessionEvent::Audio { timestamp, payload } => {
+                        if let Some(p) = publisher.as_mut() {
+                            if let Err(e) = p.on_audio(timestamp, &payload, received) {
+                                ingest_error("packaging");
+                                tracing::warn!(%peer, error = %e, "packaging failed");
+                            }
+                        }
+                    }
+                    SessionEvent::Unpublished => {
+                        if let Some(p) = publisher.take() {
+                            tracing::info!(%peer, channel = p.broadcast().channel(), "publish ended by the encoder");
+                            p.finish();
+                        }
+                    }
+                }
+            }
+            if let Err(e) = self.flush(&mut stream, &mut session).await {
+                break Err(e);
+            }
+            if session.is_closed() {
+                break Err("publish refused".to_string());
+            }
+        };
+        if let Some(p) = publisher.take() {
+            tracing::info!(%peer, channel = p.broadcast().channel(), "publisher disconnected; broadcast ended");
+            p.finish();
+        }
+        metrics::gauge!("onair_live_channels").set(self.store.live_count() as f64);
+        result
+    }
+
+    /// Writes pending protocol output; a peer that does not read within the idle timeout is dropped.
+    async fn flush(&self, stream: &mut TcpStream, session: &mut ServerSession) -> Result<(), String> {
+        let out = session.take_output();
+        if out.is_empty() {
+            return Ok(());
+        }
+        match tokio::time::timeout(Duration::from_millis(self.config.idle_timeout_ms), stream.write_all(&out)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write error: {e}")),
+            Err(_) => {
+                ingest_error("write_timeout");
+                Err("peer stopped reading".to_string())
+            }
+        }
+    }
+
+    /// Checks app and stream key and starts the broadcast; answers the publish either way.
+    async fn authorize(&self, session: &mut ServerSession, peer: SocketAddr, app: &str, key: &str) -> Option<Publisher> {
+        if app != self.config.app {
+            ingest_error("bad_app");
+            tracing::warn!(%peer, app, expected = self.config.app, "publish refused: unknown application");
+            session.reject_publish("NetStream.Publish.BadName", "Unknown application; publish to rtmp://HOST/live/STREAM_KEY.");
+            return None;
+        }
+        let channel = match self.channels.by_key(key).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                ingest_error("bad_stream_key");
+                tracing::warn!(%peer, "publish refused: unknown stream key");
+                session.reject_publish("NetStream.Publish.Denied", "Unknown stream key.");
+                return None;
+            }
+            Err(e) => {
+                ingest_error("channel_db");
+                tracing::error!(%peer, error = %e, "publish refused: channel database error");
+                session.reject_publish("NetStream.Publish.Denied", "Server error, try again.");
+                return None;
+            }
+        };
+        match self.store.start(&channel.name) {
+            Ok(broadcast) => {
+                tracing::info!(%peer, channel = channel.name, "publish started");
+                session.accept_publish();
+                metrics::gauge!("onair_live_channels").set(self.store.live_count() as f64);
+                let cfg = onair_cmaf::PackagerConfig {
+                    part_target_ms: self.hls.part_target_ms,
+                    min_segment_ms: self.hls.min_segment_ms,
+                    audio_only_segment_ms: self.hls.min_target_duration_s * 1000,
+                };
+                Some(Publisher::new(broadcast, cfg))
+            }
+            Err(StoreError::AlreadyLive(name)) => {
+                ingest_error("already_live");
+                tracing::warn!(%peer, channel = name, "publish refused: channel is already live");
+                session.reject_publish("NetStream.Publish.BadName", "This channel is already live.");
+                None
+            }
+        }
+    }
+}

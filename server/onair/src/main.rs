@@ -1,0 +1,114 @@
+//! `onair`: the command-line front of the OnAir server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use onair::channels::Channels;
+use onair::config::{CliOverrides, Config};
+
+/// OnAir: live video with LL-HLS. RTMP in, CMAF parts in RAM, LL-HLS out.
+#[derive(Debug, Parser)]
+#[command(name = "onair", version)]
+struct Cli {
+    /// TOML configuration file (default: ./onair.toml if present).
+    #[arg(long, global = true, env = "ONAIR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the channel database (env ONAIR_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the all-in-one server (RTMP ingest + LL-HLS origin).
+    Serve {
+        /// HTTP listen address (env ONAIR_HTTP_ADDR).
+        #[arg(long)]
+        http_addr: Option<SocketAddr>,
+        /// RTMP listen address (env ONAIR_RTMP_ADDR).
+        #[arg(long)]
+        rtmp_addr: Option<SocketAddr>,
+    },
+    /// Manage channels and stream keys.
+    Channel {
+        #[command(subcommand)]
+        action: ChannelAction,
+    },
+    /// Print the effective configuration as TOML.
+    Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelAction {
+    /// Create a channel and print its stream key.
+    Create {
+        /// Channel name: 1-64 of a-z, 0-9, _ and -.
+        name: String,
+    },
+    /// List channels with their stream keys.
+    List,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    onair::observability::init_logging();
+    let cli = Cli::parse();
+    let mut overrides = CliOverrides { data_dir: cli.data_dir.clone(), ..Default::default() };
+    if let Command::Serve { http_addr, rtmp_addr } = &cli.command {
+        overrides.http_addr = *http_addr;
+        overrides.rtmp_addr = *rtmp_addr;
+    }
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::Config => print!("{}", config.to_toml()),
+        Command::Channel { action } => {
+            let channels = Channels::open(&config.data_dir).await?;
+            match action {
+                ChannelAction::Create { name } => {
+                    let c = channels.create(&name).await?;
+                    println!("stream key for channel {}: {}", c.name, c.stream_key);
+                }
+                ChannelAction::List => {
+                    for c in channels.list().await? {
+                        println!("{}\t{}", c.name, c.stream_key);
+                    }
+                }
+            }
+        }
+        Command::Serve { .. } => {
+            let running = onair::server::start(&config).await.context("starting the server")?;
+            let host = config.public_host.clone().unwrap_or_else(|| display_host(running.rtmp_addr));
+            let http_host = config.public_host.clone().unwrap_or_else(|| display_host(running.http_addr));
+            let rtmp_url = format!("rtmp://{host}:{}/{}", running.rtmp_addr.port(), config.rtmp.app);
+            match &running.created_demo {
+                Some(demo) => {
+                    println!("stream key for channel demo: {}", demo.stream_key);
+                    println!("OBS: Settings > Stream > Service: Custom...  Server: {rtmp_url}  Stream Key: {}", demo.stream_key);
+                    println!(
+                        "ffmpeg: ffmpeg -re -i INPUT -c:v libx264 -preset veryfast -tune zerolatency -g 50 -c:a aac -f flv {rtmp_url}/{}",
+                        demo.stream_key
+                    );
+                }
+                None => println!("channels exist already: `onair channel list` shows their stream keys"),
+            }
+            println!("publish to {rtmp_url}/STREAM_KEY; watch http://{http_host}:{}/hls/CHANNEL/master.m3u8", running.http_addr.port());
+            tokio::select! {
+                _ = running.wait() => {}
+                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn display_host(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        addr.ip().to_string()
+    }
+}

@@ -1,0 +1,66 @@
+//! The LL-HLS origin: HTTP routes over the in-RAM [`onair_store::Store`].
+//!
+//! | route | serves |
+//! |---|---|
+//! | `GET /hls/{channel}/master.m3u8` | Multivariant Playlist |
+//! | `GET /hls/{channel}/{rendition}/index.m3u8` | Media Playlist; `_HLS_msn`/`_HLS_part` block, `_HLS_skip=YES` gives a delta update |
+//! | `GET /hls/{channel}/{rendition}/init.mp4` | init segment |
+//! | `GET /hls/{channel}/{rendition}/part{id}.m4s` | Partial Segment; the hinted next part waits until written |
+//! | `GET /hls/{channel}/{rendition}/seg{msn}.m4s` | complete segment (its parts back to back) |
+//!
+//! Responses carry Cache-Control per RFC 8216bis Appendix B, CORS for browsers, and gzip for
+//! playlists when asked. Metrics go through the `metrics` facade.
+
+mod media;
+mod playlists;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use onair_hls::cache::{cache_control, Response as CacheKind};
+use onair_store::Store;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
+
+/// Shared state of the origin routes.
+#[derive(Debug, Clone)]
+pub struct OriginState {
+    /// The store the routes read from.
+    pub store: Arc<Store>,
+}
+
+/// The origin's routes under `/hls`, with CORS and gzip for playlists.
+pub fn router(state: OriginState) -> Router {
+    let gzip_playlists = |_: StatusCode, _: Version, headers: &HeaderMap, _: &axum::http::Extensions| {
+        headers.get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/vnd.apple.mpegurl"))
+    };
+    Router::new()
+        .route("/hls/{channel}/master.m3u8", get(playlists::multivariant))
+        .route("/hls/{channel}/{rendition}/{file}", get(media::rendition_file))
+        .layer(CompressionLayer::new().gzip(true).compress_when(gzip_playlists))
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+/// Content type of playlists (RFC 8216bis §4).
+pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
+
+/// An error response with a Cache-Control lifetime for `kind` and a short text body; counted in
+/// `onair_http_errors_total{kind}`.
+pub(crate) fn error(status: StatusCode, kind: CacheKind, td: u32, reason: &str, metric_kind: &'static str) -> Response {
+    metrics::counter!("onair_http_errors_total", "kind" => metric_kind).increment(1);
+    tracing::debug!(%status, reason, "request refused");
+    let mut resp = (status, format!("{reason}\n")).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cache_control(kind, false, td)) {
+        resp.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+/// True for channel and rendition names we serve: 1–64 of `A-Z a-z 0-9 _ -`.
+pub(crate) fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}

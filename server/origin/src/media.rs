@@ -1,0 +1,122 @@
+//! Per-rendition resources: the Media Playlist, the init segment, parts and segments.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use onair_hls::cache::{cache_control, Response as CacheKind};
+use onair_store::Rendition;
+
+use crate::{error, playlists, valid_name, OriginState};
+
+/// What a file name in a rendition's folder names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    Playlist,
+    Init,
+    Part(u64),
+    Segment(u64),
+}
+
+fn parse_resource(file: &str) -> Option<Resource> {
+    let number = |s: &str| s.parse::<u64>().ok();
+    match file {
+        "index.m3u8" => Some(Resource::Playlist),
+        "init.mp4" => Some(Resource::Init),
+        _ => {
+            let stem = file.strip_suffix(".m4s")?;
+            if let Some(n) = stem.strip_prefix("part") {
+                number(n).map(Resource::Part)
+            } else {
+                stem.strip_prefix("seg").and_then(number).map(Resource::Segment)
+            }
+        }
+    }
+}
+
+/// `GET /hls/{channel}/{rendition}/{file}`.
+pub(crate) async fn rendition_file(
+    State(state): State<OriginState>,
+    Path((channel, rendition, file)): Path<(String, String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let td = 2;
+    let Some(resource) = parse_resource(&file) else {
+        return error(StatusCode::NOT_FOUND, CacheKind::Media, td, "no such resource", "not_found");
+    };
+    let broadcast = (valid_name(&channel) && valid_name(&rendition)).then(|| state.store.get(&channel)).flatten();
+    let Some((broadcast, r)) = broadcast.and_then(|b| b.rendition(&rendition).map(|r| (b, r))) else {
+        let kind = if resource == Resource::Playlist { CacheKind::Playlist } else { CacheKind::Media };
+        return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found");
+    };
+    match resource {
+        Resource::Playlist => playlists::media_playlist(broadcast, r, query).await,
+        Resource::Init => media_response(&r, vec![r.init()]),
+        Resource::Part(id) => part(&r, id).await,
+        Resource::Segment(msn) => match r.segment(msn) {
+            Some(parts) => media_response(&r, parts),
+            None => error(StatusCode::NOT_FOUND, CacheKind::Media, r.target_duration(), "segment not available", "not_found"),
+        },
+    }
+}
+
+/// Serves part `id`; if it is the hinted next part, waits (at most 3 × TD) until it is written.
+async fn part(r: &Rendition, id: u64) -> Response {
+    let td = r.target_duration();
+    if let Some(p) = r.part(id) {
+        return media_response(r, vec![p.data]);
+    }
+    let pos = r.position();
+    if id != pos.next_part_id || pos.ended {
+        return error(StatusCode::NOT_FOUND, CacheKind::Media, td, "part not available", "not_found");
+    }
+    let mut rx = r.subscribe();
+    let limit = Duration::from_secs(3 * u64::from(td));
+    let started = std::time::Instant::now();
+    let ready = tokio::time::timeout(limit, rx.wait_for(|p| p.next_part_id > id || p.ended)).await.is_ok_and(|r| r.is_ok());
+    metrics::histogram!("onair_hinted_part_wait_seconds").record(started.elapsed().as_secs_f64());
+    match (ready, r.part(id)) {
+        (true, Some(p)) => media_response(r, vec![p.data]),
+        _ => error(StatusCode::NOT_FOUND, CacheKind::Media, td, "hinted part was not produced", "not_found"),
+    }
+}
+
+/// A media response from shared chunks (no copy): Content-Type by track kind, Content-Length,
+/// immutable caching for 6 × TD. Counted in `onair_http_media_bytes_total`.
+fn media_response(r: &Rendition, chunks: Vec<Bytes>) -> Response {
+    let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    metrics::counter!("onair_http_media_bytes_total").increment(len);
+    let body = if chunks.len() == 1 {
+        Body::from(chunks.into_iter().next().unwrap_or_default())
+    } else {
+        Body::from_stream(futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>)))
+    };
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    let ct = if r.info().is_video { "video/mp4" } else { "audio/mp4" };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&cache_control(CacheKind::Media, true, r.target_duration())) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_names() {
+        assert_eq!(parse_resource("index.m3u8"), Some(Resource::Playlist));
+        assert_eq!(parse_resource("init.mp4"), Some(Resource::Init));
+        assert_eq!(parse_resource("part17.m4s"), Some(Resource::Part(17)));
+        assert_eq!(parse_resource("seg3.m4s"), Some(Resource::Segment(3)));
+        assert_eq!(parse_resource("seg.m4s"), None);
+        assert_eq!(parse_resource("part-1.m4s"), None);
+        assert_eq!(parse_resource("../etc/passwd"), None);
+    }
+}

@@ -1,0 +1,205 @@
+//! Playlist building: Multivariant from a broadcast's renditions, Media Playlists from a rendition
+//! snapshot, with blocking reload (RFC 8216bis §6.2.5.2).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use onair_hls::blocking::decide;
+use onair_hls::cache::{cache_control, Response as CacheKind};
+use onair_hls::{
+    AudioMedia, Decision, Directives, LiveEdge, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry,
+    RenditionReport, ServerControl, SkipRequest, Variant,
+};
+use onair_store::{Broadcast, Position, Rendition};
+
+use crate::{error, valid_name, OriginState, PLAYLIST_CONTENT_TYPE};
+
+/// Name of the audio group in the Multivariant Playlist.
+const AUDIO_GROUP: &str = "audio";
+/// Used for BANDWIDTH before the first part is measured, bits/s.
+const UNMEASURED_BANDWIDTH: u64 = 1_000_000;
+
+fn playlist_response(body: String, kind: CacheKind, td: u32) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_CONTENT_TYPE));
+    if let Ok(v) = HeaderValue::from_str(&cache_control(kind, true, td)) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+pub(crate) fn edge_of(p: &Position) -> LiveEdge {
+    LiveEdge { last_msn: p.last_msn, last_part: p.last_part, ended: p.ended }
+}
+
+/// `GET /hls/{channel}/master.m3u8`.
+pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel): Path<String>) -> Response {
+    let td = 2;
+    let Some(b) = valid_name(&channel).then(|| state.store.get(&channel)).flatten() else {
+        return error(StatusCode::NOT_FOUND, CacheKind::Playlist, td, "channel is not live", "not_found");
+    };
+    let renditions: Vec<Arc<Rendition>> = b.renditions();
+    if renditions.is_empty() {
+        return error(StatusCode::NOT_FOUND, CacheKind::Playlist, td, "channel has no media yet", "not_found");
+    }
+    metrics::counter!("onair_playlist_requests_total", "kind" => "multivariant").increment(1);
+    let td = renditions.iter().map(|r| r.target_duration()).max().unwrap_or(td);
+    playlist_response(build_multivariant(&renditions).render(), CacheKind::Playlist, td)
+}
+
+fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
+    let bitrate = |r: &Rendition| r.bitrate().unwrap_or((UNMEASURED_BANDWIDTH, UNMEASURED_BANDWIDTH));
+    let audio: Vec<&Arc<Rendition>> = renditions.iter().filter(|r| !r.info().is_video).collect();
+    let audio_peak = audio.iter().map(|r| bitrate(r).0).max().unwrap_or(0);
+    let audio_avg = audio.iter().map(|r| bitrate(r).1).max().unwrap_or(0);
+    let audio_codec = audio.first().map(|r| r.info().codec.clone());
+    let mut m = MultivariantPlaylist {
+        audio: audio
+            .iter()
+            .enumerate()
+            .map(|(i, r)| AudioMedia {
+                group_id: AUDIO_GROUP.into(),
+                name: r.info().name.clone(),
+                uri: format!("{}/index.m3u8", r.info().name),
+                channels: r.info().channels,
+                default: i == 0,
+            })
+            .collect(),
+        variants: Vec::new(),
+    };
+    for r in renditions.iter().filter(|r| r.info().is_video) {
+        let (peak, avg) = bitrate(r);
+        let mut codecs = vec![r.info().codec.clone()];
+        codecs.extend(audio_codec.clone());
+        m.variants.push(Variant {
+            uri: format!("{}/index.m3u8", r.info().name),
+            bandwidth: peak + audio_peak,
+            average_bandwidth: Some(avg + audio_avg),
+            codecs,
+            resolution: r.info().resolution,
+            frame_rate: r.info().frame_rate,
+            audio_group: audio_codec.as_ref().map(|_| AUDIO_GROUP.to_string()),
+        });
+    }
+    if m.variants.is_empty() {
+        // Audio-only broadcast: the audio rendition is the variant.
+        if let Some(a) = audio.first() {
+            let (peak, avg) = bitrate(a);
+            m.audio.clear();
+            m.variants.push(Variant {
+                uri: format!("{}/index.m3u8", a.info().name),
+                bandwidth: peak,
+                average_bandwidth: Some(avg),
+                codecs: vec![a.info().codec.clone()],
+                resolution: None,
+                frame_rate: None,
+                audio_group: None,
+            });
+        }
+    }
+    m.variants.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth));
+    m
+}
+
+/// `GET /hls/{channel}/{rendition}/index.m3u8[?_HLS_msn=M[&_HLS_part=P]][&_HLS_skip=YES]`.
+pub(crate) async fn media_playlist(broadcast: Arc<Broadcast>, rendition: Arc<Rendition>, pairs: Vec<(String, String)>) -> Response {
+    let td = rendition.target_duration();
+    let directives = match Directives::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, CacheKind::Playlist, td, &e.to_string(), "bad_directive"),
+    };
+    let kind = if directives.is_blocking() { CacheKind::BlockingPlaylist } else { CacheKind::Playlist };
+    metrics::counter!("onair_playlist_requests_total", "kind" => if directives.is_blocking() { "blocking" } else { "non_blocking" })
+        .increment(1);
+    // A rendition with no part yet: hold like a request for its first part.
+    let wait_for = if rendition.position().last_msn.is_none() && !directives.is_blocking() {
+        Directives { msn: Some(0), part: Some(0), skip: directives.skip }
+    } else {
+        directives
+    };
+    let part_target = rendition.snapshot().part_target;
+    match decide(&wait_for, &edge_of(&rendition.position()), part_target) {
+        Decision::Ready => {}
+        Decision::BadRequest(why) => return error(StatusCode::BAD_REQUEST, kind, td, why, "bad_directive"),
+        Decision::Wait => {
+            let started = std::time::Instant::now();
+            let mut rx = rendition.subscribe();
+            let limit = Duration::from_secs(3 * u64::from(td));
+            let waited = tokio::time::timeout(limit, rx.wait_for(|p| edge_of(p).satisfies(&wait_for) || p.ended))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            metrics::histogram!("onair_playlist_block_seconds").record(started.elapsed().as_secs_f64());
+            if !waited {
+                return error(StatusCode::SERVICE_UNAVAILABLE, kind, td, "the requested part did not appear in time", "block_timeout");
+            }
+        }
+    }
+    let playlist = build_media_playlist(&broadcast, &rendition, directives.skip);
+    playlist_response(playlist.render(), kind, rendition.target_duration())
+}
+
+fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: SkipRequest) -> MediaPlaylist {
+    let snap = rendition.snapshot();
+    let td = snap.target_duration;
+    // List parts for the segments within 3 × TD of the live edge (RFC 8216bis §4.4.4.9).
+    let mut parts_from = snap.segments.len();
+    let mut recent = 0.0;
+    for (i, s) in snap.segments.iter().enumerate().rev() {
+        if recent >= 3.0 * f64::from(td) {
+            break;
+        }
+        recent += s.duration;
+        parts_from = i;
+    }
+    let segments = snap
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| MediaSegment {
+            program_date_time: Some(s.program_date_time),
+            duration: s.duration,
+            uri: s.complete.then(|| format!("seg{}.m4s", s.msn)),
+            parts: if i >= parts_from {
+                s.parts
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (d, ind))| PartEntry { uri: format!("part{}.m4s", s.first_part_id + j as u64), duration: *d, independent: *ind })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect();
+    let server_control = ServerControl::for_targets(td, snap.part_target);
+    let rendition_reports = broadcast
+        .renditions()
+        .iter()
+        .filter(|r| r.info().name != rendition.info().name)
+        .filter_map(|r| {
+            let p = r.position();
+            p.last_msn.map(|m| RenditionReport { uri: format!("../{}/index.m3u8", r.info().name), last_msn: m, last_part: p.last_part })
+        })
+        .collect();
+    let mut playlist = MediaPlaylist {
+        target_duration: td,
+        media_sequence: snap.segments.first().map(|s| s.msn).unwrap_or(0),
+        part_target: Some(snap.part_target),
+        server_control: Some(server_control),
+        map_uri: "init.mp4".into(),
+        skipped_segments: 0,
+        segments,
+        preload_hint: Some(format!("part{}.m4s", snap.next_part_id)),
+        rendition_reports,
+        endlist: snap.ended,
+    };
+    if skip == SkipRequest::Yes {
+        if let Some(until) = server_control.can_skip_until {
+            playlist.skip_older_than(until);
+        }
+    }
+    playlist
+}
