@@ -1,0 +1,195 @@
+//! Shared harness: an in-process `onair` server on loopback ports, a real ffmpeg publisher, and
+//! helpers to read what the server serves.
+#![allow(dead_code, missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use onair::config::Config;
+
+/// The repository root (tests/e2e/../..).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// `../shared/media` beside the checkout.
+pub fn shared_media(name: &str) -> PathBuf {
+    let p = repo_root().join("../shared/media").join(name);
+    assert!(p.exists(), "missing sample media {}", p.display());
+    p
+}
+
+static FIXTURE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The real sample (Big Buck Bunny, 720p25, 5.1 AAC) encoded once the way OBS would send it:
+/// x264 with a key frame every 2 s, stereo AAC; three loops (15.84 s), so publishing it with
+/// `-c copy -stream_loop -1` costs no CPU.
+pub fn obs_like_fixture() -> PathBuf {
+    let mut guard = FIXTURE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_ref() {
+        return p.clone();
+    }
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bbb-obs-like-v1.mp4");
+    if !out.exists() {
+        let tmp = out.with_extension("tmp.mp4");
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "2", "-i"])
+            .arg(shared_media("bigbuckbunny.mp4"))
+            .args([
+                "-t", "15.84", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "50",
+                "-keyint_min", "50", "-sc_threshold", "0", "-b:v", "1500k", "-c:a", "aac", "-ac", "2", "-b:a", "128k",
+            ])
+            .arg(&tmp)
+            .status()
+            .expect("ffmpeg must be installed (infra/setup.sh)");
+        assert!(status.success(), "encoding the fixture failed");
+        std::fs::rename(&tmp, &out).expect("rename fixture");
+    }
+    *guard = Some(out.clone());
+    out
+}
+
+/// A running in-process server with its own data directory.
+pub struct TestServer {
+    pub running: onair::server::Running,
+    pub key: String,
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            http_addr: "127.0.0.1:0".parse().expect("addr"),
+            rtmp_addr: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let running = onair::server::start(&config).await.expect("server starts");
+        let key = running.created_demo.as_ref().expect("demo channel created").stream_key.clone();
+        TestServer { http: running.http_addr, rtmp: running.rtmp_addr, key, running, _dir: dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{}", self.rtmp, key)
+    }
+
+    /// Starts ffmpeg publishing the OBS-like fixture in a loop, in real time.
+    pub fn publish(&self) -> Publisher {
+        Publisher::start(&obs_like_fixture(), &self.rtmp_url(&self.key))
+    }
+
+    /// Waits until the channel's playlists list at least `segments` complete segments in every rendition.
+    pub async fn wait_segments(&self, channel: &str, segments: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = async {
+                let master = get_text(&self.url(&format!("/hls/{channel}/master.m3u8"))).await?;
+                for rendition in ["source", "audio"] {
+                    if !master.contains(&format!("{rendition}/index.m3u8")) {
+                        return None;
+                    }
+                    let media = get_text(&self.url(&format!("/hls/{channel}/{rendition}/index.m3u8"))).await?;
+                    if media.matches("#EXTINF").count() < segments {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+            .await;
+            if ok.is_some() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "channel {channel} did not reach {segments} segments");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// An ffmpeg process publishing over RTMP; killed on drop.
+pub struct Publisher {
+    pub child: Child,
+}
+
+impl Publisher {
+    pub fn start(input: &Path, url: &str) -> Publisher {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i"])
+            .arg(input)
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ffmpeg must be installed");
+        Publisher { child }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+pub async fn get_text(url: &str) -> Option<String> {
+    let r = client().get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
+}
+
+/// Parses a playlist with the independent Python `m3u8` package (tests/e2e/parse_playlist.py).
+pub fn parse_with_m3u8(url: &str) -> serde_json::Value {
+    let script = repo_root().join("tests/e2e/parse_playlist.py");
+    let out = Command::new("python3").arg(script).arg(url).output().expect("python3");
+    assert!(out.status.success(), "m3u8 parser failed on {url}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("parser json")
+}
+
+/// Last segment's MSN and last part index from a Media Playlist's text.
+pub fn live_edge(playlist: &str) -> (u64, u32) {
+    let mut msn: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("media sequence");
+    let mut part: i64 = -1;
+    let mut last_msn = msn;
+    let mut last_part = 0;
+    for line in playlist.lines() {
+        if line.starts_with("#EXT-X-PART:") {
+            part += 1;
+            last_msn = msn;
+            last_part = part as u32;
+        } else if line.starts_with("#EXTINF") {
+            msn += 1;
+            part = -1;
+        }
+    }
+    (last_msn, last_part)
+}

@@ -1,0 +1,119 @@
+//! Bad publishers and slow peers against a live channel: each bad connection is closed cleanly and
+//! the live channel keeps serving parts on time.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection; returns how long that took.
+async fn until_closed(stream: &mut TcpStream, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("server did not close the connection within {limit:?}"),
+        }
+    }
+}
+
+/// Connects and completes the RTMP handshake.
+async fn handshaken(server: &TestServer) -> TcpStream {
+    let mut s = TcpStream::connect(server.rtmp).await.expect("connect");
+    let mut c0c1 = vec![3u8];
+    c0c1.extend_from_slice(&[0x5a; 1536]);
+    s.write_all(&c0c1).await.expect("C0C1");
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    s.read_exact(&mut s0s1s2).await.expect("S0S1S2");
+    assert_eq!(s0s1s2[0], 3);
+    s.write_all(&[0x5a; 1536]).await.expect("C2");
+    s
+}
+
+/// Asserts that a blocking request for the next part of the live channel is answered promptly.
+async fn live_channel_is_healthy(server: &TestServer) {
+    let playlist = server.url("/hls/demo/source/index.m3u8");
+    let text = get_text(&playlist).await.expect("playlist");
+    let (msn, part) = live_edge(&text);
+    let t = Instant::now();
+    let r = client().get(format!("{playlist}?_HLS_msn={msn}&_HLS_part={}", part + 1)).send().await.expect("blocking");
+    assert_eq!(r.status(), 200);
+    assert!(t.elapsed() < Duration::from_millis(1500), "next part took {:?}", t.elapsed());
+}
+
+fn run_ffmpeg_publish(input: &std::path::Path, url: &str) -> std::process::Output {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-t", "5", "-i"])
+        .arg(input)
+        .args(["-c", "copy", "-f", "flv", url])
+        .output()
+        .expect("ffmpeg")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_peers_are_closed_and_the_live_channel_keeps_going() {
+    let server = TestServer::start_with(|c| {
+        c.rtmp.handshake_timeout_ms = 1500;
+        c.rtmp.idle_timeout_ms = 3000;
+        c.rtmp.max_message_size = 1 << 20;
+    })
+    .await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 1).await;
+
+    // Not RTMP at all.
+    let mut s = TcpStream::connect(server.rtmp).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    until_closed(&mut s, Duration::from_secs(3)).await;
+
+    // Random bytes after a good handshake.
+    let mut s = handshaken(&server).await;
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let _ = s.write_all(&garbage).await;
+    until_closed(&mut s, Duration::from_secs(5)).await;
+
+    // A chunk announcing a 16 MiB message (over the 1 MiB cap).
+    let mut s = handshaken(&server).await;
+    let _ = s.write_all(&[0x03, 0, 0, 0, 0xff, 0xff, 0xff, 9, 1, 0, 0, 0, 0xde, 0xad]).await;
+    until_closed(&mut s, Duration::from_secs(3)).await;
+
+    // Truncated handshake, then silence: closed after the handshake timeout.
+    let mut s = TcpStream::connect(server.rtmp).await.expect("connect");
+    s.write_all(&[3u8; 700]).await.expect("write");
+    let took = until_closed(&mut s, Duration::from_secs(6)).await;
+    assert!(took >= Duration::from_millis(1000), "closed too early: {took:?}");
+
+    // Slow HTTP viewers that request media and never read it.
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut v = TcpStream::connect(server.http).await.expect("connect");
+        v.write_all(b"GET /hls/demo/source/init.mp4 HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        stalled.push(v);
+    }
+
+    // A wrong stream key: ffmpeg is refused and exits with an error.
+    let fixture = obs_like_fixture();
+    let bad_url = server.rtmp_url("live_not_a_key");
+    let f = fixture.clone();
+    let out = tokio::task::spawn_blocking(move || run_ffmpeg_publish(&f, &bad_url)).await.expect("join");
+    assert!(!out.status.success(), "ffmpeg with a wrong key should fail");
+    println!("wrong key: ffmpeg said {}", String::from_utf8_lossy(&out.stderr).trim());
+
+    // A second publisher on the live channel is refused too.
+    let url = server.rtmp_url(&server.key);
+    let out = tokio::task::spawn_blocking(move || run_ffmpeg_publish(&fixture, &url)).await.expect("join");
+    assert!(!out.status.success(), "a second publisher should be refused");
+
+    live_channel_is_healthy(&server).await;
+    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
+    for kind in ["rtmp_protocol", "bad_stream_key", "already_live", "handshake_timeout"] {
+        assert!(metrics.contains(&format!("onair_errors_total{{kind=\"{kind}\"}}")), "no error metric for {kind}");
+    }
+    drop(stalled);
+}
