@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Measures the live slice on this machine and prints the figures the live-slice issue asks for:
+#   1. ingest-to-part-available latency (RTMP message arrival -> its part servable), p50/p95, from /metrics;
+#   2. hls.js end-to-end latency (EXT-X-PROGRAM-DATE-TIME against the wall clock) on OnAir, and on a peer
+#      in the same run: FFmpeg's own HLS muxer (1 s fMP4 segments, the best it does) served by a static server;
+#   3. RSS of the onair process with one live channel.
+# Usage: bash tests/bench_latency.sh [SECONDS_OF_PLAYBACK]   (default 20). Needs infra/setup.sh done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PLAY=${1:-20}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+cargo build --release -q -p onair
+fixture=target/bench-bbb-obs-like.mp4
+if [ ! -f "$fixture" ]; then
+  ffmpeg -hide_banner -loglevel error -y -stream_loop 2 -i ../shared/media/bigbuckbunny.mp4 -t 15.84 \
+    -c:v libx264 -preset veryfast -tune zerolatency -g 50 -keyint_min 50 -sc_threshold 0 -b:v 1500k \
+    -c:a aac -ac 2 -b:a 128k "$fixture.tmp.mp4"
+  mv "$fixture.tmp.mp4" "$fixture"
+fi
+
+http=$(free_port); rtmp=$(free_port); peer=$(free_port)
+RUST_LOG=warn target/release/onair serve --data-dir "$work/data" --http-addr 127.0.0.1:$http --rtmp-addr 127.0.0.1:$rtmp > "$work/serve.log" 2>&1 &
+server_pid=$!; pids+=($server_pid)
+for _ in $(seq 50); do grep -q "stream key for channel demo" "$work/serve.log" && break; sleep 0.1; done
+key=$(grep "stream key for channel demo" "$work/serve.log" | awk '{print $NF}')
+
+ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$fixture" -c copy -f flv "rtmp://127.0.0.1:$rtmp/live/$key" &
+pids+=($!)
+# The peer: the same input through FFmpeg's HLS muxer, served as static files.
+mkdir -p "$work/peer"
+ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$fixture" -c copy -f hls -hls_time 1 \
+  -hls_segment_type fmp4 -hls_list_size 6 -hls_flags delete_segments+program_date_time+independent_segments \
+  "$work/peer/index.m3u8" &
+pids+=($!)
+(cd "$work/peer" && exec python3 -m http.server "$peer" --bind 127.0.0.1 > /dev/null 2>&1) &
+pids+=($!)
+sleep 6
+
+play() { node tests/browser/hlsjs-play.mjs "$1" "$2" "$PLAY"; }
+play "http://127.0.0.1:$http/" "http://127.0.0.1:$http/hls/demo/master.m3u8" > "$work/onair.json"
+play "http://127.0.0.1:$peer/" "http://127.0.0.1:$peer/index.m3u8" > "$work/peer.json"
+
+curl -s "http://127.0.0.1:$http/metrics" > "$work/metrics.txt"
+rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$server_pid/status)
+
+python3 - "$work" "$rss_kb" <<'PY'
+import json, re, sys
+work, rss_kb = sys.argv[1], int(sys.argv[2])
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))] if xs else float("nan")
+def latency(name):
+    d = json.load(open(f"{work}/{name}.json"))
+    s = d["samples"]
+    # Skip the first quarter: start-up, before the player settles on its target.
+    lat = [x["pdtLatency"] for x in s[len(s) // 4:] if x["pdtLatency"] is not None]
+    return pct(lat, 0.5), pct(lat, 0.95), d["stalls"], d["firstFrameMs"]
+m = open(f"{work}/metrics.txt").read()
+q = {float(k): float(v) for k, v in re.findall(r'onair_ingest_to_part_seconds\{quantile="([0-9.]+)"\} ([0-9.e+-]+)', m)}
+o50, o95, ostalls, ofirst = latency("onair")
+p50, p95, pstalls, pfirst = latency("peer")
+print(f"ingest-to-part latency: p50 {q.get(0.5, float('nan'))*1000:.1f} ms, p95 {q.get(0.95, float('nan'))*1000:.1f} ms")
+print(f"hls.js latency on OnAir LL-HLS:   p50 {o50:.3f} s, p95 {o95:.3f} s (stalls {ostalls}, first frame {ofirst:.0f} ms)")
+print(f"hls.js latency on ffmpeg HLS 1 s: p50 {p50:.3f} s, p95 {p95:.3f} s (stalls {pstalls}, first frame {pfirst:.0f} ms)")
+print(f"latency ratio OnAir/ffmpeg-HLS: p50 {o50/p50:.2f}, p95 {o95/p95:.2f}")
+print(f"onair RSS with one live channel: {rss_kb/1024:.1f} MiB")
+PY
