@@ -191,11 +191,6 @@ mod tests {
     use super::*;
     use onair_media::{AacConfig, AvcConfig};
 
-    const AVCC_720P: &[u8] = &[
-        0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb,
-        0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60, 0x01, 0x00,
-        0x04, 0x68, 0xef, 0x8f, 0xcb, 0xfd, 0xf8, 0xf8, 0x00,
-    ];
 
     /// Runs ffprobe (an independent reader) on `file` and returns (stream json, packets json).
     fn ffprobe(file: &[u8]) -> (serde_json::Value, Vec<serde_json::Value>) {
@@ -214,7 +209,7 @@ mod tests {
 
     #[test]
     fn ffprobe_reads_video_track() {
-        let cfg = TrackConfig::Avc(AvcConfig::parse(AVCC_720P).expect("avcc"));
+        let cfg = TrackConfig::Avc(AvcConfig::parse(onair_media::avc::SAMPLE_AVCC_720P).expect("avcc"));
         let mut file = init_segment(1, &cfg).expect("init").to_vec();
         // One length-prefixed NAL unit: IDR slice (type 5) or non-IDR slice (type 1).
         let sample = |key: bool, n: u8| {

@@ -255,11 +255,6 @@ mod tests {
     use super::*;
     use onair_media::{AacConfig, AvcConfig};
 
-    const AVCC_720P: &[u8] = &[
-        0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb,
-        0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60, 0x01, 0x00,
-        0x04, 0x68, 0xef, 0x8f, 0xcb, 0xfd, 0xf8, 0xf8, 0x00,
-    ];
 
     fn frame(dts: u64, keyframe: bool) -> Frame {
         Frame { dts, cts_offset: 0, keyframe, data: Bytes::from_static(b"x"), received: Instant::now() }
@@ -267,7 +262,7 @@ mod tests {
 
     fn packager() -> Packager {
         let mut p = Packager::new(PackagerConfig::default());
-        p.set_track(&TrackConfig::Avc(AvcConfig::parse(AVCC_720P).expect("avcc")));
+        p.set_track(&TrackConfig::Avc(AvcConfig::parse(onair_media::avc::SAMPLE_AVCC_720P).expect("avcc")));
         p.set_track(&TrackConfig::Aac(AacConfig::parse(&[0x11, 0x90]).expect("asc")));
         p
     }

@@ -23,6 +23,14 @@ pub struct AvcConfig {
     pub frame_rate: Option<f64>,
 }
 
+/// A real AVCDecoderConfigurationRecord, written by Debian's FFmpeg 5.1 with libx264 for 1280x720
+/// High@3.1 (the `avcC` box of an mp4). For tests and examples in every crate.
+pub const SAMPLE_AVCC_720P: &[u8] = &[
+    0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01,
+    0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60, 0x01, 0x00, 0x04, 0x68,
+    0xef, 0x8f, 0xcb, 0xfd, 0xf8, 0xf8, 0x00,
+];
+
 impl AvcConfig {
     /// Parses an AVCDecoderConfigurationRecord and its first SPS (ITU-T H.264 §7.3.2.1.1).
     ///
@@ -57,16 +65,9 @@ impl AvcConfig {
 mod tests {
     use super::*;
 
-    /// AVCDecoderConfigurationRecord written by Debian's ffmpeg/libx264 for 1280x720 High@3.1 (`avcC` of an mp4).
-    pub(crate) const X264_720P: &[u8] = &[
-        0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb,
-        0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60, 0x01, 0x00,
-        0x04, 0x68, 0xef, 0x8f, 0xcb, 0xfd, 0xf8, 0xf8, 0x00,
-    ];
-
     #[test]
     fn parses_x264_record() {
-        let cfg = AvcConfig::parse(X264_720P).expect("parse");
+        let cfg = AvcConfig::parse(SAMPLE_AVCC_720P).expect("parse");
         assert_eq!((cfg.width, cfg.height), (1280, 720));
         assert_eq!(cfg.codec_string(), "avc1.64001f");
         assert_eq!(cfg.nal_length_size(), 4);
@@ -74,7 +75,7 @@ mod tests {
 
     #[test]
     fn rejects_truncated_record() {
-        assert!(AvcConfig::parse(&X264_720P[..10]).is_err());
+        assert!(AvcConfig::parse(&SAMPLE_AVCC_720P[..10]).is_err());
         assert!(AvcConfig::parse(&[]).is_err());
     }
 }

@@ -158,6 +158,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 
@@ -168,14 +169,14 @@ mod tests {
             jail.set_env("ONAIR_DATA_DIR", "from-env");
             jail.set_env("ONAIR_HLS__WINDOW_SEGMENTS", "20");
             let cli = CliOverrides { rtmp_addr: Some(([127, 0, 0, 1], 2222).into()), ..Default::default() };
-            let cfg = Config::load(Some(Path::new("my.toml")), &cli).map_err(|e| e.to_string())?;
+            let cfg = Config::load(Some(Path::new("my.toml")), &cli).expect("loads");
             assert_eq!(cfg.http_addr, ([127, 0, 0, 1], 1111).into());
             assert_eq!(cfg.rtmp_addr, ([127, 0, 0, 1], 2222).into());
             assert_eq!(cfg.data_dir, PathBuf::from("from-env"));
             assert_eq!(cfg.hls.part_target_ms, 300);
             assert_eq!(cfg.hls.window_segments, 20);
             let cli = CliOverrides { data_dir: Some("from-cli".into()), ..Default::default() };
-            let cfg = Config::load(Some(Path::new("my.toml")), &cli).map_err(|e| e.to_string())?;
+            let cfg = Config::load(Some(Path::new("my.toml")), &cli).expect("loads");
             assert_eq!(cfg.data_dir, PathBuf::from("from-cli"));
             Ok(())
         });

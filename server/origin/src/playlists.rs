@@ -101,7 +101,7 @@ fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
             });
         }
     }
-    m.variants.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth));
+    m.variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
     m
 }
 

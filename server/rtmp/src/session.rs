@@ -212,15 +212,13 @@ impl ServerSession {
             types::SET_CHUNK_SIZE => self.decoder.set_chunk_size(be32(&msg.payload)? & 0x7FFF_FFFF)?,
             types::ABORT => self.decoder.abort(be32(&msg.payload)?),
             types::WINDOW_ACK_SIZE => self.ack_window = be32(&msg.payload)?,
-            types::USER_CONTROL => {
-                // Ping Request (event 6) gets a Ping Response (event 7) with the same timestamp.
-                if msg.payload.len() >= 6 && msg.payload[..2] == [0, 6] {
-                    let mut resp = vec![0, 7];
-                    resp.extend_from_slice(&msg.payload[2..6]);
-                    self.send(CSID_CONTROL, types::USER_CONTROL, 0, &resp);
-                }
+            // Ping Request (event 6) gets a Ping Response (event 7) with the same timestamp.
+            types::USER_CONTROL if msg.payload.len() >= 6 && msg.payload[..2] == [0, 6] => {
+                let mut resp = vec![0, 7];
+                resp.extend_from_slice(&msg.payload[2..6]);
+                self.send(CSID_CONTROL, types::USER_CONTROL, 0, &resp);
             }
-            types::ACK | types::SET_PEER_BANDWIDTH | types::DATA_AMF0 | types::DATA_AMF3 => {}
+            types::USER_CONTROL | types::ACK | types::SET_PEER_BANDWIDTH | types::DATA_AMF0 | types::DATA_AMF3 => {}
             types::AUDIO | types::VIDEO if self.phase == Phase::Publishing => {
                 let (timestamp, payload) = (msg.timestamp, msg.payload);
                 self.events.push_back(if msg.type_id == types::VIDEO {

@@ -197,7 +197,7 @@ impl Publisher {
         ingest_error("media");
         // Log the first few, then every 100th, so a broken encoder cannot flood the log.
         self.warned += 1;
-        if self.warned <= 5 || self.warned % 100 == 0 {
+        if self.warned <= 5 || self.warned.is_multiple_of(100) {
             tracing::warn!(channel = self.broadcast.channel(), count = self.warned, "{what}: {detail}");
         }
     }
