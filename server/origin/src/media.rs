@@ -49,7 +49,11 @@ pub(crate) async fn rendition_file(
     };
     let broadcast = (valid_name(&channel) && valid_name(&rendition)).then(|| state.store.get(&channel)).flatten();
     let Some((broadcast, r)) = broadcast.and_then(|b| b.rendition(&rendition).map(|r| (b, r))) else {
-        let kind = if resource == Resource::Playlist { CacheKind::Playlist } else { CacheKind::Media };
+        let kind = match resource {
+            Resource::Playlist if query.iter().any(|(k, _)| k == "_HLS_msn") => CacheKind::BlockingPlaylist,
+            Resource::Playlist => CacheKind::Playlist,
+            _ => CacheKind::Media,
+        };
         return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found");
     };
     match resource {

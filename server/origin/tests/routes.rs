@@ -1,0 +1,118 @@
+//! The origin's routes driven in-process with `tower::ServiceExt::oneshot` over a real store,
+//! with tokio's clock paused so the 3 × target duration limits run instantly.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use onair_origin::{router, OriginState};
+use onair_store::{Rendition, RenditionInfo, Store, TimelineConfig};
+use tower::ServiceExt;
+
+fn setup() -> (axum::Router, Arc<Store>, Arc<Rendition>) {
+    let store = Arc::new(Store::new(TimelineConfig::default()));
+    let b = store.start("demo").expect("start");
+    let info = RenditionInfo {
+        name: "source".into(),
+        is_video: true,
+        codec: "avc1.64001f".into(),
+        resolution: Some((1280, 720)),
+        frame_rate: Some(25.0),
+        channels: None,
+        timescale: 90_000,
+    };
+    let r = b.add_rendition(info, Bytes::from_static(b"init"));
+    (router(OriginState { store: store.clone() }), store, r)
+}
+
+fn add_parts(r: &Rendition, n: u64) {
+    for i in 0..n {
+        let id = r.position().next_part_id;
+        r.append_part(id % 10 == 0, SystemTime::now(), 18_000, id % 10 == 0, Bytes::from(vec![i as u8; 8]));
+    }
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String, String) {
+    let resp = app.clone().oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response");
+    let status = resp.status();
+    let cc = resp.headers().get("cache-control").map(|v| v.to_str().unwrap_or("").to_string()).unwrap_or_default();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, cc, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_request_times_out_with_503_after_three_target_durations() {
+    let (app, _store, r) = setup();
+    add_parts(&r, 3);
+    let started = tokio::time::Instant::now();
+    let (status, cc, _) = get(&app, "/hls/demo/source/index.m3u8?_HLS_msn=0&_HLS_part=5").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(started.elapsed(), Duration::from_secs(6), "3 x TD with TD = 2 s");
+    assert_eq!(cc, "public, max-age=8");
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_request_wakes_when_the_part_lands() {
+    let (app, _store, r) = setup();
+    add_parts(&r, 3);
+    let app2 = app.clone();
+    let waiter = tokio::spawn(async move { get(&app2, "/hls/demo/source/index.m3u8?_HLS_msn=0&_HLS_part=4").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "must hold until part 4 exists");
+    add_parts(&r, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished());
+    add_parts(&r, 1);
+    let (status, cc, body) = waiter.await.expect("join");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cc, "public, max-age=12");
+    assert!(body.contains("part4.m4s") && body.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part5.m4s\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn part_past_segment_end_means_next_segment_and_endlist_releases_waiters() {
+    let (app, _store, r) = setup();
+    add_parts(&r, 10); // segment 0: parts 0..=9
+    let app2 = app.clone();
+    // Part 12 of segment 0 does not exist: it means part 0 of segment 1.
+    let waiter = tokio::spawn(async move { get(&app2, "/hls/demo/source/index.m3u8?_HLS_msn=0&_HLS_part=12").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished());
+    add_parts(&r, 1); // part 10 starts segment 1
+    assert_eq!(waiter.await.expect("join").0, StatusCode::OK);
+
+    let app3 = app.clone();
+    let waiter = tokio::spawn(async move { get(&app3, "/hls/demo/source/index.m3u8?_HLS_msn=2").await });
+    let hinted = {
+        let app4 = app.clone();
+        tokio::spawn(async move { get(&app4, "/hls/demo/source/part11.m4s").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    r.end();
+    let (status, _, body) = waiter.await.expect("join");
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.ends_with("#EXT-X-ENDLIST\n") && !body.contains("PRELOAD-HINT"));
+    assert_eq!(hinted.await.expect("join").0, StatusCode::NOT_FOUND, "a hinted part that will never exist is a 404");
+}
+
+#[tokio::test]
+async fn bad_requests_and_unknown_resources() {
+    let (app, _store, r) = setup();
+    add_parts(&r, 3);
+    assert_eq!(get(&app, "/hls/demo/source/index.m3u8?_HLS_part=1").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(get(&app, "/hls/demo/source/index.m3u8?_HLS_msn=3").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(get(&app, "/hls/demo/source/index.m3u8?_HLS_msn=abc").await.0, StatusCode::BAD_REQUEST);
+    let (status, cc, _) = get(&app, "/hls/nope/source/index.m3u8?_HLS_msn=1").await;
+    assert_eq!((status, cc.as_str()), (StatusCode::NOT_FOUND, "public, max-age=8"));
+    assert_eq!(get(&app, "/hls/demo/source/part99.m4s").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&app, "/hls/demo/source/seg0.m4s").await.0, StatusCode::NOT_FOUND, "open segment");
+    assert_eq!(get(&app, "/hls/demo/source/whatever.txt").await.0, StatusCode::NOT_FOUND);
+    let (status, cc, body) = get(&app, "/hls/demo/source/part1.m4s").await;
+    assert_eq!((status, cc.as_str(), body.len()), (StatusCode::OK, "public, max-age=12, immutable", 8));
+    let (status, _, body) = get(&app, "/hls/demo/master.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("RESOLUTION=1280x720") && body.contains("source/index.m3u8"));
+}
