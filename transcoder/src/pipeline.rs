@@ -1,0 +1,430 @@
+//! The transcode thread: decode once, scale and encode every rung, keyframes aligned to the source.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ffmpeg_next as ff;
+use ff::codec::threading;
+use ff::format::Pixel;
+use ff::software::scaling;
+use ff::util::frame::video::Video as VideoFrame;
+use ff::{Dictionary, Packet, Rational};
+use onair_media::avc::{annexb_nal_units, avcc_nal_units, nal_type, to_avcc};
+use onair_media::{AvcConfig, Frame, VIDEO_TIMESCALE};
+
+use crate::ladder::PlannedRung;
+use crate::TranscodeError;
+
+/// libx264 settings shared by every rung.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncoderSettings {
+    /// x264 preset. Default `veryfast`.
+    pub preset: String,
+    /// x264 tune. Default `zerolatency` (no lookahead, no frame threading delay).
+    pub tune: String,
+    /// Frames the input queue holds before source frames are dropped (to the next key frame).
+    pub queue_frames: usize,
+    /// Encode lag (source arrival to encoded frame) past which low-priority rungs shed frames.
+    pub max_lag: Duration,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        EncoderSettings { preset: "veryfast".into(), tune: "zerolatency".into(), queue_frames: 60, max_lag: Duration::from_millis(400) }
+    }
+}
+
+/// What the transcoder produces, delivered to the sink on the transcode thread.
+#[derive(Debug)]
+pub enum Output {
+    /// Rung `rung` (index into the planned ladder) has this decoder configuration (sent before its
+    /// first frame, and again if it changes).
+    Config {
+        /// Index into the planned ladder.
+        rung: usize,
+        /// SPS/PPS of the encoded stream.
+        config: AvcConfig,
+    },
+    /// An encoded frame of rung `rung`, timestamps in 90 kHz ticks on the source's timeline.
+    Frame {
+        /// Index into the planned ladder.
+        rung: usize,
+        /// The frame; `received` is the source frame's ingest arrival time.
+        frame: Frame,
+    },
+    /// Rung `rung` failed and was stopped; the others go on.
+    Failed {
+        /// Index into the planned ladder.
+        rung: usize,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// A running transcode session. Dropping it stops the thread after the frames already queued.
+#[derive(Debug)]
+pub struct Transcoder {
+    tx: Option<SyncSender<Frame>>,
+    resync: bool,
+    thread: Option<JoinHandle<()>>,
+    rung_names: Vec<String>,
+}
+
+impl Transcoder {
+    /// Starts a session for a source with configuration `source`, producing `rungs` with `settings`.
+    /// `sink` is called on the transcode thread for every [`Output`].
+    ///
+    /// Errors: [`TranscodeError::MissingCodec`] when FFmpeg has no H.264 decoder or libx264;
+    /// [`TranscodeError::Ffmpeg`] when a codec cannot be opened; [`TranscodeError::Thread`].
+    pub fn start(
+        source: &AvcConfig,
+        rungs: Vec<PlannedRung>,
+        settings: EncoderSettings,
+        sink: impl FnMut(Output) + Send + 'static,
+    ) -> Result<Self, TranscodeError> {
+        ff::init()?;
+        ff::util::log::set_level(ff::util::log::Level::Error);
+        let fps = source.frame_rate.unwrap_or(30.0);
+        let (tx, rx) = sync_channel(settings.queue_frames.max(1));
+        let parameter_sets = parameter_sets_annexb(source);
+        let rung_names = rungs.iter().map(|r| r.name.clone()).collect();
+        // FFmpeg contexts are not Send: they are opened on the thread that uses them, and the
+        // result of opening is reported back before `start` returns.
+        let (ready_tx, ready_rx) = sync_channel::<Result<(), TranscodeError>>(1);
+        let thread = std::thread::Builder::new().name("onair-transcode".into()).spawn(move || {
+            let opened = open_decoder().and_then(|decoder| {
+                let encoders = rungs
+                    .iter()
+                    .map(|r| RungEncoder::open(r, &settings, fps).map(Some))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((decoder, encoders))
+            });
+            let (decoder, encoders) = match opened {
+                Ok(v) => {
+                    let _ = ready_tx.send(Ok(()));
+                    v
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let worker = Worker {
+                decoder,
+                encoders,
+                rungs,
+                settings,
+                parameter_sets,
+                sink: Box::new(sink),
+                keyframes: VecDeque::new(),
+                received: HashMap::new(),
+            };
+            worker.run(rx);
+        })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(TranscodeError::MissingCodec("a working transcode thread")),
+        }
+        Ok(Transcoder { tx: Some(tx), resync: false, thread: Some(thread), rung_names })
+    }
+
+    /// Queues a source frame without ever blocking. When the queue is full the frame is dropped
+    /// and so is every following frame up to the next key frame (the decoder needs whole GOPs).
+    /// Returns false when the frame was dropped.
+    pub fn push(&mut self, frame: &Frame) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        if self.resync && !frame.keyframe {
+            self.count_drop("queue_full");
+            return false;
+        }
+        match tx.try_send(frame.clone()) {
+            Ok(()) => {
+                self.resync = false;
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                self.resync = true;
+                self.count_drop("queue_full");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.tx = None;
+                false
+            }
+        }
+    }
+
+    fn count_drop(&self, reason: &'static str) {
+        for name in &self.rung_names {
+            metrics::counter!("onair_transcode_dropped_frames_total", "rendition" => name.clone(), "reason" => reason).increment(1);
+        }
+    }
+
+    /// Ends the session and waits for the thread to flush and exit.
+    pub fn finish(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Transcoder {
+    fn drop(&mut self) {
+        // Closing the channel lets the thread finish on its own; never block the caller here.
+        self.tx = None;
+    }
+}
+
+fn open_decoder() -> Result<ff::decoder::Video, TranscodeError> {
+    let codec = ff::decoder::find(ff::codec::Id::H264).ok_or(TranscodeError::MissingCodec("an H.264 decoder"))?;
+    let mut ctx = ff::codec::Context::new_with_codec(codec);
+    // Slice threads only: frame threads would add one frame of delay per thread.
+    ctx.set_threading(threading::Config { kind: threading::Type::Slice, count: 0, safe: false });
+    let mut dec = ctx.decoder();
+    dec.set_packet_time_base(Rational(1, VIDEO_TIMESCALE as i32));
+    Ok(dec.video()?)
+}
+
+/// The source's SPS and PPS in Annex B form, put in front of every key frame for the decoder.
+fn parameter_sets_annexb(source: &AvcConfig) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ps in source.avcc.sequence_parameter_sets.iter().chain(&source.avcc.picture_parameter_sets) {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(ps);
+    }
+    out
+}
+
+struct RungEncoder {
+    encoder: ff::encoder::Video,
+    scaler: Option<(scaling::Context, Pixel, u32, u32)>,
+    width: u32,
+    height: u32,
+    frame_interval: i64,
+    next_pts: Option<i64>,
+    config: Option<AvcConfig>,
+}
+
+impl RungEncoder {
+    fn open(r: &PlannedRung, s: &EncoderSettings, source_fps: f64) -> Result<Self, TranscodeError> {
+        let codec = ff::encoder::find_by_name("libx264").ok_or(TranscodeError::MissingCodec("libx264"))?;
+        let mut enc = ff::codec::Context::new_with_codec(codec).encoder().video()?;
+        enc.set_width(r.width);
+        enc.set_height(r.height);
+        enc.set_format(Pixel::YUV420P);
+        enc.set_time_base(Rational(1, VIDEO_TIMESCALE as i32));
+        let fps = source_fps.min(f64::from(r.max_fps));
+        enc.set_frame_rate(Some(Rational((fps * 1000.0).round() as i32, 1000)));
+        enc.set_bit_rate(r.bitrate_kbps as usize * 1000);
+        enc.set_max_bit_rate(r.bitrate_kbps as usize * 1000);
+        enc.set_max_b_frames(0);
+        let mut opts = Dictionary::new();
+        opts.set("preset", &s.preset);
+        opts.set("tune", &s.tune);
+        opts.set("forced-idr", "1");
+        // Key frames only where the source has them: no scene cuts, no periodic key frames.
+        let params = format!(
+            "keyint=infinite:min-keyint=1:scenecut=0:bframes=0:rc-lookahead=0:vbv-maxrate={0}:vbv-bufsize={0}",
+            r.bitrate_kbps
+        );
+        opts.set("x264-params", &params);
+        let encoder = enc.open_with(opts)?;
+        let frame_interval = (f64::from(VIDEO_TIMESCALE) / f64::from(r.max_fps)).floor() as i64;
+        Ok(RungEncoder { encoder, scaler: None, width: r.width, height: r.height, frame_interval, next_pts: None, config: None })
+    }
+
+    /// Scales `src` to this rung's size (recreating the scaler if the source format or size changed).
+    fn scale(&mut self, src: &VideoFrame) -> Result<VideoFrame, ff::Error> {
+        let key = (src.format(), src.width(), src.height());
+        if self.scaler.as_ref().map(|(_, f, w, h)| (*f, *w, *h)) != Some(key) {
+            let ctx = scaling::Context::get(key.0, key.1, key.2, Pixel::YUV420P, self.width, self.height, scaling::Flags::BILINEAR)?;
+            self.scaler = Some((ctx, key.0, key.1, key.2));
+        }
+        let mut out = VideoFrame::empty();
+        if let Some((ctx, ..)) = self.scaler.as_mut() {
+            ctx.run(src, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+struct Worker {
+    decoder: ff::decoder::Video,
+    encoders: Vec<Option<RungEncoder>>,
+    rungs: Vec<PlannedRung>,
+    settings: EncoderSettings,
+    parameter_sets: Vec<u8>,
+    sink: Box<dyn FnMut(Output) + Send>,
+    /// Presentation times of source key frames not yet decoded.
+    keyframes: VecDeque<i64>,
+    /// Ingest arrival time by presentation time.
+    received: HashMap<i64, Instant>,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Frame>) {
+        while let Ok(frame) = rx.recv() {
+            self.decode(&frame);
+        }
+        let _ = self.decoder.send_eof();
+        self.drain_decoder();
+        for i in 0..self.encoders.len() {
+            if let Some(enc) = self.encoders[i].as_mut() {
+                let _ = enc.encoder.send_eof();
+            }
+            self.drain_encoder(i);
+        }
+    }
+
+    fn decode(&mut self, frame: &Frame) {
+        let pts = frame.dts as i64 + i64::from(frame.cts_offset);
+        let mut annexb = Vec::with_capacity(frame.data.len() + 64);
+        if frame.keyframe {
+            annexb.extend_from_slice(&self.parameter_sets);
+            self.keyframes.push_back(pts);
+            if self.keyframes.len() > 64 {
+                self.keyframes.pop_front();
+            }
+        }
+        match avcc_nal_units(&frame.data, 4) {
+            Ok(units) => {
+                for u in units {
+                    annexb.extend_from_slice(&[0, 0, 0, 1]);
+                    annexb.extend_from_slice(u);
+                }
+            }
+            Err(e) => {
+                metrics::counter!("onair_transcode_errors_total", "kind" => "bad_sample").increment(1);
+                tracing::debug!(error = %e, "skipping malformed source sample");
+                return;
+            }
+        }
+        self.received.insert(pts, frame.received);
+        if self.received.len() > 512 {
+            // Frames the decoder never returned (errors): forget the oldest.
+            let oldest = self.received.keys().min().copied();
+            if let Some(k) = oldest {
+                self.received.remove(&k);
+            }
+        }
+        let mut packet = Packet::copy(&annexb);
+        packet.set_pts(Some(pts));
+        packet.set_dts(Some(frame.dts as i64));
+        if let Err(e) = self.decoder.send_packet(&packet) {
+            metrics::counter!("onair_transcode_errors_total", "kind" => "decode").increment(1);
+            tracing::debug!(error = %e, "decoder refused a packet");
+        }
+        self.drain_decoder();
+    }
+
+    fn drain_decoder(&mut self) {
+        let mut decoded = VideoFrame::empty();
+        while self.decoder.receive_frame(&mut decoded).is_ok() {
+            let Some(pts) = decoded.timestamp().or(decoded.pts()) else { continue };
+            while self.keyframes.front().is_some_and(|k| *k < pts) {
+                self.keyframes.pop_front();
+            }
+            let force_idr = self.keyframes.front() == Some(&pts);
+            if force_idr {
+                self.keyframes.pop_front();
+            }
+            let received = self.received.remove(&pts);
+            let lag = received.map(|r| r.elapsed()).unwrap_or_default();
+            for i in 0..self.encoders.len() {
+                self.encode(i, &decoded, pts, force_idr, lag, received);
+            }
+        }
+    }
+
+    fn encode(&mut self, i: usize, src: &VideoFrame, pts: i64, force_idr: bool, lag: Duration, received: Option<Instant>) {
+        let name = self.rungs[i].name.clone();
+        let n = self.encoders.len();
+        let Some(enc) = self.encoders[i].as_mut() else { return };
+        if !force_idr {
+            // Frame-rate cap.
+            if enc.next_pts.is_some_and(|next| pts < next) {
+                return;
+            }
+            // Behind the live edge: the last rungs shed frames first (rung n-1 at 1 × max_lag, n-2 at 2 × ...).
+            let priority = (n - i) as u32;
+            if lag > self.settings.max_lag * priority {
+                metrics::counter!("onair_transcode_dropped_frames_total", "rendition" => name, "reason" => "lag").increment(1);
+                return;
+            }
+        }
+        enc.next_pts = Some(enc.next_pts.map_or(pts, |next| next.max(pts - enc.frame_interval)) + enc.frame_interval);
+        let result = enc.scale(src).and_then(|mut scaled| {
+            scaled.set_pts(Some(pts));
+            scaled.set_kind(if force_idr { ff::picture::Type::I } else { ff::picture::Type::None });
+            enc.encoder.send_frame(&scaled)
+        });
+        if let Err(e) = result {
+            self.fail(i, format!("encode: {e}"));
+            return;
+        }
+        self.drain_encoder_with(i, received);
+    }
+
+    fn drain_encoder(&mut self, i: usize) {
+        self.drain_encoder_with(i, None);
+    }
+
+    fn drain_encoder_with(&mut self, i: usize, received: Option<Instant>) {
+        let mut packet = Packet::empty();
+        loop {
+            let Some(enc) = self.encoders[i].as_mut() else { return };
+            if enc.encoder.receive_packet(&mut packet).is_err() {
+                return;
+            }
+            let (Some(pts), Some(dts), Some(data)) = (packet.pts(), packet.dts(), packet.data()) else { continue };
+            let units = annexb_nal_units(data);
+            let sps = units.iter().find(|u| u.first().map(|b| b & 0x1f) == Some(nal_type::SPS));
+            let pps = units.iter().find(|u| u.first().map(|b| b & 0x1f) == Some(nal_type::PPS));
+            if let (Some(sps), Some(pps)) = (sps, pps) {
+                match AvcConfig::from_parameter_sets(sps, pps) {
+                    Ok(cfg) if enc.config.as_ref() != Some(&cfg) => {
+                        enc.config = Some(cfg.clone());
+                        (self.sink)(Output::Config { rung: i, config: cfg });
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.fail(i, format!("encoder parameter sets: {e}"));
+                        return;
+                    }
+                }
+            }
+            let Some(enc) = self.encoders[i].as_ref() else { return };
+            if enc.config.is_none() {
+                continue;
+            }
+            let samples: Vec<&[u8]> = units
+                .iter()
+                .copied()
+                .filter(|u| !matches!(u.first().map(|b| b & 0x1f), Some(nal_type::SPS | nal_type::PPS | nal_type::AUD)))
+                .collect();
+            let keyframe = packet.is_key() || samples.iter().any(|u| u.first().map(|b| b & 0x1f) == Some(nal_type::IDR));
+            let received = received.unwrap_or_else(Instant::now);
+            metrics::histogram!("onair_transcode_lag_seconds").record(received.elapsed().as_secs_f64());
+            let frame = Frame {
+                dts: dts.max(0) as u64,
+                cts_offset: (pts - dts).clamp(0, i64::from(i32::MAX)) as i32,
+                keyframe,
+                data: to_avcc(&samples).into(),
+                received,
+            };
+            (self.sink)(Output::Frame { rung: i, frame });
+        }
+    }
+
+    fn fail(&mut self, i: usize, error: String) {
+        metrics::counter!("onair_transcode_errors_total", "kind" => "rung_failed").increment(1);
+        tracing::error!(rendition = self.rungs[i].name, error, "transcode rung failed and was stopped");
+        self.encoders[i] = None;
+        (self.sink)(Output::Failed { rung: i, error });
+    }
+}
+
