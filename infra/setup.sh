@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything OnAir's build and tests need on Debian 12 (idempotent; run as root or with sudo):
-#   - Debian packages: ffmpeg (publisher and reader in tests), chromium (hls.js tests), nodejs/npm, python3-pip;
-#   - PyPI: m3u8 (the independent playlist parser used by the tests);
-#   - npm: hls.js and playwright-core under tests/browser (no browser download: Debian's Chromium is used).
+# Installs what OnAir needs on Debian 12 (idempotent; run as root or with sudo).
+#   bash infra/setup.sh          build dependencies: FFmpeg 5.1 libraries, clang and pkg-config (for ffmpeg-next)
+#   bash infra/setup.sh test     also what the tests use: the ffmpeg CLI (publisher and reader), Debian's
+#                                chromium (hls.js tests), Node.js/npm with hls.js and playwright-core under
+#                                tests/browser (no browser download), and the Python m3u8 parser.
 # Rust crates are fetched by cargo itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,10 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-packages=(ffmpeg chromium nodejs npm python3-pip pkg-config)
+mode=${1:-build}
+packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+  libavfilter-dev libavdevice-dev)
+if [ "$mode" = test ]; then packages+=(ffmpeg chromium nodejs npm python3-pip); fi
 missing=()
 for p in "${packages[@]}"; do
   # nodejs/npm/pip may come from elsewhere on the image; only install what is absent.
@@ -26,6 +30,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+if [ "$mode" != test ]; then echo "setup: done (build)"; exit 0; fi
 
 if ! python3 -c 'import m3u8' 2>/dev/null; then
   echo "setup: installing the m3u8 Python package"

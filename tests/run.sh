@@ -4,7 +4,7 @@
 # with one line that totals every test binary's result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash infra/setup.sh
+bash infra/setup.sh test
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -2,12 +2,13 @@
 // prints one JSON line: playback samples, hls.js's own latency estimate and the latency measured
 // from EXT-X-PROGRAM-DATE-TIME against the wall clock.
 //
-// Usage: node hlsjs-play.mjs PAGE_URL PLAYLIST_URL SECONDS
+// Usage: node hlsjs-play.mjs PAGE_URL PLAYLIST_URL SECONDS [switch]
+// With "switch", the level is forced to the next one (hls.currentLevel) every 2.5 s.
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
 const require = createRequire(import.meta.url);
-const [pageUrl, playlistUrl, secondsArg] = process.argv.slice(2);
+const [pageUrl, playlistUrl, secondsArg, mode] = process.argv.slice(2);
 const seconds = Number(secondsArg || 10);
 
 const browser = await chromium.launch({
@@ -23,13 +24,16 @@ try {
   await page.goto(pageUrl);
   await page.setContent('<video id="v" muted playsinline style="width:640px"></video>');
   await page.addScriptTag({ path: require.resolve('hls.js/dist/hls.min.js') });
-  const result = await page.evaluate(async ({ playlistUrl, seconds }) => {
+  const result = await page.evaluate(async ({ playlistUrl, seconds, switchLevels }) => {
     const video = document.getElementById('v');
     const errors = [];
     const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
     hls.on(Hls.Events.ERROR, (_e, d) => errors.push(`${d.type}/${d.details}${d.fatal ? ' (fatal)' : ''}`));
     let stalls = 0;
-    video.addEventListener('waiting', () => { stalls += 1; });
+    let stallsAfterStart = 0;
+    video.addEventListener('waiting', () => { stalls += 1; if (video.currentTime > 0) stallsAfterStart += 1; });
+    const switches = [];
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_e, d) => switches.push({ level: d.level, at: video.currentTime }));
     hls.loadSource(playlistUrl);
     hls.attachMedia(video);
     video.muted = true;
@@ -39,8 +43,13 @@ try {
     let firstFrameMs = null;
     const samples = [];
     const deadline = performance.now() + seconds * 1000;
+    let nextSwitch = performance.now() + 2500;
     while (performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250));
+      if (switchLevels && performance.now() >= nextSwitch && hls.levels.length > 1) {
+        hls.currentLevel = (Math.max(hls.currentLevel, 0) + 1) % hls.levels.length;
+        nextSwitch += 2500;
+      }
       if (firstFrameMs === null && video.currentTime > 0) firstFrameMs = performance.now() - started;
       const playing = hls.playingDate;
       samples.push({
@@ -52,9 +61,10 @@ try {
         level: hls.currentLevel,
       });
     }
+    const levels = hls.levels ? hls.levels.map((l) => `${l.width}x${l.height}`) : [];
     hls.destroy();
-    return { samples, errors, stalls, firstFrameMs, levels: hls.levels ? hls.levels.length : 0 };
-  }, { playlistUrl, seconds });
+    return { samples, errors, stalls, stallsAfterStart, switches, firstFrameMs, levels };
+  }, { playlistUrl, seconds, switchLevels: mode === 'switch' });
   result.consoleErrors = consoleErrors;
   console.log(JSON.stringify(result));
 } finally {

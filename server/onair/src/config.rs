@@ -27,6 +27,34 @@ pub struct Config {
     pub hls: HlsConfig,
     /// RTMP ingest limits.
     pub rtmp: RtmpConfig,
+    /// The ABR ladder.
+    pub transcode: TranscodeConfig,
+}
+
+/// Transcoding: the ABR ladder encoded from the source (the source rendition always passes through).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscodeConfig {
+    /// Encode the ladder. Default true.
+    pub enabled: bool,
+    /// libx264 preset. Default `veryfast`.
+    pub preset: String,
+    /// libx264 tune. Default `zerolatency`.
+    pub tune: String,
+    /// Rungs; those at or above the source's height are skipped. Default 720p30 3 Mbit/s,
+    /// 480p30 1.2 Mbit/s, 360p30 600 kbit/s. Under load the last rungs shed frames first.
+    pub ladder: Vec<onair_transcoder::Rung>,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        TranscodeConfig {
+            enabled: true,
+            preset: "veryfast".into(),
+            tune: "zerolatency".into(),
+            ladder: onair_transcoder::Rung::default_ladder(),
+        }
+    }
 }
 
 /// LL-HLS packaging settings.
@@ -92,6 +120,7 @@ impl Default for Config {
             public_host: None,
             hls: HlsConfig::default(),
             rtmp: RtmpConfig::default(),
+            transcode: TranscodeConfig::default(),
         }
     }
 }
@@ -144,6 +173,12 @@ impl Config {
         }
         if self.hls.window_segments < 3 {
             return Err(ConfigError::OutOfRange("hls.window_segments must be at least 3".into()));
+        }
+        for r in &self.transcode.ladder {
+            let ok_name = !r.name.is_empty() && r.name.len() <= 32 && r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok_name || r.name == "source" || r.name == "audio" || r.bitrate_kbps == 0 || r.max_fps == 0 {
+                return Err(ConfigError::OutOfRange(format!("transcode.ladder rung {:?}: name of a-z 0-9 _ - (not source/audio), bitrate_kbps > 0, max_fps > 0", r.name)));
+            }
         }
         if self.rtmp.max_chunk_size < 128 || self.rtmp.max_message_size < 1024 {
             return Err(ConfigError::OutOfRange("rtmp.max_chunk_size >= 128 and rtmp.max_message_size >= 1024".into()));

@@ -83,7 +83,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         .map_err(|source| StartError::Bind { what: "RTMP", addr: config.rtmp_addr, source })?;
     let http_addr = http.local_addr().map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
     let rtmp_addr = rtmp.local_addr().map_err(|source| StartError::Bind { what: "RTMP", addr: config.rtmp_addr, source })?;
-    let ingest = RtmpIngest::new(config.rtmp.clone(), config.hls.clone(), channels.clone(), store.clone());
+    let ingest = RtmpIngest::new(config.rtmp.clone(), config.hls.clone(), config.transcode.clone(), channels.clone(), store.clone());
     let app = crate::http::app(store.clone());
     let sweeper_store = store.clone();
     let tasks = vec![

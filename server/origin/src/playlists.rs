@@ -52,7 +52,10 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
 }
 
 fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
-    let bitrate = |r: &Rendition| r.bitrate().unwrap_or((UNMEASURED_BANDWIDTH, UNMEASURED_BANDWIDTH));
+    let bitrate = |r: &Rendition| {
+        let nominal = r.info().nominal_bitrate.unwrap_or(UNMEASURED_BANDWIDTH);
+        r.bitrate().unwrap_or((nominal, nominal))
+    };
     let audio: Vec<&Arc<Rendition>> = renditions.iter().filter(|r| !r.info().is_video).collect();
     let audio_peak = audio.iter().map(|r| bitrate(r).0).max().unwrap_or(0);
     let audio_avg = audio.iter().map(|r| bitrate(r).1).max().unwrap_or(0);

@@ -22,6 +22,7 @@ fn setup() -> (axum::Router, Arc<Store>, Arc<Rendition>) {
         resolution: Some((1280, 720)),
         frame_rate: Some(25.0),
         channels: None,
+        nominal_bitrate: None,
         timescale: 90_000,
     };
     let r = b.add_rendition(info, Bytes::from_static(b"init"));

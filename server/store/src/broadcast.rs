@@ -63,6 +63,14 @@ impl Broadcast {
         r
     }
 
+    /// Ends rendition `name` and removes it from the broadcast (a failed transcode rung).
+    pub fn remove_rendition(&self, name: &str) {
+        let mut list = self.renditions.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(pos) = list.iter().position(|r| r.info().name == name) {
+            list.remove(pos).end();
+        }
+    }
+
     /// The rendition called `name`.
     pub fn rendition(&self, name: &str) -> Option<Arc<Rendition>> {
         self.renditions().into_iter().find(|r| r.info().name == name)

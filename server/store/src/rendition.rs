@@ -39,6 +39,8 @@ pub struct RenditionInfo {
     pub frame_rate: Option<f64>,
     /// Audio channel count (audio), when known.
     pub channels: Option<u16>,
+    /// Configured bit rate in bits/s (transcoded renditions), used for BANDWIDTH until measured.
+    pub nominal_bitrate: Option<u64>,
     /// Timescale of the part timestamps, ticks per second.
     pub timescale: u32,
 }
@@ -343,6 +345,7 @@ mod tests {
             resolution: Some((1280, 720)),
             frame_rate: Some(25.0),
             channels: None,
+            nominal_bitrate: None,
             timescale: 90_000,
         };
         Rendition::new(info, Bytes::from_static(b"init"), TimelineConfig { window_segments: window, ..Default::default() })

@@ -2,9 +2,11 @@
 //!
 //! It keeps each track's clock (RTMP ms → 90 kHz video ticks, sample-counted audio), feeds the
 //! packager, anchors EXT-X-PROGRAM-DATE-TIME on the wall clock at the first frame, and appends the
-//! resulting parts to the broadcast's renditions. Dropping it ends the broadcast.
+//! resulting parts to the broadcast's renditions. With transcoding on, it also feeds the source
+//! video to a [`Transcoder`] whose rungs are packaged the same way on the transcode thread.
+//! Dropping it ends the broadcast.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -14,8 +16,13 @@ use onair_media::aac::AAC_FRAME_SAMPLES;
 use onair_media::timing::{ms_to_90khz, AudioClock, RtmpClock};
 use onair_media::{AacConfig, AvcConfig, Frame, TrackConfig, TrackKind};
 use onair_store::{Broadcast, Rendition, RenditionInfo};
+use onair_transcoder::{plan_ladder, EncoderSettings, Output, PlannedRung, Transcoder};
 
+use crate::config::TranscodeConfig;
 use crate::observability::ingest_error;
+
+/// Wall clock and media time (ms) of a broadcast's first frame, shared with the transcode thread.
+type Anchor = Arc<OnceLock<(SystemTime, u64)>>;
 
 /// Rendition name of the passed-through source video.
 pub const SOURCE_RENDITION: &str = "source";
@@ -40,14 +47,19 @@ pub struct Publisher {
     video_clock: RtmpClock,
     audio_ms: RtmpClock,
     audio_clock: Option<AudioClock>,
-    /// Wall clock and media time (ms) of the first frame.
-    anchor: Option<(SystemTime, u64)>,
+    anchor: Anchor,
     warned: u32,
+    packager_config: PackagerConfig,
+    transcode: Option<TranscodeConfig>,
+    transcoder: Option<Transcoder>,
+    /// True once a key frame went to the transcoder (it must start on one).
+    transcoder_fed: bool,
 }
 
 impl Publisher {
-    /// A publisher writing into `broadcast` with the given packaging policy.
-    pub fn new(broadcast: Arc<Broadcast>, config: PackagerConfig) -> Self {
+    /// A publisher writing into `broadcast` with the given packaging policy; `transcode` enables
+    /// the ABR ladder.
+    pub fn new(broadcast: Arc<Broadcast>, config: PackagerConfig, transcode: Option<TranscodeConfig>) -> Self {
         Publisher {
             broadcast,
             packager: Packager::new(config),
@@ -56,8 +68,12 @@ impl Publisher {
             video_clock: RtmpClock::default(),
             audio_ms: RtmpClock::default(),
             audio_clock: None,
-            anchor: None,
+            anchor: Arc::new(OnceLock::new()),
             warned: 0,
+            packager_config: config,
+            transcode,
+            transcoder: None,
+            transcoder_fed: false,
         }
     }
 
@@ -79,8 +95,13 @@ impl Publisher {
                     return Ok(());
                 }
                 let ms = self.video_clock.extend(ts);
-                self.anchor.get_or_insert((SystemTime::now(), ms));
+                self.anchor.get_or_init(|| (SystemTime::now(), ms));
                 let frame = Frame { dts: ms_to_90khz(ms), cts_offset: cts_ms.saturating_mul(90), keyframe, data, received };
+                if let Some(t) = self.transcoder.as_mut() {
+                    if keyframe || self.transcoder_fed {
+                        self.transcoder_fed = t.push(&frame) || self.transcoder_fed;
+                    }
+                }
                 let parts = self.packager.push(TrackKind::Video, frame)?;
                 self.store(parts);
             }
@@ -104,7 +125,7 @@ impl Publisher {
             Ok(AudioTag::AacRaw(data)) => {
                 let Some(clock) = self.audio_clock.as_mut() else { return Ok(()) };
                 let ms = self.audio_ms.extend(ts);
-                self.anchor.get_or_insert((SystemTime::now(), ms));
+                self.anchor.get_or_init(|| (SystemTime::now(), ms));
                 let frame = Frame { dts: clock.next_dts(ms), cts_offset: 0, keyframe: true, data, received };
                 let parts = self.packager.push(TrackKind::Audio, frame)?;
                 self.store(parts);
@@ -121,6 +142,8 @@ impl Publisher {
     }
 
     fn end(&mut self) {
+        // Closing the transcoder's queue lets its thread finish; its late parts are ignored once ended.
+        self.transcoder = None;
         match self.packager.flush() {
             Ok(parts) => self.store(parts),
             Err(e) => tracing::warn!(channel = self.broadcast.channel(), error = %e, "could not flush last parts"),
@@ -157,11 +180,15 @@ impl Publisher {
                 TrackConfig::Aac(a) => Some(a.channel_count()),
                 TrackConfig::Avc(_) => None,
             },
+            nominal_bitrate: None,
             timescale: config.timescale(),
         };
         tracing::info!(channel = self.broadcast.channel(), rendition = name, codec = %info.codec, resolution = ?info.resolution, "track configured");
         let rendition = self.broadcast.add_rendition(info, init);
         self.packager.set_track(&config);
+        if let TrackConfig::Avc(avc) = &config {
+            self.start_transcoder(avc);
+        }
         match config.kind() {
             TrackKind::Video => self.video = Some((rendition, config)),
             TrackKind::Audio => self.audio = Some((rendition, config)),
@@ -170,25 +197,45 @@ impl Publisher {
     }
 
     fn store(&self, parts: Vec<PackagedPart>) {
-        let now = Instant::now();
         for part in parts {
-            let Some((rendition, _)) = (match part.kind {
-                TrackKind::Video => &self.video,
-                TrackKind::Audio => &self.audio,
-            }) else {
-                continue;
+            let rendition = match part.kind {
+                TrackKind::Video => self.video.as_ref(),
+                TrackKind::Audio => self.audio.as_ref(),
             };
-            let start_ms = part.start * 1000 / u64::from(part.timescale);
-            let pdt = match self.anchor {
-                Some((wall, ms0)) if start_ms >= ms0 => wall + Duration::from_millis(start_ms - ms0),
-                Some((wall, ms0)) => wall.checked_sub(Duration::from_millis(ms0 - start_ms)).unwrap_or(wall),
-                None => SystemTime::now(),
-            };
-            rendition.append_part(part.starts_segment, pdt, part.duration, part.independent, part.data);
-            let name = rendition.info().name.clone();
-            metrics::counter!("onair_parts_produced_total", "rendition" => name).increment(1);
-            for r in &part.received {
-                metrics::histogram!("onair_ingest_to_part_seconds").record(now.duration_since(*r).as_secs_f64());
+            if let Some((rendition, _)) = rendition {
+                append_part(rendition, part, &self.anchor);
+            }
+        }
+    }
+
+    /// (Re)starts the ladder for a new source configuration; a source too small for any rung gets none.
+    fn start_transcoder(&mut self, source: &AvcConfig) {
+        self.transcoder = None;
+        self.transcoder_fed = false;
+        let Some(tc) = &self.transcode else { return };
+        let rungs = plan_ladder(&tc.ladder, source.width, source.height);
+        if rungs.is_empty() {
+            tracing::info!(channel = self.broadcast.channel(), width = source.width, height = source.height, "no ladder rung below the source size");
+            return;
+        }
+        let settings = EncoderSettings { preset: tc.preset.clone(), tune: tc.tune.clone(), ..Default::default() };
+        let mut sink = RungSink {
+            broadcast: self.broadcast.clone(),
+            anchor: self.anchor.clone(),
+            packager_config: self.packager_config,
+            source_fps: source.frame_rate,
+            state: rungs.iter().map(|_| None).collect(),
+            rungs: rungs.clone(),
+        };
+        let names: Vec<&str> = rungs.iter().map(|r| r.name.as_str()).collect();
+        match Transcoder::start(source, rungs.clone(), settings, move |o| sink.handle(o)) {
+            Ok(t) => {
+                tracing::info!(channel = self.broadcast.channel(), rungs = ?names, "transcoding started");
+                self.transcoder = Some(t);
+            }
+            Err(e) => {
+                ingest_error("transcode_start");
+                tracing::error!(channel = self.broadcast.channel(), error = %e, "transcoding could not start; serving the source only");
             }
         }
     }
@@ -199,6 +246,80 @@ impl Publisher {
         self.warned += 1;
         if self.warned <= 5 || self.warned.is_multiple_of(100) {
             tracing::warn!(channel = self.broadcast.channel(), count = self.warned, "{what}: {detail}");
+        }
+    }
+}
+
+/// Appends a packaged part to `rendition`, with EXT-X-PROGRAM-DATE-TIME from the broadcast's anchor,
+/// and records the parts-produced and ingest-to-part metrics.
+fn append_part(rendition: &Rendition, part: PackagedPart, anchor: &Anchor) {
+    let start_ms = part.start * 1000 / u64::from(part.timescale);
+    let pdt = match anchor.get() {
+        Some(&(wall, ms0)) if start_ms >= ms0 => wall + Duration::from_millis(start_ms - ms0),
+        Some(&(wall, ms0)) => wall.checked_sub(Duration::from_millis(ms0 - start_ms)).unwrap_or(wall),
+        None => SystemTime::now(),
+    };
+    let now = Instant::now();
+    rendition.append_part(part.starts_segment, pdt, part.duration, part.independent, part.data);
+    metrics::counter!("onair_parts_produced_total", "rendition" => rendition.info().name.clone()).increment(1);
+    for r in &part.received {
+        metrics::histogram!("onair_ingest_to_part_seconds", "rendition" => rendition.info().name.clone())
+            .record(now.duration_since(*r).as_secs_f64());
+    }
+}
+
+/// Packages the transcoder's output into rung renditions, on the transcode thread.
+struct RungSink {
+    broadcast: Arc<Broadcast>,
+    anchor: Anchor,
+    packager_config: PackagerConfig,
+    source_fps: Option<f64>,
+    rungs: Vec<PlannedRung>,
+    state: Vec<Option<(Arc<Rendition>, Packager)>>,
+}
+
+impl RungSink {
+    fn handle(&mut self, out: Output) {
+        match out {
+            Output::Config { rung, config } => {
+                let r = &self.rungs[rung];
+                let track = TrackConfig::Avc(config);
+                let init = match init_segment(1, &track) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        tracing::error!(rendition = r.name, error = %e, "cannot write the rung's init segment");
+                        return;
+                    }
+                };
+                let info = RenditionInfo {
+                    name: r.name.clone(),
+                    is_video: true,
+                    codec: track.codec_string(),
+                    resolution: Some((r.width, r.height)),
+                    frame_rate: Some(self.source_fps.unwrap_or(30.0).min(f64::from(r.max_fps))),
+                    channels: None,
+                    nominal_bitrate: Some(u64::from(r.bitrate_kbps) * 1000),
+                    timescale: track.timescale(),
+                };
+                let rendition = self.broadcast.add_rendition(info, init);
+                let mut packager = Packager::new(self.packager_config);
+                packager.set_track(&track);
+                self.state[rung] = Some((rendition, packager));
+            }
+            Output::Frame { rung, frame } => {
+                let Some((rendition, packager)) = self.state.get_mut(rung).and_then(|s| s.as_mut()) else { return };
+                match packager.push(TrackKind::Video, frame) {
+                    Ok(parts) => parts.into_iter().for_each(|p| append_part(rendition, p, &self.anchor)),
+                    Err(e) => tracing::warn!(rendition = rendition.info().name, error = %e, "packaging a rung failed"),
+                }
+            }
+            Output::Failed { rung, error } => {
+                ingest_error("transcode_rung");
+                if let Some((rendition, _)) = self.state[rung].take() {
+                    tracing::error!(rendition = rendition.info().name, error, "rung removed");
+                    self.broadcast.remove_rendition(&rendition.info().name);
+                }
+            }
         }
     }
 }

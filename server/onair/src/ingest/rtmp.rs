@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::channels::Channels;
-use crate::config::{HlsConfig, RtmpConfig};
+use crate::config::{HlsConfig, RtmpConfig, TranscodeConfig};
 use crate::ingest::publisher::Publisher;
 use crate::observability::ingest_error;
 
@@ -27,6 +27,8 @@ pub struct RtmpIngest {
     pub config: RtmpConfig,
     /// Packaging settings.
     pub hls: HlsConfig,
+    /// Transcoding settings.
+    pub transcode: TranscodeConfig,
     /// Stream key lookup.
     pub channels: Channels,
     /// Where broadcasts go.
@@ -37,8 +39,8 @@ pub struct RtmpIngest {
 
 impl RtmpIngest {
     /// Shared ingest state.
-    pub fn new(config: RtmpConfig, hls: HlsConfig, channels: Channels, store: Arc<Store>) -> Arc<Self> {
-        Arc::new(RtmpIngest { config, hls, channels, store, active: AtomicUsize::new(0) })
+    pub fn new(config: RtmpConfig, hls: HlsConfig, transcode: TranscodeConfig, channels: Channels, store: Arc<Store>) -> Arc<Self> {
+        Arc::new(RtmpIngest { config, hls, transcode, channels, store, active: AtomicUsize::new(0) })
     }
 
     /// Accepts connections forever.
@@ -212,7 +214,8 @@ impl RtmpIngest {
                     min_segment_ms: self.hls.min_segment_ms,
                     audio_only_segment_ms: self.hls.min_target_duration_s * 1000,
                 };
-                Some(Publisher::new(broadcast, cfg))
+                let transcode = self.transcode.enabled.then(|| self.transcode.clone());
+                Some(Publisher::new(broadcast, cfg, transcode))
             }
             Err(StoreError::AlreadyLive(name)) => {
                 ingest_error("already_live");

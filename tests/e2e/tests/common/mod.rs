@@ -62,8 +62,9 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A server without transcoding (the live-slice tests; keeps CPU for the parallel tests).
     pub async fn start() -> TestServer {
-        Self::start_with(|_| {}).await
+        Self::start_with(|c| c.transcode.enabled = false).await
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
@@ -93,13 +94,18 @@ impl TestServer {
         Publisher::start(&obs_like_fixture(), &self.rtmp_url(&self.key))
     }
 
-    /// Waits until the channel's playlists list at least `segments` complete segments in every rendition.
+    /// Waits until the source and audio playlists list at least `segments` complete segments.
     pub async fn wait_segments(&self, channel: &str, segments: usize) {
+        self.wait_renditions(channel, &["source", "audio"], segments).await;
+    }
+
+    /// Waits until each of `renditions` lists at least `segments` complete segments.
+    pub async fn wait_renditions(&self, channel: &str, renditions: &[&str], segments: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ok = async {
                 let master = get_text(&self.url(&format!("/hls/{channel}/master.m3u8"))).await?;
-                for rendition in ["source", "audio"] {
+                for rendition in renditions {
                     if !master.contains(&format!("{rendition}/index.m3u8")) {
                         return None;
                     }
