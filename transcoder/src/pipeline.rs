@@ -1,7 +1,10 @@
-//! The transcode thread: decode once, scale and encode every rung, keyframes aligned to the source.
+//! The transcode threads: one decodes the source once and scales it for every rung; each rung has
+//! its own encoder thread (x264 is the heavy part), fed through a small bounded queue. Key frames
+//! are forced exactly where the source has them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -69,6 +72,7 @@ pub struct Transcoder {
     tx: Option<SyncSender<Frame>>,
     resync: bool,
     thread: Option<JoinHandle<()>>,
+    encoder_threads: Vec<JoinHandle<()>>,
     rung_names: Vec<String>,
 }
 
@@ -90,45 +94,60 @@ impl Transcoder {
         let (tx, rx) = sync_channel(settings.queue_frames.max(1));
         let parameter_sets = parameter_sets_annexb(source);
         let rung_names = rungs.iter().map(|r| r.name.clone()).collect();
-        // FFmpeg contexts are not Send: they are opened on the thread that uses them, and the
-        // result of opening is reported back before `start` returns.
+        let sink: SharedSink = Arc::new(Mutex::new(Box::new(sink)));
+        // Encoders are opened on their own threads; each reports success before `start` returns.
+        let mut rung_queues = Vec::with_capacity(rungs.len());
+        let mut encoder_threads = Vec::with_capacity(rungs.len());
+        for (i, r) in rungs.iter().enumerate() {
+            let (ftx, frx) = sync_channel::<(VideoFrame, Option<Instant>)>(RUNG_QUEUE_FRAMES);
+            let (ready_tx, ready_rx) = sync_channel::<Result<(), TranscodeError>>(1);
+            let (rung, settings, sink) = (r.clone(), settings.clone(), sink.clone());
+            let handle = std::thread::Builder::new().name(format!("onair-x264-{}", r.name)).spawn(move || {
+                match RungEncoder::open(&rung, &settings, fps) {
+                    Ok(enc) => {
+                        let _ = ready_tx.send(Ok(()));
+                        enc.run(i, rung.name, frx, sink);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+            encoder_threads.push(handle);
+            ready_rx.recv().map_err(|_| TranscodeError::MissingCodec("a working encoder thread"))??;
+            rung_queues.push((ftx, r.width, r.height, frame_interval(r)));
+        }
+        // The decoder and the scalers (not Send) live on the decode thread.
         let (ready_tx, ready_rx) = sync_channel::<Result<(), TranscodeError>>(1);
-        let thread = std::thread::Builder::new().name("onair-transcode".into()).spawn(move || {
-            let opened = open_decoder().and_then(|decoder| {
-                let encoders = rungs
-                    .iter()
-                    .map(|r| RungEncoder::open(r, &settings, fps).map(Some))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok((decoder, encoders))
-            });
-            let (decoder, encoders) = match opened {
-                Ok(v) => {
+        let thread = std::thread::Builder::new().name("onair-decode".into()).spawn(move || {
+            let decoder = match open_decoder() {
+                Ok(d) => {
                     let _ = ready_tx.send(Ok(()));
-                    v
+                    d
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
                     return;
                 }
             };
+            let rung_queues = rung_queues
+                .into_iter()
+                .map(|(tx, width, height, frame_interval)| Some(RungQueue { tx, scaler: None, width, height, frame_interval, next_pts: None }))
+                .collect();
             let worker = Worker {
                 decoder,
-                encoders,
-                rungs,
+                rungs: rung_queues,
+                names: rungs.iter().map(|r| r.name.clone()).collect(),
                 settings,
                 parameter_sets,
-                sink: Box::new(sink),
                 keyframes: VecDeque::new(),
                 received: HashMap::new(),
+                sink,
             };
             worker.run(rx);
         })?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(TranscodeError::MissingCodec("a working transcode thread")),
-        }
-        Ok(Transcoder { tx: Some(tx), resync: false, thread: Some(thread), rung_names })
+        ready_rx.recv().map_err(|_| TranscodeError::MissingCodec("a working decode thread"))??;
+        Ok(Transcoder { tx: Some(tx), resync: false, thread: Some(thread), encoder_threads, rung_names })
     }
 
     /// Queues a source frame without ever blocking. When the queue is full the frame is dropped
@@ -157,16 +176,28 @@ impl Transcoder {
         }
     }
 
+    /// Queues a source frame, waiting for room: for offline work (benchmarks, files), never for
+    /// live ingest. Returns false if the transcode thread has stopped.
+    pub fn push_wait(&mut self, frame: &Frame) -> bool {
+        match &self.tx {
+            Some(tx) => tx.send(frame.clone()).is_ok(),
+            None => false,
+        }
+    }
+
     fn count_drop(&self, reason: &'static str) {
         for name in &self.rung_names {
             metrics::counter!("onair_transcode_dropped_frames_total", "rendition" => name.clone(), "reason" => reason).increment(1);
         }
     }
 
-    /// Ends the session and waits for the thread to flush and exit.
+    /// Ends the session and waits for every thread to flush and exit.
     pub fn finish(mut self) {
         self.tx = None;
         if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for t in self.encoder_threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -199,13 +230,49 @@ fn parameter_sets_annexb(source: &AvcConfig) -> Vec<u8> {
     out
 }
 
-struct RungEncoder {
-    encoder: ff::encoder::Video,
+/// Frames waiting for a rung's encoder thread; small, so a slow encoder shows up as lag quickly.
+const RUNG_QUEUE_FRAMES: usize = 4;
+
+type SharedSink = Arc<Mutex<Box<dyn FnMut(Output) + Send>>>;
+
+fn frame_interval(r: &PlannedRung) -> i64 {
+    (f64::from(VIDEO_TIMESCALE) / f64::from(r.max_fps.max(1))).floor() as i64
+}
+
+fn emit(sink: &SharedSink, out: Output) {
+    let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+    (s)(out);
+}
+
+/// The decode thread's handle on one rung: its scaler and the queue to its encoder thread.
+struct RungQueue {
+    tx: SyncSender<(VideoFrame, Option<Instant>)>,
     scaler: Option<(scaling::Context, Pixel, u32, u32)>,
     width: u32,
     height: u32,
     frame_interval: i64,
     next_pts: Option<i64>,
+}
+
+impl RungQueue {
+    /// Scales `src` to this rung's size (recreating the scaler if the source format or size changed).
+    fn scale(&mut self, src: &VideoFrame) -> Result<VideoFrame, ff::Error> {
+        let key = (src.format(), src.width(), src.height());
+        if self.scaler.as_ref().map(|(_, f, w, h)| (*f, *w, *h)) != Some(key) {
+            let ctx = scaling::Context::get(key.0, key.1, key.2, Pixel::YUV420P, self.width, self.height, scaling::Flags::BILINEAR)?;
+            self.scaler = Some((ctx, key.0, key.1, key.2));
+        }
+        let mut out = VideoFrame::empty();
+        if let Some((ctx, ..)) = self.scaler.as_mut() {
+            ctx.run(src, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+/// One rung's libx264 encoder, on its own thread.
+struct RungEncoder {
+    encoder: ff::encoder::Video,
     config: Option<AvcConfig>,
 }
 
@@ -232,37 +299,78 @@ impl RungEncoder {
             r.bitrate_kbps
         );
         opts.set("x264-params", &params);
-        let encoder = enc.open_with(opts)?;
-        let frame_interval = (f64::from(VIDEO_TIMESCALE) / f64::from(r.max_fps)).floor() as i64;
-        Ok(RungEncoder { encoder, scaler: None, width: r.width, height: r.height, frame_interval, next_pts: None, config: None })
+        Ok(RungEncoder { encoder: enc.open_with(opts)?, config: None })
     }
 
-    /// Scales `src` to this rung's size (recreating the scaler if the source format or size changed).
-    fn scale(&mut self, src: &VideoFrame) -> Result<VideoFrame, ff::Error> {
-        let key = (src.format(), src.width(), src.height());
-        if self.scaler.as_ref().map(|(_, f, w, h)| (*f, *w, *h)) != Some(key) {
-            let ctx = scaling::Context::get(key.0, key.1, key.2, Pixel::YUV420P, self.width, self.height, scaling::Flags::BILINEAR)?;
-            self.scaler = Some((ctx, key.0, key.1, key.2));
+    fn run(mut self, rung: usize, name: String, rx: Receiver<(VideoFrame, Option<Instant>)>, sink: SharedSink) {
+        while let Ok((frame, received)) = rx.recv() {
+            if let Err(e) = self.encoder.send_frame(&frame) {
+                return self.fail(rung, &name, &sink, format!("encode: {e}"));
+            }
+            if let Err(e) = self.drain(rung, &sink, received) {
+                return self.fail(rung, &name, &sink, e);
+            }
         }
-        let mut out = VideoFrame::empty();
-        if let Some((ctx, ..)) = self.scaler.as_mut() {
-            ctx.run(src, &mut out)?;
+        let _ = self.encoder.send_eof();
+        let _ = self.drain(rung, &sink, None);
+    }
+
+    fn fail(&self, rung: usize, name: &str, sink: &SharedSink, error: String) {
+        metrics::counter!("onair_transcode_errors_total", "kind" => "rung_failed").increment(1);
+        tracing::error!(rendition = name, error, "transcode rung failed and was stopped");
+        emit(sink, Output::Failed { rung, error });
+    }
+
+    /// Sends every packet the encoder has ready to the sink (as AVCC samples, parameter sets moved
+    /// to the configuration). Errors: unusable SPS/PPS from the encoder.
+    fn drain(&mut self, rung: usize, sink: &SharedSink, received: Option<Instant>) -> Result<(), String> {
+        let mut packet = Packet::empty();
+        while self.encoder.receive_packet(&mut packet).is_ok() {
+            let (Some(pts), Some(dts), Some(data)) = (packet.pts(), packet.dts(), packet.data()) else { continue };
+            let units = annexb_nal_units(data);
+            let kind = |u: &&[u8]| u.first().map(|b| b & 0x1f);
+            let sps = units.iter().find(|u| kind(u) == Some(nal_type::SPS));
+            let pps = units.iter().find(|u| kind(u) == Some(nal_type::PPS));
+            if let (Some(sps), Some(pps)) = (sps, pps) {
+                let cfg = AvcConfig::from_parameter_sets(sps, pps).map_err(|e| format!("encoder parameter sets: {e}"))?;
+                if self.config.as_ref() != Some(&cfg) {
+                    self.config = Some(cfg.clone());
+                    emit(sink, Output::Config { rung, config: cfg });
+                }
+            }
+            if self.config.is_none() {
+                continue;
+            }
+            let samples: Vec<&[u8]> =
+                units.iter().copied().filter(|u| !matches!(kind(u), Some(nal_type::SPS | nal_type::PPS | nal_type::AUD))).collect();
+            let keyframe = packet.is_key() || samples.iter().any(|u| kind(u) == Some(nal_type::IDR));
+            let received = received.unwrap_or_else(Instant::now);
+            metrics::histogram!("onair_transcode_lag_seconds").record(received.elapsed().as_secs_f64());
+            let frame = Frame {
+                dts: dts.max(0) as u64,
+                cts_offset: (pts - dts).clamp(0, i64::from(i32::MAX)) as i32,
+                keyframe,
+                data: to_avcc(&samples).into(),
+                received,
+            };
+            emit(sink, Output::Frame { rung, frame });
         }
-        Ok(out)
+        Ok(())
     }
 }
 
+/// The decode thread: decodes the source once and hands scaled frames to the rung encoders.
 struct Worker {
     decoder: ff::decoder::Video,
-    encoders: Vec<Option<RungEncoder>>,
-    rungs: Vec<PlannedRung>,
+    rungs: Vec<Option<RungQueue>>,
+    names: Vec<String>,
     settings: EncoderSettings,
     parameter_sets: Vec<u8>,
-    sink: Box<dyn FnMut(Output) + Send>,
     /// Presentation times of source key frames not yet decoded.
     keyframes: VecDeque<i64>,
     /// Ingest arrival time by presentation time.
     received: HashMap<i64, Instant>,
+    sink: SharedSink,
 }
 
 impl Worker {
@@ -272,12 +380,7 @@ impl Worker {
         }
         let _ = self.decoder.send_eof();
         self.drain_decoder();
-        for i in 0..self.encoders.len() {
-            if let Some(enc) = self.encoders[i].as_mut() {
-                let _ = enc.encoder.send_eof();
-            }
-            self.drain_encoder(i);
-        }
+        // Dropping the rung queues ends the encoder threads after they flush.
     }
 
     fn decode(&mut self, frame: &Frame) {
@@ -306,8 +409,7 @@ impl Worker {
         self.received.insert(pts, frame.received);
         if self.received.len() > 512 {
             // Frames the decoder never returned (errors): forget the oldest.
-            let oldest = self.received.keys().min().copied();
-            if let Some(k) = oldest {
+            if let Some(k) = self.received.keys().min().copied() {
                 self.received.remove(&k);
             }
         }
@@ -334,97 +436,45 @@ impl Worker {
             }
             let received = self.received.remove(&pts);
             let lag = received.map(|r| r.elapsed()).unwrap_or_default();
-            for i in 0..self.encoders.len() {
-                self.encode(i, &decoded, pts, force_idr, lag, received);
+            for i in 0..self.rungs.len() {
+                self.hand_over(i, &decoded, pts, force_idr, lag, received);
             }
         }
     }
 
-    fn encode(&mut self, i: usize, src: &VideoFrame, pts: i64, force_idr: bool, lag: Duration, received: Option<Instant>) {
-        let name = self.rungs[i].name.clone();
-        let n = self.encoders.len();
-        let Some(enc) = self.encoders[i].as_mut() else { return };
+    /// Scales the frame for rung `i` and queues it for its encoder, unless the rung skips it
+    /// (frame-rate cap, or shedding under lag; never a forced IDR).
+    fn hand_over(&mut self, i: usize, src: &VideoFrame, pts: i64, force_idr: bool, lag: Duration, received: Option<Instant>) {
+        let n = self.rungs.len();
+        let Some(q) = self.rungs[i].as_mut() else { return };
         if !force_idr {
-            // Frame-rate cap.
-            if enc.next_pts.is_some_and(|next| pts < next) {
-                return;
+            if q.next_pts.is_some_and(|next| pts < next) {
+                return; // frame-rate cap
             }
             // Behind the live edge: the last rungs shed frames first (rung n-1 at 1 × max_lag, n-2 at 2 × ...).
-            let priority = (n - i) as u32;
-            if lag > self.settings.max_lag * priority {
-                metrics::counter!("onair_transcode_dropped_frames_total", "rendition" => name, "reason" => "lag").increment(1);
+            if lag > self.settings.max_lag * (n - i) as u32 {
+                metrics::counter!("onair_transcode_dropped_frames_total", "rendition" => self.names[i].clone(), "reason" => "lag")
+                    .increment(1);
                 return;
             }
         }
-        enc.next_pts = Some(enc.next_pts.map_or(pts, |next| next.max(pts - enc.frame_interval)) + enc.frame_interval);
-        let result = enc.scale(src).and_then(|mut scaled| {
-            scaled.set_pts(Some(pts));
-            scaled.set_kind(if force_idr { ff::picture::Type::I } else { ff::picture::Type::None });
-            enc.encoder.send_frame(&scaled)
+        q.next_pts = Some(q.next_pts.map_or(pts, |next| next.max(pts - q.frame_interval)) + q.frame_interval);
+        let scaled = q.scale(src).map(|mut f| {
+            f.set_pts(Some(pts));
+            f.set_kind(if force_idr { ff::picture::Type::I } else { ff::picture::Type::None });
+            f
         });
-        if let Err(e) = result {
-            self.fail(i, format!("encode: {e}"));
-            return;
+        let result = match scaled {
+            Ok(f) => q.tx.send((f, received)).map_err(|_| "encoder thread stopped".to_string()),
+            Err(e) => Err(format!("scale: {e}")),
+        };
+        if let Err(error) = result {
+            self.rungs[i] = None;
+            if error.starts_with("scale") {
+                metrics::counter!("onair_transcode_errors_total", "kind" => "rung_failed").increment(1);
+                tracing::error!(rendition = self.names[i], error, "transcode rung failed and was stopped");
+                emit(&self.sink, Output::Failed { rung: i, error });
+            }
         }
-        self.drain_encoder_with(i, received);
-    }
-
-    fn drain_encoder(&mut self, i: usize) {
-        self.drain_encoder_with(i, None);
-    }
-
-    fn drain_encoder_with(&mut self, i: usize, received: Option<Instant>) {
-        let mut packet = Packet::empty();
-        loop {
-            let Some(enc) = self.encoders[i].as_mut() else { return };
-            if enc.encoder.receive_packet(&mut packet).is_err() {
-                return;
-            }
-            let (Some(pts), Some(dts), Some(data)) = (packet.pts(), packet.dts(), packet.data()) else { continue };
-            let units = annexb_nal_units(data);
-            let sps = units.iter().find(|u| u.first().map(|b| b & 0x1f) == Some(nal_type::SPS));
-            let pps = units.iter().find(|u| u.first().map(|b| b & 0x1f) == Some(nal_type::PPS));
-            if let (Some(sps), Some(pps)) = (sps, pps) {
-                match AvcConfig::from_parameter_sets(sps, pps) {
-                    Ok(cfg) if enc.config.as_ref() != Some(&cfg) => {
-                        enc.config = Some(cfg.clone());
-                        (self.sink)(Output::Config { rung: i, config: cfg });
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        self.fail(i, format!("encoder parameter sets: {e}"));
-                        return;
-                    }
-                }
-            }
-            let Some(enc) = self.encoders[i].as_ref() else { return };
-            if enc.config.is_none() {
-                continue;
-            }
-            let samples: Vec<&[u8]> = units
-                .iter()
-                .copied()
-                .filter(|u| !matches!(u.first().map(|b| b & 0x1f), Some(nal_type::SPS | nal_type::PPS | nal_type::AUD)))
-                .collect();
-            let keyframe = packet.is_key() || samples.iter().any(|u| u.first().map(|b| b & 0x1f) == Some(nal_type::IDR));
-            let received = received.unwrap_or_else(Instant::now);
-            metrics::histogram!("onair_transcode_lag_seconds").record(received.elapsed().as_secs_f64());
-            let frame = Frame {
-                dts: dts.max(0) as u64,
-                cts_offset: (pts - dts).clamp(0, i64::from(i32::MAX)) as i32,
-                keyframe,
-                data: to_avcc(&samples).into(),
-                received,
-            };
-            (self.sink)(Output::Frame { rung: i, frame });
-        }
-    }
-
-    fn fail(&mut self, i: usize, error: String) {
-        metrics::counter!("onair_transcode_errors_total", "kind" => "rung_failed").increment(1);
-        tracing::error!(rendition = self.rungs[i].name, error, "transcode rung failed and was stopped");
-        self.encoders[i] = None;
-        (self.sink)(Output::Failed { rung: i, error });
     }
 }
-
