@@ -68,7 +68,7 @@ fn rungs_have_key_frames_exactly_where_the_source_has_them() {
     assert_eq!(source_keys, vec![0, 90_000, 180_000, 270_000]);
 
     let mut configs = vec![None, None];
-    let mut keys = vec![Vec::new(), Vec::new()];
+    let mut keys = [Vec::new(), Vec::new()];
     let mut counts = [0usize; 2];
     for o in rx.try_iter() {
         match o {
@@ -83,7 +83,7 @@ fn rungs_have_key_frames_exactly_where_the_source_has_them() {
             Output::Failed { rung, error } => panic!("rung {rung} failed: {error}"),
         }
     }
-    assert_eq!(configs, vec![Some((854, 480)), Some((640, 360))]);
+    assert_eq!(configs, [Some((854, 480)), Some((640, 360))]);
     for rung in 0..2 {
         assert_eq!(keys[rung], source_keys, "rung {rung} key frames");
         assert_eq!(counts[rung], 100, "rung {rung} frame count");

@@ -32,7 +32,7 @@ fn setup() -> (axum::Router, Arc<Store>, Arc<Rendition>) {
 fn add_parts(r: &Rendition, n: u64) {
     for i in 0..n {
         let id = r.position().next_part_id;
-        r.append_part(id % 10 == 0, SystemTime::now(), 18_000, id % 10 == 0, Bytes::from(vec![i as u8; 8]));
+        r.append_part(id.is_multiple_of(10), SystemTime::now(), 18_000, id.is_multiple_of(10), Bytes::from(vec![i as u8; 8]));
     }
 }
 
