@@ -125,6 +125,10 @@ pub struct PartEntry {
 /// A Media Segment with its parts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaSegment {
+    /// EXT-X-DISCONTINUITY before it (§4.4.4.3): timestamps or encoding changed.
+    pub discontinuity: bool,
+    /// URI of its init segment; an EXT-X-MAP (§4.4.4.5) is written wherever it changes.
+    pub init_uri: String,
     /// EXT-X-PROGRAM-DATE-TIME of its first sample.
     pub program_date_time: Option<SystemTime>,
     /// EXTINF duration in seconds.
@@ -153,11 +157,13 @@ pub struct MediaPlaylist {
     pub target_duration: u32,
     /// EXT-X-MEDIA-SEQUENCE: MSN of the first segment (counting skipped ones).
     pub media_sequence: u64,
+    /// EXT-X-DISCONTINUITY-SEQUENCE (§4.4.3.3): discontinuities before the first segment.
+    pub discontinuity_sequence: u64,
     /// EXT-X-PART-INF PART-TARGET in seconds, when parts are listed.
     pub part_target: Option<f64>,
     /// EXT-X-SERVER-CONTROL.
     pub server_control: Option<ServerControl>,
-    /// EXT-X-MAP URI of the init segment.
+    /// EXT-X-MAP URI used when the playlist has no segment yet (otherwise each segment's `init_uri`).
     pub map_uri: String,
     /// EXT-X-SKIP SKIPPED-SEGMENTS, for a delta update (§4.4.5.2).
     pub skipped_segments: u64,
@@ -198,6 +204,9 @@ impl MediaPlaylist {
         let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{version}");
         let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration);
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
+        }
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
         if let Some(sc) = &self.server_control {
             out.push_str("#EXT-X-SERVER-CONTROL:");
@@ -215,11 +224,19 @@ impl MediaPlaylist {
         if let Some(pt) = self.part_target {
             let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={pt:.5}");
         }
-        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", self.map_uri);
+        let mut map = self.segments.first().map_or(self.map_uri.as_str(), |s| s.init_uri.as_str());
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{map}\"");
         if self.skipped_segments > 0 {
             let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={}", self.skipped_segments);
         }
         for seg in &self.segments {
+            if seg.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if seg.init_uri != map {
+                map = seg.init_uri.as_str();
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{map}\"");
+            }
             if let Some(pdt) = seg.program_date_time {
                 let dt: DateTime<Utc> = pdt.into();
                 let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", dt.to_rfc3339_opts(SecondsFormat::Millis, true));
@@ -258,6 +275,8 @@ mod tests {
     fn playlist() -> MediaPlaylist {
         let pdt = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         let seg = |n: u64, complete: bool| MediaSegment {
+            discontinuity: false,
+            init_uri: "init.mp4".into(),
             program_date_time: Some(pdt + Duration::from_secs(2 * n)),
             duration: if complete { 2.0 } else { 0.4 },
             uri: complete.then(|| format!("seg{n}.m4s")),
@@ -268,6 +287,7 @@ mod tests {
         MediaPlaylist {
             target_duration: 2,
             media_sequence: 0,
+            discontinuity_sequence: 0,
             part_target: Some(0.2),
             server_control: Some(ServerControl::for_targets(2, 0.2)),
             map_uri: "init.mp4".into(),
@@ -293,6 +313,24 @@ mod tests {
         ended.endlist = true;
         let text = ended.render();
         assert!(text.ends_with("#EXT-X-ENDLIST\n") && !text.contains("PRELOAD-HINT"));
+    }
+
+    #[test]
+    fn discontinuity_and_new_map() {
+        let mut p = playlist();
+        p.segments[5].discontinuity = true;
+        for s in &mut p.segments[5..] {
+            s.init_uri = "init1.mp4".into();
+        }
+        p.discontinuity_sequence = 2;
+        let text = p.render();
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:2\n"));
+        assert!(text.contains("seg4.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"));
+        assert_eq!(text.matches("#EXT-X-MAP:").count(), 2);
+        // A delta update that skips the old init's segments names the new init up front.
+        p.segments.truncate(7);
+        p.skip_older_than(2.0);
+        assert!(p.render().contains("#EXT-X-MAP:URI=\"init1.mp4\"\n#EXT-X-SKIP"));
     }
 
     #[test]

@@ -29,6 +29,25 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     /// The ABR ladder.
     pub transcode: TranscodeConfig,
+    /// Protocol-independent ingest behaviour.
+    pub ingest: IngestConfig,
+}
+
+/// Ingest behaviour shared by every protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// How long a channel whose publisher dropped stays live waiting for it to come back on the
+    /// same key, ms. Within it, viewers see a discontinuity and keep playing; after it, the
+    /// playlists end. 0 ends them at once. Default 10 000. An encoder that stops deliberately
+    /// (FCUnpublish/deleteStream) ends the broadcast at once.
+    pub reconnect_grace_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { reconnect_grace_ms: 10_000 }
+    }
 }
 
 /// Transcoding: the ABR ladder encoded from the source (the source rendition always passes through).
@@ -121,6 +140,7 @@ impl Default for Config {
             hls: HlsConfig::default(),
             rtmp: RtmpConfig::default(),
             transcode: TranscodeConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }

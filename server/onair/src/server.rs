@@ -83,15 +83,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         .map_err(|source| StartError::Bind { what: "RTMP", addr: config.rtmp_addr, source })?;
     let http_addr = http.local_addr().map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
     let rtmp_addr = rtmp.local_addr().map_err(|source| StartError::Bind { what: "RTMP", addr: config.rtmp_addr, source })?;
-    let ingest = RtmpIngest::new(config.rtmp.clone(), config.hls.clone(), config.transcode.clone(), channels.clone(), store.clone());
+    let ingest = RtmpIngest::new(config, channels.clone(), store.clone());
     let app = crate::http::app(store.clone());
     let sweeper_store = store.clone();
+    let grace = Duration::from_millis(config.ingest.reconnect_grace_ms);
     let tasks = vec![
         tokio::spawn(async move {
-            // Ended broadcasts stay readable for a minute so players can finish, then are freed.
+            // Interrupted broadcasts end after the grace period; ended ones stay readable for a
+            // minute so players can finish, then are freed.
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                sweeper_store.sweep(Duration::from_secs(60));
+                tick.tick().await;
+                for channel in sweeper_store.sweep(grace, Duration::from_secs(60)) {
+                    tracing::info!(channel, "publisher did not come back within the grace period; broadcast ended");
+                    metrics::gauge!("onair_live_channels").set(sweeper_store.live_count() as f64);
+                }
             }
         }),
         tokio::spawn(ingest.run(rtmp)),

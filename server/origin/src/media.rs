@@ -16,7 +16,7 @@ use crate::{error, playlists, valid_name, OriginState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resource {
     Playlist,
-    Init,
+    Init(usize),
     Part(u64),
     Segment(u64),
 }
@@ -25,7 +25,10 @@ fn parse_resource(file: &str) -> Option<Resource> {
     let number = |s: &str| s.parse::<u64>().ok();
     match file {
         "index.m3u8" => Some(Resource::Playlist),
-        "init.mp4" => Some(Resource::Init),
+        "init.mp4" => Some(Resource::Init(0)),
+        _ if file.starts_with("init") => {
+            file.strip_prefix("init")?.strip_suffix(".mp4")?.parse().ok().filter(|n| *n > 0).map(Resource::Init)
+        }
         _ => {
             let stem = file.strip_suffix(".m4s")?;
             if let Some(n) = stem.strip_prefix("part") {
@@ -58,7 +61,10 @@ pub(crate) async fn rendition_file(
     };
     match resource {
         Resource::Playlist => playlists::media_playlist(broadcast, r, query).await,
-        Resource::Init => media_response(&r, vec![r.init()]),
+        Resource::Init(id) => match r.init_segment(id) {
+            Some(init) => media_response(&r, vec![init]),
+            None => error(StatusCode::NOT_FOUND, CacheKind::Media, r.target_duration(), "no such init segment", "not_found"),
+        },
         Resource::Part(id) => part(&r, id).await,
         Resource::Segment(msn) => match r.segment(msn) {
             Some(parts) => media_response(&r, parts),
@@ -116,7 +122,9 @@ mod tests {
     #[test]
     fn resource_names() {
         assert_eq!(parse_resource("index.m3u8"), Some(Resource::Playlist));
-        assert_eq!(parse_resource("init.mp4"), Some(Resource::Init));
+        assert_eq!(parse_resource("init.mp4"), Some(Resource::Init(0)));
+        assert_eq!(parse_resource("init2.mp4"), Some(Resource::Init(2)));
+        assert_eq!(parse_resource("init0.mp4"), None);
         assert_eq!(parse_resource("part17.m4s"), Some(Resource::Part(17)));
         assert_eq!(parse_resource("seg3.m4s"), Some(Resource::Segment(3)));
         assert_eq!(parse_resource("seg.m4s"), None);

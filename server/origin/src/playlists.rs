@@ -145,6 +145,15 @@ pub(crate) async fn media_playlist(broadcast: Arc<Broadcast>, rendition: Arc<Ren
     playlist_response(playlist.render(), kind, rendition.target_duration())
 }
 
+/// URI of init segment `id`: `init.mp4` for the first, `init{id}.mp4` after a configuration change.
+fn init_uri(id: usize) -> String {
+    if id == 0 {
+        "init.mp4".into()
+    } else {
+        format!("init{id}.mp4")
+    }
+}
+
 fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: SkipRequest) -> MediaPlaylist {
     let snap = rendition.snapshot();
     let td = snap.target_duration;
@@ -163,6 +172,8 @@ fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: Skip
         .iter()
         .enumerate()
         .map(|(i, s)| MediaSegment {
+            discontinuity: s.discontinuity,
+            init_uri: init_uri(s.init_id),
             program_date_time: Some(s.program_date_time),
             duration: s.duration,
             uri: s.complete.then(|| format!("seg{}.m4s", s.msn)),
@@ -190,6 +201,7 @@ fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: Skip
     let mut playlist = MediaPlaylist {
         target_duration: td,
         media_sequence: snap.segments.first().map(|s| s.msn).unwrap_or(0),
+        discontinuity_sequence: snap.discontinuity_sequence,
         part_target: Some(snap.part_target),
         server_control: Some(server_control),
         map_uri: "init.mp4".into(),

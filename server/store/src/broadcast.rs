@@ -16,14 +16,23 @@ pub enum StoreError {
     AlreadyLive(String),
 }
 
-/// One publish session of a channel: its renditions, live until [`Broadcast::end`].
+/// A channel's live broadcast: its renditions, live until [`Broadcast::end`]. A publisher that
+/// drops [`interrupts`](Broadcast::interrupt) it; one that comes back on the same key within the
+/// grace period resumes it (same playlists, after a discontinuity).
 #[derive(Debug)]
 pub struct Broadcast {
     channel: String,
     started: SystemTime,
     config: TimelineConfig,
     renditions: RwLock<Vec<Arc<Rendition>>>,
-    ended_at: RwLock<Option<SystemTime>>,
+    state: RwLock<State>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Live,
+    Interrupted(SystemTime),
+    Ended(SystemTime),
 }
 
 /// A line of the live-channel directory.
@@ -50,30 +59,30 @@ impl Broadcast {
         self.started
     }
 
-    /// Adds a rendition, or replaces the one with the same name (a new codec configuration).
+    /// Adds a rendition; if one of that name exists (a resumed publish, or a new codec
+    /// configuration), it continues after a discontinuity with the new init segment instead.
     pub fn add_rendition(&self, info: RenditionInfo, init: Bytes) -> Arc<Rendition> {
-        let r = Arc::new(Rendition::new(info, init, self.config));
         let mut list = self.renditions.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = list.iter_mut().find(|x| x.info().name == r.info().name) {
-            old.end();
-            *old = r.clone();
-        } else {
-            list.push(r.clone());
+        if let Some(existing) = list.iter().find(|x| x.name() == info.name) {
+            existing.restart(info, init);
+            return existing.clone();
         }
+        let r = Arc::new(Rendition::new(info, init, self.config));
+        list.push(r.clone());
         r
     }
 
     /// Ends rendition `name` and removes it from the broadcast (a failed transcode rung).
     pub fn remove_rendition(&self, name: &str) {
         let mut list = self.renditions.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(pos) = list.iter().position(|r| r.info().name == name) {
+        if let Some(pos) = list.iter().position(|r| r.name() == name) {
             list.remove(pos).end();
         }
     }
 
     /// The rendition called `name`.
     pub fn rendition(&self, name: &str) -> Option<Arc<Rendition>> {
-        self.renditions().into_iter().find(|r| r.info().name == name)
+        self.renditions().into_iter().find(|r| r.name() == name)
     }
 
     /// All renditions, video first in the order added.
@@ -81,21 +90,40 @@ impl Broadcast {
         self.renditions.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    fn state(&self) -> State {
+        *self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_state(&self, s: State) {
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
     /// Ends the broadcast: every rendition's playlist gets EXT-X-ENDLIST.
     pub fn end(&self) {
-        *self.ended_at.write().unwrap_or_else(|e| e.into_inner()) = Some(SystemTime::now());
+        if !matches!(self.state(), State::Ended(_)) {
+            self.set_state(State::Ended(SystemTime::now()));
+        }
         for r in self.renditions() {
             r.end();
         }
     }
 
-    /// True until [`Broadcast::end`].
-    pub fn is_live(&self) -> bool {
-        self.ended_at.read().unwrap_or_else(|e| e.into_inner()).is_none()
+    /// The publisher is gone but may come back: playlists stay open (no EXT-X-ENDLIST) until the
+    /// publisher resumes or [`Store::sweep`] ends the broadcast after the grace period.
+    pub fn interrupt(&self) {
+        if self.state() == State::Live {
+            self.set_state(State::Interrupted(SystemTime::now()));
+        }
     }
 
-    fn ended_before(&self, t: SystemTime) -> bool {
-        self.ended_at.read().unwrap_or_else(|e| e.into_inner()).is_some_and(|e| e < t)
+    /// True while a publisher is attached.
+    pub fn is_live(&self) -> bool {
+        self.state() == State::Live
+    }
+
+    /// True between [`Broadcast::interrupt`] and a resume or the end.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self.state(), State::Interrupted(_))
     }
 }
 
@@ -112,19 +140,27 @@ impl Store {
         Store { config, broadcasts: RwLock::new(HashMap::new()) }
     }
 
-    /// Starts a broadcast on `channel`, replacing an ended one.
-    /// Errors: [`StoreError::AlreadyLive`] while another broadcast of the channel is live.
+    /// Starts a broadcast on `channel`: resumes an interrupted one (its renditions continue after a
+    /// discontinuity as the publisher re-declares its tracks), or replaces an ended one.
+    /// Errors: [`StoreError::AlreadyLive`] while another publisher is attached.
     pub fn start(&self, channel: &str) -> Result<Arc<Broadcast>, StoreError> {
         let mut map = self.broadcasts.write().unwrap_or_else(|e| e.into_inner());
-        if map.get(channel).is_some_and(|b| b.is_live()) {
-            return Err(StoreError::AlreadyLive(channel.to_string()));
+        if let Some(b) = map.get(channel) {
+            match b.state() {
+                State::Live => return Err(StoreError::AlreadyLive(channel.to_string())),
+                State::Interrupted(_) => {
+                    b.set_state(State::Live);
+                    return Ok(b.clone());
+                }
+                State::Ended(_) => {}
+            }
         }
         let b = Arc::new(Broadcast {
             channel: channel.to_string(),
             started: SystemTime::now(),
             config: self.config,
             renditions: RwLock::new(Vec::new()),
-            ended_at: RwLock::new(None),
+            state: RwLock::new(State::Live),
         });
         map.insert(channel.to_string(), b.clone());
         Ok(b)
@@ -144,7 +180,7 @@ impl Store {
                 channel: b.channel.clone(),
                 started: b.started,
                 live: b.is_live(),
-                renditions: b.renditions().iter().map(|r| r.info().name.clone()).collect(),
+                renditions: b.renditions().iter().map(|r| r.name()).collect(),
             })
             .collect();
         out.sort_by(|a, b| a.channel.cmp(&b.channel));
@@ -156,10 +192,23 @@ impl Store {
         self.broadcasts.read().unwrap_or_else(|e| e.into_inner()).values().filter(|b| b.is_live()).count()
     }
 
-    /// Drops broadcasts that ended more than `linger` ago, freeing their media.
-    pub fn sweep(&self, linger: Duration) {
-        let cutoff = SystemTime::now().checked_sub(linger).unwrap_or(SystemTime::UNIX_EPOCH);
-        self.broadcasts.write().unwrap_or_else(|e| e.into_inner()).retain(|_, b| !b.ended_before(cutoff));
+    /// Ends broadcasts interrupted for longer than `grace` (their playlists get EXT-X-ENDLIST), and
+    /// drops broadcasts that ended more than `linger` ago, freeing their media. Returns the channels ended now.
+    pub fn sweep(&self, grace: Duration, linger: Duration) -> Vec<String> {
+        let now = SystemTime::now();
+        let older = |t: SystemTime, d: Duration| now.duration_since(t).unwrap_or_default() >= d;
+        let mut ended = Vec::new();
+        let mut map = self.broadcasts.write().unwrap_or_else(|e| e.into_inner());
+        for b in map.values() {
+            if let State::Interrupted(at) = b.state() {
+                if older(at, grace) {
+                    b.end();
+                    ended.push(b.channel.clone());
+                }
+            }
+        }
+        map.retain(|_, b| !matches!(b.state(), State::Ended(at) if older(at, linger)));
+        ended
     }
 }
 
@@ -178,9 +227,24 @@ mod tests {
         let b2 = store.start("demo").expect("restart after end");
         assert!(b2.is_live());
         b2.end();
-        store.sweep(Duration::ZERO);
-        std::thread::sleep(Duration::from_millis(5));
-        store.sweep(Duration::ZERO);
+        store.sweep(Duration::ZERO, Duration::ZERO);
         assert!(store.get("demo").is_none());
+    }
+
+    #[test]
+    fn interrupted_broadcast_resumes_or_ends_after_grace() {
+        let store = Store::new(TimelineConfig::default());
+        let b = store.start("demo").expect("start");
+        b.interrupt();
+        assert!(b.is_interrupted() && !b.is_live());
+        assert_eq!(store.live_count(), 0);
+        let resumed = store.start("demo").expect("resume");
+        assert!(Arc::ptr_eq(&b, &resumed) && resumed.is_live());
+        resumed.interrupt();
+        assert!(store.sweep(Duration::from_secs(60), Duration::from_secs(60)).is_empty());
+        assert_eq!(store.sweep(Duration::ZERO, Duration::from_secs(60)), vec!["demo".to_string()]);
+        assert!(!b.is_live() && !b.is_interrupted());
+        let fresh = store.start("demo").expect("new broadcast");
+        assert!(!Arc::ptr_eq(&b, &fresh));
     }
 }

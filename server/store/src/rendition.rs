@@ -68,6 +68,10 @@ struct Part {
 #[derive(Debug, Clone)]
 struct Segment {
     msn: u64,
+    /// Index of its init segment in `Timeline::inits`.
+    init_id: usize,
+    /// EXT-X-DISCONTINUITY before it: the encoder restarted or changed its configuration.
+    discontinuity: bool,
     first_part_id: u64,
     program_date_time: SystemTime,
     duration: u64,
@@ -79,6 +83,12 @@ struct Segment {
 
 #[derive(Debug, Default)]
 struct Timeline {
+    /// Init segments, oldest first; a segment names its own.
+    inits: Vec<Bytes>,
+    /// The next segment starts after a discontinuity.
+    pending_discontinuity: bool,
+    /// Discontinuities in segments dropped from the playlist window (EXT-X-DISCONTINUITY-SEQUENCE).
+    dropped_discontinuities: u64,
     segments: VecDeque<Segment>,
     next_msn: u64,
     next_part_id: u64,
@@ -106,6 +116,10 @@ pub struct SegmentSnapshot {
     pub first_part_id: u64,
     /// Wall clock time of its first sample (EXT-X-PROGRAM-DATE-TIME).
     pub program_date_time: SystemTime,
+    /// Id of its init segment (see [`Rendition::init_segment`]).
+    pub init_id: usize,
+    /// EXT-X-DISCONTINUITY before it.
+    pub discontinuity: bool,
     /// Duration in seconds (of the parts so far, for the open segment).
     pub duration: f64,
     /// Each part's (duration in seconds, INDEPENDENT).
@@ -121,6 +135,8 @@ pub struct SegmentSnapshot {
 pub struct Snapshot {
     /// Segments in the playlist window, oldest first; the last one may be open.
     pub segments: Vec<SegmentSnapshot>,
+    /// EXT-X-DISCONTINUITY-SEQUENCE: discontinuities before the first listed segment.
+    pub discontinuity_sequence: u64,
     /// EXT-X-TARGETDURATION in whole seconds.
     pub target_duration: u32,
     /// PART-TARGET in seconds.
@@ -134,8 +150,7 @@ pub struct Snapshot {
 /// One rendition of a broadcast: init segment plus a sliding window of segments and parts.
 #[derive(Debug)]
 pub struct Rendition {
-    info: RenditionInfo,
-    init: Bytes,
+    info: RwLock<RenditionInfo>,
     config: TimelineConfig,
     timeline: RwLock<Timeline>,
     position: watch::Sender<Position>,
@@ -144,17 +159,45 @@ pub struct Rendition {
 impl Rendition {
     /// A rendition with init segment `init` (ftyp+moov bytes).
     pub fn new(info: RenditionInfo, init: Bytes, config: TimelineConfig) -> Self {
-        Rendition { info, init, config, timeline: RwLock::new(Timeline::default()), position: watch::Sender::new(Position::default()) }
+        let timeline = Timeline { inits: vec![init], ..Default::default() };
+        Rendition { info: RwLock::new(info), config, timeline: RwLock::new(timeline), position: watch::Sender::new(Position::default()) }
     }
 
-    /// Static facts about the rendition.
-    pub fn info(&self) -> &RenditionInfo {
-        &self.info
+    /// Facts about the rendition (they change only at a discontinuity).
+    pub fn info(&self) -> RenditionInfo {
+        self.info.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The init segment.
-    pub fn init(&self) -> Bytes {
-        self.init.clone()
+    /// The rendition's name (never changes).
+    pub fn name(&self) -> String {
+        self.info.read().unwrap_or_else(|e| e.into_inner()).name.clone()
+    }
+
+    /// Init segment number `id` (0 is the first), if it exists.
+    pub fn init_segment(&self, id: usize) -> Option<Bytes> {
+        self.read().inits.get(id).cloned()
+    }
+
+    /// Continues the rendition after its encoder restarted or changed configuration: the open
+    /// segment is closed, and the next segment starts with EXT-X-DISCONTINUITY and, if `init` differs
+    /// from the current one, a new EXT-X-MAP (RFC 8216bis §4.4.4.3, §4.4.4.5). Media Sequence
+    /// Numbers and part ids continue, so players need no reload.
+    pub fn restart(&self, info: RenditionInfo, init: Bytes) {
+        let mut t = self.write();
+        if t.ended {
+            return;
+        }
+        if t.inits.last() != Some(&init) {
+            t.inits.push(init);
+        }
+        if let Some(last) = t.segments.back_mut() {
+            last.complete = true;
+            t.pending_discontinuity = true;
+        }
+        *self.info.write().unwrap_or_else(|e| e.into_inner()) = info;
+        let pos = Self::position_of(&t);
+        drop(t);
+        self.position.send_replace(pos);
     }
 
     /// A receiver that sees every new [`Position`].
@@ -190,8 +233,12 @@ impl Rendition {
             }
             let msn = t.next_msn;
             t.next_msn += 1;
+            let discontinuity = std::mem::take(&mut t.pending_discontinuity);
+            let init_id = t.inits.len().saturating_sub(1);
             t.segments.push_back(Segment {
                 msn,
+                init_id,
+                discontinuity,
                 first_part_id: id,
                 program_date_time,
                 duration: 0,
@@ -236,7 +283,8 @@ impl Rendition {
     }
 
     fn target_duration_of(&self, t: &Timeline) -> u32 {
-        let longest = (t.longest_segment as f64 / f64::from(self.info.timescale)).round() as u32;
+        let timescale = self.info.read().unwrap_or_else(|e| e.into_inner()).timescale;
+        let longest = (t.longest_segment as f64 / f64::from(timescale)).round() as u32;
         self.config.min_target_duration.max(longest).max(1)
     }
 
@@ -252,7 +300,9 @@ impl Rendition {
             let expired = front.evicted_at.is_some_and(|at| now.duration_since(at).unwrap_or_default() >= keep);
             // A hard cap keeps memory bounded even if the clock misbehaves.
             if expired || t.segments.len() > 4 * window + 8 {
-                t.segments.pop_front();
+                if t.segments.pop_front().is_some_and(|s| s.discontinuity) {
+                    t.dropped_discontinuities += 1;
+                }
             } else {
                 break;
             }
@@ -262,7 +312,9 @@ impl Rendition {
     /// A copy of the playlist window's metadata.
     pub fn snapshot(&self) -> Snapshot {
         let t = self.read();
-        let ts = f64::from(self.info.timescale);
+        let ts = f64::from(self.info.read().unwrap_or_else(|e| e.into_inner()).timescale);
+        let discontinuity_sequence = t.dropped_discontinuities
+            + t.segments.iter().filter(|s| s.evicted_at.is_some() && s.discontinuity).count() as u64;
         let segments = t
             .segments
             .iter()
@@ -271,6 +323,8 @@ impl Rendition {
                 msn: s.msn,
                 first_part_id: s.first_part_id,
                 program_date_time: s.program_date_time,
+                init_id: s.init_id,
+                discontinuity: s.discontinuity,
                 duration: s.duration as f64 / ts,
                 parts: s.parts.iter().map(|p| (p.duration as f64 / ts, p.independent)).collect(),
                 complete: s.complete,
@@ -279,6 +333,7 @@ impl Rendition {
             .collect();
         Snapshot {
             segments,
+            discontinuity_sequence,
             target_duration: self.target_duration_of(&t),
             part_target: self.config.part_target,
             next_part_id: t.next_part_id,
@@ -313,7 +368,7 @@ impl Rendition {
     /// when no segment is complete yet. `None` before the first part.
     pub fn bitrate(&self) -> Option<(u64, u64)> {
         let t = self.read();
-        let ts = self.info.timescale as f64;
+        let ts = f64::from(self.info.read().unwrap_or_else(|e| e.into_inner()).timescale);
         let rate = |bytes: u64, dur: u64| if dur == 0 { 0.0 } else { bytes as f64 * 8.0 * ts / dur as f64 };
         let complete: Vec<(u64, u64)> = t
             .segments
@@ -388,6 +443,28 @@ mod tests {
         assert!(r.part(0).is_some());
         let snap = r.snapshot();
         assert_eq!(snap.segments.first().map(|s| s.msn), Some(8));
+    }
+
+    #[test]
+    fn restart_continues_numbering_after_a_discontinuity() {
+        let r = rendition(10);
+        let now = SystemTime::now();
+        r.append_part(true, now, 90_000, true, Bytes::from_static(b"a"));
+        r.append_part(false, now, 90_000, false, Bytes::from_static(b"b"));
+        let mut info = r.info();
+        info.resolution = Some((640, 360));
+        r.restart(info, Bytes::from_static(b"init2"));
+        assert!(r.segment(0).is_some(), "the interrupted segment is complete");
+        r.append_part(true, now, 90_000, true, Bytes::from_static(b"c"));
+        let snap = r.snapshot();
+        assert_eq!(snap.segments.iter().map(|s| (s.msn, s.discontinuity, s.init_id)).collect::<Vec<_>>(), vec![(0, false, 0), (1, true, 1)]);
+        assert_eq!(r.init_segment(1).as_deref(), Some(&b"init2"[..]));
+        assert_eq!(r.info().resolution, Some((640, 360)));
+        assert_eq!(r.part(2).map(|p| (p.msn, p.index)), Some((1, 0)));
+        // The same init again does not add a version.
+        r.restart(r.info(), Bytes::from_static(b"init2"));
+        r.append_part(true, now, 90_000, true, Bytes::from_static(b"d"));
+        assert_eq!(r.snapshot().segments.last().map(|s| (s.discontinuity, s.init_id)), Some((true, 1)));
     }
 
     #[test]

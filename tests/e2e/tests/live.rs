@@ -215,24 +215,84 @@ async fn blocking_reload_and_hinted_parts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publisher_drop_ends_the_playlist() {
-    let server = TestServer::start().await;
+async fn publisher_drop_ends_the_playlist_after_the_grace_period() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.ingest.reconnect_grace_ms = 2000;
+    })
+    .await;
     let mut publisher = server.publish();
     server.wait_segments("demo", 1).await;
     publisher.kill();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let killed = Instant::now();
     loop {
         let text = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist still served");
         if text.contains("#EXT-X-ENDLIST") {
             assert!(!text.contains("PRELOAD-HINT"));
+            assert!(killed.elapsed() >= Duration::from_millis(1500), "ended before the grace period: {:?}", killed.elapsed());
             break;
         }
-        assert!(Instant::now() < deadline, "no EXT-X-ENDLIST after the publisher left");
+        assert!(killed.elapsed() < Duration::from_secs(10), "no EXT-X-ENDLIST after the grace period");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The channel can go live again.
+    // The channel can go live again, as a new broadcast.
     let _again = server.publish();
-    server.wait_segments("demo", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = get_text(&server.url("/hls/demo/source/index.m3u8")).await.unwrap_or_default();
+        if !text.contains("#EXT-X-ENDLIST") && text.contains("#EXTINF") {
+            assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "a new broadcast starts clean");
+            assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:0\n"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the channel did not go live again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_reconnect_continues_the_playlist_and_hlsjs_keeps_playing() {
+    let server = TestServer::start().await;
+    let mut publisher = server.publish();
+    server.wait_segments("demo", 2).await;
+    let script = repo_root().join("tests/browser/hlsjs-play.mjs");
+    let (page, playlist) = (server.url("/"), server.url("/hls/demo/master.m3u8"));
+    let player = tokio::task::spawn_blocking(move || {
+        Command::new("node").arg(script).args([&page, &playlist, "16"]).output().expect("node")
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
+    let (msn_before, _) = live_edge(&before);
+    publisher.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
+    assert!(!during.contains("#EXT-X-ENDLIST"), "ended inside the grace period");
+    let _publisher = server.publish();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let text = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
+        let (msn, _) = live_edge(&text);
+        if text.contains("#EXT-X-DISCONTINUITY\n") && msn > msn_before + 1 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no discontinuity after the publisher came back:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!after.contains("#EXT-X-ENDLIST"));
+    let first_msn: u64 = after.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).and_then(|v| v.parse().ok()).expect("msn");
+    assert!(first_msn <= msn_before, "media sequence numbers must continue, not restart");
+    let audio = get_text(&server.url("/hls/demo/audio/index.m3u8")).await.expect("audio");
+    assert!(audio.contains("#EXT-X-DISCONTINUITY\n"), "audio rendition continues after a discontinuity too");
+
+    let out = player.await.expect("join");
+    assert!(out.status.success(), "hls.js run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let samples = v["samples"].as_array().expect("samples");
+    let played = samples.last().and_then(|s| s["currentTime"].as_f64()).unwrap_or(0.0)
+        - samples.first().and_then(|s| s["currentTime"].as_f64()).unwrap_or(0.0);
+    println!("hls.js across a publisher reconnect: played {played:.1} s in 16 s, stalls {}, errors {}", v["stalls"], v["errors"]);
+    assert!(played >= 10.0, "playback advanced only {played} s across the reconnect");
+    assert!(v["errors"].as_array().is_some_and(|e| e.iter().all(|e| !e.as_str().unwrap_or("").contains("fatal"))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,12 +54,15 @@ pub struct Publisher {
     transcoder: Option<Transcoder>,
     /// True once a key frame went to the transcoder (it must start on one).
     transcoder_fed: bool,
+    /// On a dropped connection, keep the broadcast open for the publisher to come back.
+    resumable: bool,
 }
 
 impl Publisher {
     /// A publisher writing into `broadcast` with the given packaging policy; `transcode` enables
-    /// the ABR ladder.
-    pub fn new(broadcast: Arc<Broadcast>, config: PackagerConfig, transcode: Option<TranscodeConfig>) -> Self {
+    /// the ABR ladder; `resumable` keeps the broadcast open when the connection drops
+    /// ([`Publisher::interrupt`]).
+    pub fn new(broadcast: Arc<Broadcast>, config: PackagerConfig, transcode: Option<TranscodeConfig>, resumable: bool) -> Self {
         Publisher {
             broadcast,
             packager: Packager::new(config),
@@ -74,6 +77,7 @@ impl Publisher {
             transcode,
             transcoder: None,
             transcoder_fed: false,
+            resumable,
         }
     }
 
@@ -136,19 +140,30 @@ impl Publisher {
         Ok(())
     }
 
-    /// Flushes the last parts and ends the broadcast (EXT-X-ENDLIST).
+    /// The encoder stopped publishing: flushes the last parts and ends the broadcast (EXT-X-ENDLIST).
     pub fn finish(mut self) {
-        self.end();
+        self.end(false);
     }
 
-    fn end(&mut self) {
+    /// The connection dropped: flushes the last parts and leaves the broadcast open for the
+    /// publisher to resume within the grace period (or ends it if this publisher is not resumable).
+    pub fn interrupt(mut self) {
+        let resumable = self.resumable;
+        self.end(resumable);
+    }
+
+    fn end(&mut self, interrupt: bool) {
         // Closing the transcoder's queue lets its thread finish; its late parts are ignored once ended.
         self.transcoder = None;
         match self.packager.flush() {
             Ok(parts) => self.store(parts),
             Err(e) => tracing::warn!(channel = self.broadcast.channel(), error = %e, "could not flush last parts"),
         }
-        self.broadcast.end();
+        if interrupt {
+            self.broadcast.interrupt();
+        } else {
+            self.broadcast.end();
+        }
     }
 
     fn set_track(&mut self, config: TrackConfig) -> Result<(), PublishError> {
@@ -316,8 +331,8 @@ impl RungSink {
             Output::Failed { rung, error } => {
                 ingest_error("transcode_rung");
                 if let Some((rendition, _)) = self.state[rung].take() {
-                    tracing::error!(rendition = rendition.info().name, error, "rung removed");
-                    self.broadcast.remove_rendition(&rendition.info().name);
+                    tracing::error!(rendition = rendition.name(), error, "rung removed");
+                    self.broadcast.remove_rendition(&rendition.name());
                 }
             }
         }
@@ -327,7 +342,8 @@ impl RungSink {
 impl Drop for Publisher {
     fn drop(&mut self) {
         if self.broadcast.is_live() {
-            self.end();
+            let resumable = self.resumable;
+            self.end(resumable);
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::channels::Channels;
-use crate::config::{HlsConfig, RtmpConfig, TranscodeConfig};
+use crate::config::{Config, HlsConfig, IngestConfig, RtmpConfig, TranscodeConfig};
 use crate::ingest::publisher::Publisher;
 use crate::observability::ingest_error;
 
@@ -29,6 +29,8 @@ pub struct RtmpIngest {
     pub hls: HlsConfig,
     /// Transcoding settings.
     pub transcode: TranscodeConfig,
+    /// Reconnect behaviour.
+    pub ingest: IngestConfig,
     /// Stream key lookup.
     pub channels: Channels,
     /// Where broadcasts go.
@@ -39,8 +41,16 @@ pub struct RtmpIngest {
 
 impl RtmpIngest {
     /// Shared ingest state.
-    pub fn new(config: RtmpConfig, hls: HlsConfig, transcode: TranscodeConfig, channels: Channels, store: Arc<Store>) -> Arc<Self> {
-        Arc::new(RtmpIngest { config, hls, transcode, channels, store, active: AtomicUsize::new(0) })
+    pub fn new(config: &Config, channels: Channels, store: Arc<Store>) -> Arc<Self> {
+        Arc::new(RtmpIngest {
+            config: config.rtmp.clone(),
+            hls: config.hls.clone(),
+            transcode: config.transcode.clone(),
+            ingest: config.ingest.clone(),
+            channels,
+            store,
+            active: AtomicUsize::new(0),
+        })
     }
 
     /// Accepts connections forever.
@@ -158,8 +168,8 @@ impl RtmpIngest {
             }
         };
         if let Some(p) = publisher.take() {
-            tracing::info!(%peer, channel = p.broadcast().channel(), "publisher disconnected; broadcast ended");
-            p.finish();
+            tracing::info!(%peer, channel = p.broadcast().channel(), grace_ms = self.ingest.reconnect_grace_ms, "publisher disconnected; waiting for it to come back");
+            p.interrupt();
         }
         metrics::gauge!("onair_live_channels").set(self.store.live_count() as f64);
         result
@@ -206,7 +216,8 @@ impl RtmpIngest {
         };
         match self.store.start(&channel.name) {
             Ok(broadcast) => {
-                tracing::info!(%peer, channel = channel.name, "publish started");
+                let resumed = !broadcast.renditions().is_empty();
+                tracing::info!(%peer, channel = channel.name, resumed, "publish started");
                 session.accept_publish();
                 metrics::gauge!("onair_live_channels").set(self.store.live_count() as f64);
                 let cfg = onair_cmaf::PackagerConfig {
@@ -215,7 +226,7 @@ impl RtmpIngest {
                     audio_only_segment_ms: self.hls.min_target_duration_s * 1000,
                 };
                 let transcode = self.transcode.enabled.then(|| self.transcode.clone());
-                Some(Publisher::new(broadcast, cfg, transcode))
+                Some(Publisher::new(broadcast, cfg, transcode, self.ingest.reconnect_grace_ms > 0))
             }
             Err(StoreError::AlreadyLive(name)) => {
                 ingest_error("already_live");
