@@ -42,11 +42,16 @@ pub struct IngestConfig {
     /// playlists end. 0 ends them at once. Default 10 000. An encoder that stops deliberately
     /// (FCUnpublish/deleteStream) ends the broadcast at once.
     pub reconnect_grace_ms: u64,
+    /// Most channels publishing at once, server-wide; further publishers are refused. Default 100.
+    pub max_publishers: usize,
+    /// Highest average ingest bit rate per connection, kbit/s over 5 s; a publisher above it is
+    /// disconnected. 0 disables the cap. Default 50 000 (50 Mbit/s).
+    pub max_bitrate_kbps: u64,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { reconnect_grace_ms: 10_000 }
+        IngestConfig { reconnect_grace_ms: 10_000, max_publishers: 100, max_bitrate_kbps: 50_000 }
     }
 }
 

@@ -117,3 +117,51 @@ async fn bad_peers_are_closed_and_the_live_channel_keeps_going() {
     }
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_and_bitrate_limits_close_only_the_offender() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.ingest.max_publishers = 1;
+        c.ingest.max_bitrate_kbps = 2_000;
+    })
+    .await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 1).await;
+
+    // A second channel while the server has its one publisher: refused.
+    let second = server.running.channels.create("second").await.expect("create channel");
+    let url = server.rtmp_url(&second.stream_key);
+    let fixture = obs_like_fixture();
+    let f = fixture.clone();
+    let out = tokio::task::spawn_blocking(move || run_ffmpeg_publish(&f, &url)).await.expect("join");
+    assert!(!out.status.success(), "a publisher beyond max_publishers should be refused");
+
+    // A publisher far above the bit-rate cap (the ~1.6 Mbit/s sample read at 4x speed) is disconnected.
+    let server2 = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.ingest.max_bitrate_kbps = 2_000;
+    })
+    .await;
+    let key = server2.running.channels.create("fast").await.expect("create").stream_key;
+    let url = server2.rtmp_url(&key);
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-readrate", "4", "-stream_loop", "-1", "-i"])
+            .arg(&fixture)
+            .args(["-c", "copy", "-f", "flv", &url])
+            .output()
+            .expect("ffmpeg")
+    })
+    .await
+    .expect("join");
+    assert!(!out.status.success(), "a publisher over the bit-rate cap should be disconnected");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    live_channel_is_healthy(&server).await;
+    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
+    for kind in ["too_many_publishers", "bitrate_exceeded"] {
+        assert!(metrics.contains(&format!("onair_errors_total{{kind=\"{kind}\"}}")), "no error metric for {kind}");
+    }
+}

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::channels::Channels;
 use crate::config::{Config, HlsConfig, IngestConfig, RtmpConfig, TranscodeConfig};
+use crate::ingest::limits::BitrateLimit;
 use crate::ingest::publisher::Publisher;
 use crate::observability::ingest_error;
 
@@ -97,6 +98,7 @@ impl RtmpIngest {
         let mut session = ServerSession::new(self.limits());
         let mut publisher: Option<Publisher> = None;
         let mut buf = vec![0u8; 64 * 1024];
+        let mut bitrate = BitrateLimit::new(self.ingest.max_bitrate_kbps, Duration::from_secs(5));
         let opened = Instant::now();
         let handshake_limit = Duration::from_millis(self.config.handshake_timeout_ms);
         let idle_limit = Duration::from_millis(self.config.idle_timeout_ms);
@@ -124,6 +126,10 @@ impl RtmpIngest {
             let received = Instant::now();
             if let Some(p) = &publisher {
                 metrics::counter!("onair_ingest_bytes_total", "channel" => p.broadcast().channel().to_string()).increment(n as u64);
+            }
+            if let Some(rate) = bitrate.record(received, n as u64) {
+                ingest_error("bitrate_exceeded");
+                break Err(format!("ingest bit rate {} kbit/s is above the limit of {} kbit/s", rate / 1000, self.ingest.max_bitrate_kbps));
             }
             if let Err(e) = session.feed(&buf[..n]) {
                 ingest_error("rtmp_protocol");
@@ -214,6 +220,12 @@ impl RtmpIngest {
                 return None;
             }
         };
+        if self.store.live_count() >= self.ingest.max_publishers && !self.store.get(&channel.name).is_some_and(|b| b.is_interrupted()) {
+            ingest_error("too_many_publishers");
+            tracing::warn!(%peer, channel = channel.name, limit = self.ingest.max_publishers, "publish refused: server has its maximum of publishers");
+            session.reject_publish("NetStream.Publish.Denied", "This server takes no more publishers right now.");
+            return None;
+        }
         match self.store.start(&channel.name) {
             Ok(broadcast) => {
                 let resumed = !broadcast.renditions().is_empty();
