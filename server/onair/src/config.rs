@@ -47,11 +47,14 @@ pub struct IngestConfig {
     /// Highest average ingest bit rate per connection, kbit/s over 5 s; a publisher above it is
     /// disconnected. 0 disables the cap. Default 50 000 (50 Mbit/s).
     pub max_bitrate_kbps: u64,
+    /// A publisher with the right key takes a live channel over from the one attached (which is
+    /// disconnected) instead of being refused. Default false.
+    pub takeover: bool,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { reconnect_grace_ms: 10_000, max_publishers: 100, max_bitrate_kbps: 50_000 }
+        IngestConfig { reconnect_grace_ms: 10_000, max_publishers: 100, max_bitrate_kbps: 50_000, takeover: false }
     }
 }
 

@@ -14,7 +14,7 @@ use tower::ServiceExt;
 
 fn setup() -> (axum::Router, Arc<Store>, Arc<Rendition>) {
     let store = Arc::new(Store::new(TimelineConfig::default()));
-    let b = store.start("demo").expect("start");
+    let (b, _) = store.start("demo", false).expect("start");
     let info = RenditionInfo {
         name: "source".into(),
         is_video: true,

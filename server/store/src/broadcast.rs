@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use tokio::sync::watch;
 
 use crate::rendition::{Rendition, RenditionInfo, TimelineConfig};
 
@@ -26,6 +27,8 @@ pub struct Broadcast {
     config: TimelineConfig,
     renditions: RwLock<Vec<Arc<Rendition>>>,
     state: RwLock<State>,
+    /// Id of the publish session writing into it; bumped on every resume or takeover.
+    session: watch::Sender<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +101,16 @@ impl Broadcast {
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
+    /// Id of the publish session that owns the broadcast now.
+    pub fn session(&self) -> u64 {
+        *self.session.borrow()
+    }
+
+    /// Sees the session id change when another publisher takes the broadcast over.
+    pub fn subscribe_session(&self) -> watch::Receiver<u64> {
+        self.session.subscribe()
+    }
+
     /// Ends the broadcast: every rendition's playlist gets EXT-X-ENDLIST.
     pub fn end(&self) {
         if !matches!(self.state(), State::Ended(_)) {
@@ -140,17 +153,21 @@ impl Store {
         Store { config, broadcasts: RwLock::new(HashMap::new()) }
     }
 
-    /// Starts a broadcast on `channel`: resumes an interrupted one (its renditions continue after a
-    /// discontinuity as the publisher re-declares its tracks), or replaces an ended one.
-    /// Errors: [`StoreError::AlreadyLive`] while another publisher is attached.
-    pub fn start(&self, channel: &str) -> Result<Arc<Broadcast>, StoreError> {
+    /// Starts a broadcast on `channel` and returns it with the new session's id: resumes an
+    /// interrupted one (its renditions continue after a discontinuity as the publisher re-declares
+    /// its tracks), takes over a live one when `takeover` is set (the old session sees
+    /// [`Broadcast::subscribe_session`] change and must stop writing), or replaces an ended one.
+    /// Errors: [`StoreError::AlreadyLive`] while another publisher is attached and `takeover` is off.
+    pub fn start(&self, channel: &str, takeover: bool) -> Result<(Arc<Broadcast>, u64), StoreError> {
         let mut map = self.broadcasts.write().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = map.get(channel) {
             match b.state() {
-                State::Live => return Err(StoreError::AlreadyLive(channel.to_string())),
-                State::Interrupted(_) => {
+                State::Live if !takeover => return Err(StoreError::AlreadyLive(channel.to_string())),
+                State::Live | State::Interrupted(_) => {
                     b.set_state(State::Live);
-                    return Ok(b.clone());
+                    let session = b.session() + 1;
+                    b.session.send_replace(session);
+                    return Ok((b.clone(), session));
                 }
                 State::Ended(_) => {}
             }
@@ -161,9 +178,10 @@ impl Store {
             config: self.config,
             renditions: RwLock::new(Vec::new()),
             state: RwLock::new(State::Live),
+            session: watch::Sender::new(1),
         });
         map.insert(channel.to_string(), b.clone());
-        Ok(b)
+        Ok((b, 1))
     }
 
     /// The current (live or recently ended) broadcast of `channel`.
@@ -219,12 +237,13 @@ mod tests {
     #[test]
     fn one_live_broadcast_per_channel() {
         let store = Store::new(TimelineConfig::default());
-        let b = store.start("demo").expect("start");
-        assert_eq!(store.start("demo").err(), Some(StoreError::AlreadyLive("demo".into())));
+        let (b, session) = store.start("demo", false).expect("start");
+        assert_eq!(session, 1);
+        assert_eq!(store.start("demo", false).err(), Some(StoreError::AlreadyLive("demo".into())));
         assert_eq!(store.live_count(), 1);
         b.end();
         assert_eq!(store.live_count(), 0);
-        let b2 = store.start("demo").expect("restart after end");
+        let (b2, _) = store.start("demo", false).expect("restart after end");
         assert!(b2.is_live());
         b2.end();
         store.sweep(Duration::ZERO, Duration::ZERO);
@@ -234,17 +253,21 @@ mod tests {
     #[test]
     fn interrupted_broadcast_resumes_or_ends_after_grace() {
         let store = Store::new(TimelineConfig::default());
-        let b = store.start("demo").expect("start");
+        let (b, _) = store.start("demo", false).expect("start");
         b.interrupt();
         assert!(b.is_interrupted() && !b.is_live());
         assert_eq!(store.live_count(), 0);
-        let resumed = store.start("demo").expect("resume");
-        assert!(Arc::ptr_eq(&b, &resumed) && resumed.is_live());
+        let (resumed, session) = store.start("demo", false).expect("resume");
+        assert!(Arc::ptr_eq(&b, &resumed) && resumed.is_live() && session == 2);
+        let mut watcher = resumed.subscribe_session();
+        let (taken, session) = store.start("demo", true).expect("takeover");
+        assert!(Arc::ptr_eq(&b, &taken) && session == 3);
+        assert!(watcher.has_changed().unwrap_or(false));
         resumed.interrupt();
         assert!(store.sweep(Duration::from_secs(60), Duration::from_secs(60)).is_empty());
         assert_eq!(store.sweep(Duration::ZERO, Duration::from_secs(60)), vec!["demo".to_string()]);
         assert!(!b.is_live() && !b.is_interrupted());
-        let fresh = store.start("demo").expect("new broadcast");
+        let (fresh, _) = store.start("demo", false).expect("new broadcast");
         assert!(!Arc::ptr_eq(&b, &fresh));
     }
 }

@@ -165,3 +165,38 @@ async fn publisher_and_bitrate_limits_close_only_the_offender() {
         assert!(metrics.contains(&format!("onair_errors_total{{kind=\"{kind}\"}}")), "no error metric for {kind}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_replaces_the_attached_publisher() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.ingest.takeover = true;
+    })
+    .await;
+    let mut first = server.publish();
+    server.wait_segments("demo", 1).await;
+    let before = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
+    let (msn_before, _) = live_edge(&before);
+    let _second = server.publish();
+    // The first encoder is disconnected.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if first.child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first publisher was not disconnected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The playlists continue after a discontinuity, without an end.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
+        assert!(!text.contains("#EXT-X-ENDLIST"));
+        if text.contains("#EXT-X-DISCONTINUITY\n") && live_edge(&text).0 > msn_before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no discontinuity after the takeover:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    live_channel_is_healthy(&server).await;
+}

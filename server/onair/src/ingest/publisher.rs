@@ -56,6 +56,8 @@ pub struct Publisher {
     transcoder_fed: bool,
     /// On a dropped connection, keep the broadcast open for the publisher to come back.
     resumable: bool,
+    /// The broadcast session this publisher owns (see [`Broadcast::session`]).
+    session: u64,
 }
 
 impl Publisher {
@@ -63,6 +65,7 @@ impl Publisher {
     /// the ABR ladder; `resumable` keeps the broadcast open when the connection drops
     /// ([`Publisher::interrupt`]).
     pub fn new(broadcast: Arc<Broadcast>, config: PackagerConfig, transcode: Option<TranscodeConfig>, resumable: bool) -> Self {
+        let session = broadcast.session();
         Publisher {
             broadcast,
             packager: Packager::new(config),
@@ -78,7 +81,13 @@ impl Publisher {
             transcoder: None,
             transcoder_fed: false,
             resumable,
+            session,
         }
+    }
+
+    /// False once another publisher took the broadcast over; this one must stop.
+    pub fn owns_broadcast(&self) -> bool {
+        self.broadcast.session() == self.session
     }
 
     /// The broadcast being written.
@@ -155,6 +164,9 @@ impl Publisher {
     fn end(&mut self, interrupt: bool) {
         // Closing the transcoder's queue lets its thread finish; its late parts are ignored once ended.
         self.transcoder = None;
+        if !self.owns_broadcast() {
+            return; // taken over: the new publisher writes now
+        }
         match self.packager.flush() {
             Ok(parts) => self.store(parts),
             Err(e) => tracing::warn!(channel = self.broadcast.channel(), error = %e, "could not flush last parts"),
@@ -235,6 +247,7 @@ impl Publisher {
         }
         let settings = EncoderSettings { preset: tc.preset.clone(), tune: tc.tune.clone(), ..Default::default() };
         let mut sink = RungSink {
+            session: self.session,
             broadcast: self.broadcast.clone(),
             anchor: self.anchor.clone(),
             packager_config: self.packager_config,
@@ -285,6 +298,7 @@ fn append_part(rendition: &Rendition, part: PackagedPart, anchor: &Anchor) {
 
 /// Packages the transcoder's output into rung renditions, on the transcode thread.
 struct RungSink {
+    session: u64,
     broadcast: Arc<Broadcast>,
     anchor: Anchor,
     packager_config: PackagerConfig,
@@ -295,6 +309,9 @@ struct RungSink {
 
 impl RungSink {
     fn handle(&mut self, out: Output) {
+        if self.broadcast.session() != self.session {
+            return; // taken over or resumed by a newer publish session
+        }
         match out {
             Output::Config { rung, config } => {
                 let r = &self.rungs[rung];
@@ -341,7 +358,7 @@ impl RungSink {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        if self.broadcast.is_live() {
+        if self.broadcast.is_live() && self.owns_broadcast() {
             let resumable = self.resumable;
             self.end(resumable);
         }

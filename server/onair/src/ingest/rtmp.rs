@@ -99,6 +99,7 @@ impl RtmpIngest {
         let mut publisher: Option<Publisher> = None;
         let mut buf = vec![0u8; 64 * 1024];
         let mut bitrate = BitrateLimit::new(self.ingest.max_bitrate_kbps, Duration::from_secs(5));
+        let mut session_rx: Option<tokio::sync::watch::Receiver<u64>> = None;
         let opened = Instant::now();
         let handshake_limit = Duration::from_millis(self.config.handshake_timeout_ms);
         let idle_limit = Duration::from_millis(self.config.idle_timeout_ms);
@@ -114,7 +115,26 @@ impl RtmpIngest {
             } else {
                 idle_limit
             };
-            let n = match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            let taken_over = async {
+                match session_rx.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.changed().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let read = tokio::select! {
+                r = tokio::time::timeout(limit, stream.read(&mut buf)) => r,
+                _ = taken_over => {
+                    if publisher.as_ref().is_some_and(|p| !p.owns_broadcast()) {
+                        ingest_error("taken_over");
+                        break Err("another publisher took the channel over".to_string());
+                    }
+                    session_rx = publisher.as_ref().map(|p| p.broadcast().subscribe_session());
+                    continue;
+                }
+            };
+            let n = match read {
                 Ok(Ok(0)) => break Ok(()),
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => break Err(format!("read error: {e}")),
@@ -141,6 +161,7 @@ impl RtmpIngest {
                     SessionEvent::Connected { app } => tracing::debug!(%peer, app, "RTMP connect"),
                     SessionEvent::PublishRequested { app, stream_key } => {
                         publisher = self.authorize(&mut session, peer, &app, &stream_key).await;
+                        session_rx = publisher.as_ref().map(|p| p.broadcast().subscribe_session());
                     }
                     SessionEvent::Video { timestamp, payload } => {
                         if let Some(p) = publisher.as_mut() {
@@ -220,14 +241,14 @@ impl RtmpIngest {
                 return None;
             }
         };
-        if self.store.live_count() >= self.ingest.max_publishers && !self.store.get(&channel.name).is_some_and(|b| b.is_interrupted()) {
+        if self.store.live_count() >= self.ingest.max_publishers && !self.store.get(&channel.name).is_some_and(|b| b.is_interrupted() || (self.ingest.takeover && b.is_live())) {
             ingest_error("too_many_publishers");
             tracing::warn!(%peer, channel = channel.name, limit = self.ingest.max_publishers, "publish refused: server has its maximum of publishers");
             session.reject_publish("NetStream.Publish.Denied", "This server takes no more publishers right now.");
             return None;
         }
-        match self.store.start(&channel.name) {
-            Ok(broadcast) => {
+        match self.store.start(&channel.name, self.ingest.takeover) {
+            Ok((broadcast, _session)) => {
                 let resumed = !broadcast.renditions().is_empty();
                 tracing::info!(%peer, channel = channel.name, resumed, "publish started");
                 session.accept_publish();
