@@ -3,7 +3,7 @@
 #   bash infra/setup.sh          build dependencies: FFmpeg 5.1 libraries, clang and pkg-config (for ffmpeg-next)
 #   bash infra/setup.sh test     also what the tests use: the ffmpeg CLI (publisher and reader), Debian's
 #                                chromium (hls.js tests), Node.js/npm with hls.js and playwright-core under
-#                                tests/browser (no browser download), and the Python m3u8 parser.
+#                                tests/browser (no browser download), the Python m3u8 parser, and cargo-fuzz.
 # Rust crates are fetched by cargo itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +37,11 @@ if ! python3 -c 'import m3u8' 2>/dev/null; then
   echo "setup: installing the m3u8 Python package"
   python3 -m pip install -q --disable-pip-version-check m3u8==6.0.0 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages m3u8==6.0.0
+fi
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz (fuzz smoke run)"
+  cargo install --locked --quiet cargo-fuzz@0.13.2
 fi
 
 if [ ! -d tests/browser/node_modules/hls.js ] || [ ! -d tests/browser/node_modules/playwright-core ]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the tests need (infra/setup.sh), then runs every Rust test,
-# unit and end to end (ffmpeg, ffprobe, the m3u8 parser and hls.js in headless Chromium), and ends
-# with one line that totals every test binary's result.
+# The whole test suite: installs what the tests need (infra/setup.sh), runs every Rust test, unit
+# and end to end (ffmpeg, ffprobe, the m3u8 parser and hls.js in headless Chromium), then a short
+# fuzz smoke run (tests/fuzz), and ends with one line that totals every test binary's result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash infra/setup.sh test
@@ -9,6 +9,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked -j2 2>&1 | tee "$log" || status=$?
+if [ "$status" -eq 0 ]; then
+  bash tests/fuzz/smoke.sh || status=$?
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

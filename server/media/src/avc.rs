@@ -40,6 +40,11 @@ impl AvcConfig {
         let mut buf = record;
         let avcc = Avcc::decode_body(&mut buf).map_err(|e| MediaError::AvcConfig(e.to_string()))?;
         let sps_nal = avcc.sequence_parameter_sets.first().ok_or(MediaError::MissingSps)?;
+        // NAL header + profile_idc + constraint flags + level_idc at least. (h264-reader panics on
+        // an empty NAL unit: found by the flv_tags fuzz target.)
+        if sps_nal.len() < 4 {
+            return Err(MediaError::Sps(format!("SPS of {} bytes is too short", sps_nal.len())));
+        }
         let rbsp = decode_nal(sps_nal).map_err(|e| MediaError::Sps(e.to_string()))?;
         let sps = SeqParameterSet::from_bits(BitReader::new(&*rbsp)).map_err(|e| MediaError::Sps(format!("{e:?}")))?;
         let (width, height) = sps.pixel_dimensions().map_err(|e| MediaError::Sps(format!("{e:?}")))?;
@@ -171,6 +176,15 @@ mod tests {
         let pps = &parsed.avcc.picture_parameter_sets[0];
         let built = AvcConfig::from_parameter_sets(sps, pps).expect("build");
         assert_eq!((built.width, built.height, built.codec_string()), (1280, 720, "avc1.64001f".to_string()));
+    }
+
+    /// Regression: an avcC with one empty SPS made h264-reader panic (tests/fuzz, flv_tags).
+    #[test]
+    fn rejects_empty_sps_without_panicking() {
+        let record = [0x01, 0x00, 0x00, 0x00, 0xff, 0xe1, 0x00, 0x00, 0x00];
+        assert!(matches!(AvcConfig::parse(&record), Err(MediaError::Sps(_)) | Err(MediaError::AvcConfig(_))));
+        let body = [0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0xff, 0xe1, 0x00, 0x00, 0x00];
+        assert!(AvcConfig::parse(&body[5..]).is_err());
     }
 
     #[test]

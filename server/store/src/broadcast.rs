@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(store.live_count(), 0);
         let (resumed, session) = store.start("demo", false).expect("resume");
         assert!(Arc::ptr_eq(&b, &resumed) && resumed.is_live() && session == 2);
-        let mut watcher = resumed.subscribe_session();
+        let watcher = resumed.subscribe_session();
         let (taken, session) = store.start("demo", true).expect("takeover");
         assert!(Arc::ptr_eq(&b, &taken) && session == 3);
         assert!(watcher.has_changed().unwrap_or(false));
