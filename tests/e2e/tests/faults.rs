@@ -200,3 +200,85 @@ async fn takeover_replaces_the_attached_publisher() {
     }
     live_channel_is_healthy(&server).await;
 }
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_malformed_connections_does_not_disturb_the_live_channel() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.rtmp.handshake_timeout_ms = 2000;
+    })
+    .await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 1).await;
+    let rss_before = rss_mib();
+    let rtmp = server.rtmp;
+    let stop = Instant::now() + Duration::from_secs(8);
+    let mut attackers = Vec::new();
+    for worker in 0..16u32 {
+        attackers.push(tokio::spawn(async move {
+            let mut seed = 0x9e37_79b9u32.wrapping_mul(worker + 1);
+            let mut next = move || {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed
+            };
+            let mut connections = 0u32;
+            while Instant::now() < stop {
+                let Ok(mut s) = TcpStream::connect(rtmp).await else { continue };
+                connections += 1;
+                let mut bytes: Vec<u8> = (0..(next() % 8192)).map(|_| next() as u8).collect();
+                match next() % 4 {
+                    // Truncated handshake.
+                    0 => bytes.truncate(700.min(bytes.len())),
+                    // Valid C0+C1, then garbage.
+                    1 => {
+                        let mut v = vec![3u8];
+                        v.extend_from_slice(&[0; 3072]);
+                        v.extend_from_slice(&bytes);
+                        bytes = v;
+                    }
+                    // Valid C0+C1+C2, then a chunk header announcing a huge message, then garbage.
+                    2 => {
+                        let mut v = vec![3u8];
+                        v.extend_from_slice(&[0; 3072]);
+                        v.extend_from_slice(&[0x04, 0, 0, 0, 0xff, 0xff, 0xff, 9, 1, 0, 0, 0]);
+                        v.extend_from_slice(&bytes);
+                        bytes = v;
+                    }
+                    // Pure random bytes.
+                    _ => {}
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(300), s.write_all(&bytes)).await;
+                let mut buf = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await;
+            }
+            connections
+        }));
+    }
+    let mut checks = 0;
+    while Instant::now() < stop {
+        live_channel_is_healthy(&server).await;
+        checks += 1;
+    }
+    let mut total = 0;
+    for a in attackers {
+        total += a.await.expect("attacker");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_after = rss_mib();
+    println!("{total} malformed connections in 8 s; live channel checked {checks} times; RSS {rss_before:.1} -> {rss_after:.1} MiB");
+    assert!(total > 100, "the flood was too small: {total}");
+    assert!(rss_after - rss_before < 150.0, "RSS grew from {rss_before:.1} to {rss_after:.1} MiB");
+    live_channel_is_healthy(&server).await;
+}
