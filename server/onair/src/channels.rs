@@ -16,6 +16,8 @@ pub struct Channel {
     pub stream_key: String,
     /// Creation time, seconds since the Unix epoch.
     pub created_at: i64,
+    /// SRT passphrase (10–79 characters) a publisher must encrypt with, if set.
+    pub srt_passphrase: Option<String>,
 }
 
 /// Errors from the channel database.
@@ -38,6 +40,9 @@ pub enum ChannelError {
     /// A channel with this name exists.
     #[error("channel {0} already exists")]
     Exists(String),
+    /// SRT passphrases are 10 to 79 characters (SRT's own rule).
+    #[error("an SRT passphrase must be 10 to 79 characters")]
+    InvalidPassphrase,
 }
 
 /// Handle to the channel database.
@@ -65,12 +70,27 @@ impl Channels {
         )
         .execute(&pool)
         .await?;
+        // Added after the first release: create the column in older databases.
+        let has_passphrase: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM pragma_table_info('channels') WHERE name = 'srt_passphrase'").fetch_optional(&pool).await?;
+        if has_passphrase.is_none() {
+            sqlx::query("ALTER TABLE channels ADD COLUMN srt_passphrase TEXT").execute(&pool).await?;
+        }
         Ok(Channels { pool })
     }
 
     /// Creates channel `name` with a fresh random stream key.
     /// Errors: [`ChannelError::InvalidName`], [`ChannelError::Exists`], [`ChannelError::Db`].
     pub async fn create(&self, name: &str) -> Result<Channel, ChannelError> {
+        self.create_with(name, None).await
+    }
+
+    /// Creates channel `name` with a fresh stream key and an optional SRT passphrase.
+    /// Errors: as [`Channels::create`], and [`ChannelError::InvalidPassphrase`].
+    pub async fn create_with(&self, name: &str, srt_passphrase: Option<&str>) -> Result<Channel, ChannelError> {
+        if srt_passphrase.is_some_and(|p| !(10..=79).contains(&p.chars().count())) {
+            return Err(ChannelError::InvalidPassphrase);
+        }
         if name.is_empty()
             || name.len() > 64
             || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
@@ -79,14 +99,20 @@ impl Channels {
         }
         let key = format!("live_{}", Alphanumeric.sample_string(&mut rand::rng(), KEY_LEN));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let res = sqlx::query("INSERT INTO channels (name, stream_key, created_at) VALUES (?, ?, ?)")
+        let res = sqlx::query("INSERT INTO channels (name, stream_key, created_at, srt_passphrase) VALUES (?, ?, ?, ?)")
             .bind(name)
             .bind(&key)
             .bind(now)
+            .bind(srt_passphrase)
             .execute(&self.pool)
             .await;
         match res {
-            Ok(_) => Ok(Channel { name: name.to_string(), stream_key: key, created_at: now }),
+            Ok(_) => Ok(Channel {
+                name: name.to_string(),
+                stream_key: key,
+                created_at: now,
+                srt_passphrase: srt_passphrase.map(str::to_string),
+            }),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(ChannelError::Exists(name.to_string())),
             Err(e) => Err(e.into()),
         }
@@ -94,13 +120,13 @@ impl Channels {
 
     /// All channels, by name.
     pub async fn list(&self) -> Result<Vec<Channel>, ChannelError> {
-        let rows = sqlx::query("SELECT name, stream_key, created_at FROM channels ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels ORDER BY name").fetch_all(&self.pool).await?;
         Ok(rows.iter().map(row_to_channel).collect())
     }
 
     /// The channel whose stream key is `key`, if any.
     pub async fn by_key(&self, key: &str) -> Result<Option<Channel>, ChannelError> {
-        let row = sqlx::query("SELECT name, stream_key, created_at FROM channels WHERE stream_key = ?")
+        let row = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels WHERE stream_key = ?")
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
@@ -109,7 +135,7 @@ impl Channels {
 
     /// The channel called `name`, if any.
     pub async fn by_name(&self, name: &str) -> Result<Option<Channel>, ChannelError> {
-        let row = sqlx::query("SELECT name, stream_key, created_at FROM channels WHERE name = ?")
+        let row = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -118,7 +144,12 @@ impl Channels {
 }
 
 fn row_to_channel(row: &sqlx::sqlite::SqliteRow) -> Channel {
-    Channel { name: row.get("name"), stream_key: row.get("stream_key"), created_at: row.get("created_at") }
+    Channel {
+        name: row.get("name"),
+        stream_key: row.get("stream_key"),
+        created_at: row.get("created_at"),
+        srt_passphrase: row.get("srt_passphrase"),
+    }
 }
 
 #[cfg(test)]
@@ -133,11 +164,14 @@ mod tests {
         assert!(demo.stream_key.starts_with("live_") && demo.stream_key.len() == 5 + KEY_LEN);
         assert!(matches!(ch.create("demo").await, Err(ChannelError::Exists(_))));
         assert!(matches!(ch.create("Bad Name").await, Err(ChannelError::InvalidName(_))));
+        assert!(matches!(ch.create_with("x", Some("short")).await, Err(ChannelError::InvalidPassphrase)));
+        let secret = ch.create_with("secret", Some("0123456789abc")).await.expect("create");
+        assert_eq!(ch.by_key(&secret.stream_key).await.expect("lookup").and_then(|c| c.srt_passphrase).as_deref(), Some("0123456789abc"));
         let other = ch.create("other").await.expect("create");
         assert_ne!(other.stream_key, demo.stream_key);
         assert_eq!(ch.by_key(&demo.stream_key).await.expect("lookup"), Some(demo.clone()));
         assert_eq!(ch.by_key("nope").await.expect("lookup"), None);
-        assert_eq!(ch.list().await.expect("list").len(), 2);
+        assert_eq!(ch.list().await.expect("list").len(), 3);
         // Reopening sees the same data.
         drop(ch);
         let ch = Channels::open(dir.path()).await.expect("reopen");

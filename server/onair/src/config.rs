@@ -19,6 +19,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// RTMP listen address. Default `0.0.0.0:1935`.
     pub rtmp_addr: SocketAddr,
+    /// SRT listen address (UDP). Default `0.0.0.0:9000`.
+    pub srt_addr: SocketAddr,
     /// Directory for the channel database. Default `onair-data`.
     pub data_dir: PathBuf,
     /// Public host name printed in the OBS settings; default: derived from the listen addresses.
@@ -143,6 +145,7 @@ impl Default for Config {
         Config {
             http_addr: ([0, 0, 0, 0], 8080).into(),
             rtmp_addr: ([0, 0, 0, 0], 1935).into(),
+            srt_addr: ([0, 0, 0, 0], 9000).into(),
             data_dir: PathBuf::from("onair-data"),
             public_host: None,
             hls: HlsConfig::default(),
@@ -162,6 +165,9 @@ pub struct CliOverrides {
     /// `--rtmp-addr`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtmp_addr: Option<SocketAddr>,
+    /// `--srt-addr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srt_addr: Option<SocketAddr>,
     /// `--data-dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,

@@ -32,6 +32,9 @@ enum Command {
         /// RTMP listen address (env ONAIR_RTMP_ADDR).
         #[arg(long)]
         rtmp_addr: Option<SocketAddr>,
+        /// SRT listen address, UDP (env ONAIR_SRT_ADDR).
+        #[arg(long)]
+        srt_addr: Option<SocketAddr>,
     },
     /// Manage channels and stream keys.
     Channel {
@@ -48,6 +51,9 @@ enum ChannelAction {
     Create {
         /// Channel name: 1-64 of a-z, 0-9, _ and -.
         name: String,
+        /// SRT passphrase (10-79 characters) publishers of this channel must encrypt with.
+        #[arg(long)]
+        srt_passphrase: Option<String>,
     },
     /// List channels with their stream keys.
     List,
@@ -58,9 +64,10 @@ async fn main() -> anyhow::Result<()> {
     onair::observability::init_logging();
     let cli = Cli::parse();
     let mut overrides = CliOverrides { data_dir: cli.data_dir.clone(), ..Default::default() };
-    if let Command::Serve { http_addr, rtmp_addr } = &cli.command {
+    if let Command::Serve { http_addr, rtmp_addr, srt_addr } = &cli.command {
         overrides.http_addr = *http_addr;
         overrides.rtmp_addr = *rtmp_addr;
+        overrides.srt_addr = *srt_addr;
     }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     match cli.command {
@@ -68,8 +75,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Channel { action } => {
             let channels = Channels::open(&config.data_dir).await?;
             match action {
-                ChannelAction::Create { name } => {
-                    let c = channels.create(&name).await?;
+                ChannelAction::Create { name, srt_passphrase } => {
+                    let c = channels.create_with(&name, srt_passphrase.as_deref()).await?;
                     println!("stream key for channel {}: {}", c.name, c.stream_key);
                 }
                 ChannelAction::List => {
@@ -95,7 +102,12 @@ async fn main() -> anyhow::Result<()> {
                 }
                 None => println!("channels exist already: `onair channel list` shows their stream keys"),
             }
-            println!("publish to {rtmp_url}/STREAM_KEY; watch http://{http_host}:{}/hls/CHANNEL/master.m3u8", running.http_addr.port());
+            println!(
+                "publish to {rtmp_url}/STREAM_KEY or srt://{host}:{}?streamid=publish:{}/STREAM_KEY; watch http://{http_host}:{}/hls/CHANNEL/master.m3u8",
+                running.srt_addr.port(),
+                config.rtmp.app,
+                running.http_addr.port()
+            );
             tokio::select! {
                 _ = running.wait() => {}
                 _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),

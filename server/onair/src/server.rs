@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::channels::{Channel, ChannelError, Channels};
 use crate::config::Config;
+use crate::ingest::gate::Gate;
 use crate::ingest::rtmp::RtmpIngest;
 use crate::observability::{prometheus, CountingListener};
 
@@ -19,7 +20,7 @@ pub enum StartError {
     /// A listen address could not be bound.
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
-        /// "HTTP" or "RTMP".
+        /// "HTTP", "RTMP" or "SRT".
         what: &'static str,
         /// The address.
         addr: SocketAddr,
@@ -38,6 +39,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Bound RTMP address.
     pub rtmp_addr: SocketAddr,
+    /// Bound SRT address (UDP).
+    pub srt_addr: SocketAddr,
     /// The `demo` channel, created on first start; `Some` only when it was created by this start.
     pub created_demo: Option<Channel>,
     /// The channel database.
@@ -83,7 +86,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         .map_err(|source| StartError::Bind { what: "RTMP", addr: config.rtmp_addr, source })?;
     let http_addr = http.local_addr().map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
     let rtmp_addr = rtmp.local_addr().map_err(|source| StartError::Bind { what: "RTMP", addr: config.rtmp_addr, source })?;
-    let ingest = RtmpIngest::new(config, channels.clone(), store.clone());
+    let (srt_listener, srt_incoming, srt_addr) =
+        crate::ingest::srt::bind(config.srt_addr).await.map_err(|source| StartError::Bind { what: "SRT", addr: config.srt_addr, source })?;
+    let gate = Gate::new(config.clone(), channels.clone(), store.clone());
+    let ingest = RtmpIngest::new(gate.clone());
+    let srt = crate::ingest::srt::SrtIngest::new(gate.clone());
     let app = crate::http::app(store.clone());
     let sweeper_store = store.clone();
     let grace = Duration::from_millis(config.ingest.reconnect_grace_ms);
@@ -101,12 +108,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             }
         }),
         tokio::spawn(ingest.run(rtmp)),
+        tokio::spawn(srt.run(srt_listener, srt_incoming)),
         tokio::spawn(async move {
             if let Err(e) = axum::serve(CountingListener(http), app).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }),
     ];
-    tracing::info!(%http_addr, %rtmp_addr, data_dir = %config.data_dir.display(), "OnAir is up");
-    Ok(Running { http_addr, rtmp_addr, created_demo, channels, store, tasks })
+    tracing::info!(%http_addr, %rtmp_addr, %srt_addr, data_dir = %config.data_dir.display(), "OnAir is up");
+    Ok(Running { http_addr, rtmp_addr, srt_addr, created_demo, channels, store, tasks })
 }

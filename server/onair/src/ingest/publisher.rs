@@ -100,23 +100,12 @@ impl Publisher {
     pub fn on_video(&mut self, ts: u32, body: &Bytes, received: Instant) -> Result<(), PublishError> {
         match onair_flv::parse_video(body) {
             Ok(VideoTag::AvcSequenceHeader(record)) => match AvcConfig::parse(&record) {
-                Ok(cfg) => self.set_track(TrackConfig::Avc(cfg))?,
+                Ok(cfg) => self.set_video_config(cfg)?,
                 Err(e) => self.media_warning("bad AVC sequence header", &e),
             },
             Ok(VideoTag::AvcNalus { keyframe, cts_ms, data }) => {
-                if self.video.is_none() {
-                    return Ok(());
-                }
                 let ms = self.video_clock.extend(ts);
-                self.anchor.get_or_init(|| (SystemTime::now(), ms));
-                let frame = Frame { dts: ms_to_90khz(ms), cts_offset: cts_ms.saturating_mul(90), keyframe, data, received };
-                if let Some(t) = self.transcoder.as_mut() {
-                    if keyframe || self.transcoder_fed {
-                        self.transcoder_fed = t.push(&frame) || self.transcoder_fed;
-                    }
-                }
-                let parts = self.packager.push(TrackKind::Video, frame)?;
-                self.store(parts);
+                self.video_frame(ms_to_90khz(ms), cts_ms.saturating_mul(90), keyframe, data, received)?;
             }
             Ok(VideoTag::AvcEndOfSequence | VideoTag::Command) => {}
             Ok(VideoTag::Unsupported(what)) => self.media_warning("unsupported video", &what),
@@ -129,24 +118,67 @@ impl Publisher {
     pub fn on_audio(&mut self, ts: u32, body: &Bytes, received: Instant) -> Result<(), PublishError> {
         match onair_flv::parse_audio(body) {
             Ok(AudioTag::AacSequenceHeader(asc)) => match AacConfig::parse(&asc) {
-                Ok(cfg) => {
-                    self.audio_clock = Some(AudioClock::new(cfg.sample_rate, AAC_FRAME_SAMPLES));
-                    self.set_track(TrackConfig::Aac(cfg))?;
-                }
+                Ok(cfg) => self.set_audio_config(cfg)?,
                 Err(e) => self.media_warning("bad AAC sequence header", &e),
             },
             Ok(AudioTag::AacRaw(data)) => {
-                let Some(clock) = self.audio_clock.as_mut() else { return Ok(()) };
                 let ms = self.audio_ms.extend(ts);
-                self.anchor.get_or_init(|| (SystemTime::now(), ms));
-                let frame = Frame { dts: clock.next_dts(ms), cts_offset: 0, keyframe: true, data, received };
-                let parts = self.packager.push(TrackKind::Audio, frame)?;
-                self.store(parts);
+                self.audio_frame(ms, data, received)?;
             }
             Ok(AudioTag::Unsupported(what)) => self.media_warning("unsupported audio", &what),
             Err(e) => self.media_warning("malformed audio tag", &e),
         }
         Ok(())
+    }
+
+    /// Declares the H.264 track (again when the encoder's configuration changes; an identical one
+    /// is ignored). Errors: [`PublishError`].
+    pub fn set_video_config(&mut self, cfg: AvcConfig) -> Result<(), PublishError> {
+        self.set_track(TrackConfig::Avc(cfg))
+    }
+
+    /// Declares the AAC track (an identical one is ignored). Errors: [`PublishError`].
+    pub fn set_audio_config(&mut self, cfg: AacConfig) -> Result<(), PublishError> {
+        let track = TrackConfig::Aac(cfg.clone());
+        if self.audio.as_ref().is_some_and(|(_, c)| *c == track) {
+            return Ok(());
+        }
+        self.audio_clock = Some(AudioClock::new(cfg.sample_rate, AAC_FRAME_SAMPLES));
+        self.set_track(track)
+    }
+
+    /// Adds one H.264 access unit (AVCC, 4-byte lengths) with decode time `dts` in 90 kHz ticks on
+    /// this publisher's timeline. Frames before the track is declared are dropped. Errors: [`PublishError`].
+    pub fn video_frame(&mut self, dts: u64, cts_offset: i32, keyframe: bool, data: Bytes, received: Instant) -> Result<(), PublishError> {
+        if self.video.is_none() {
+            return Ok(());
+        }
+        self.anchor.get_or_init(|| (SystemTime::now(), dts / 90));
+        let frame = Frame { dts, cts_offset, keyframe, data, received };
+        if let Some(t) = self.transcoder.as_mut() {
+            if keyframe || self.transcoder_fed {
+                self.transcoder_fed = t.push(&frame) || self.transcoder_fed;
+            }
+        }
+        let parts = self.packager.push(TrackKind::Video, frame)?;
+        self.store(parts);
+        Ok(())
+    }
+
+    /// Adds one raw AAC frame whose timestamp is `ms` milliseconds on this publisher's timeline
+    /// (converted to a sample-exact decode time). Errors: [`PublishError`].
+    pub fn audio_frame(&mut self, ms: u64, data: Bytes, received: Instant) -> Result<(), PublishError> {
+        let Some(clock) = self.audio_clock.as_mut() else { return Ok(()) };
+        self.anchor.get_or_init(|| (SystemTime::now(), ms));
+        let frame = Frame { dts: clock.next_dts(ms), cts_offset: 0, keyframe: true, data, received };
+        let parts = self.packager.push(TrackKind::Audio, frame)?;
+        self.store(parts);
+        Ok(())
+    }
+
+    /// Counts and logs (rate-limited) a media problem that does not end the publish.
+    pub fn warn(&mut self, what: &str, detail: &dyn std::fmt::Display) {
+        self.media_warning(what, detail);
     }
 
     /// The encoder stopped publishing: flushes the last parts and ends the broadcast (EXT-X-ENDLIST).

@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onair_rtmp::{Limits, ServerSession, SessionEvent};
-use onair_store::{Store, StoreError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::channels::Channels;
-use crate::config::{Config, HlsConfig, IngestConfig, RtmpConfig, TranscodeConfig};
+use crate::config::{IngestConfig, RtmpConfig};
+use crate::ingest::gate::{Gate, Refusal};
 use crate::ingest::limits::BitrateLimit;
 use crate::ingest::publisher::Publisher;
 use crate::observability::ingest_error;
@@ -25,31 +24,22 @@ use crate::observability::ingest_error;
 #[derive(Debug)]
 pub struct RtmpIngest {
     /// Settings and limits.
-    pub config: RtmpConfig,
-    /// Packaging settings.
-    pub hls: HlsConfig,
-    /// Transcoding settings.
-    pub transcode: TranscodeConfig,
-    /// Reconnect behaviour.
-    pub ingest: IngestConfig,
-    /// Stream key lookup.
-    pub channels: Channels,
-    /// Where broadcasts go.
-    pub store: Arc<Store>,
+    config: RtmpConfig,
+    /// Protocol-independent ingest settings.
+    ingest: IngestConfig,
+    /// Admission of publishers.
+    gate: Arc<Gate>,
     /// Open connections.
     active: AtomicUsize,
 }
 
 impl RtmpIngest {
     /// Shared ingest state.
-    pub fn new(config: &Config, channels: Channels, store: Arc<Store>) -> Arc<Self> {
+    pub fn new(gate: Arc<Gate>) -> Arc<Self> {
         Arc::new(RtmpIngest {
-            config: config.rtmp.clone(),
-            hls: config.hls.clone(),
-            transcode: config.transcode.clone(),
-            ingest: config.ingest.clone(),
-            channels,
-            store,
+            config: gate.config().rtmp.clone(),
+            ingest: gate.config().ingest.clone(),
+            gate,
             active: AtomicUsize::new(0),
         })
     }
@@ -198,7 +188,7 @@ impl RtmpIngest {
             tracing::info!(%peer, channel = p.broadcast().channel(), grace_ms = self.ingest.reconnect_grace_ms, "publisher disconnected; waiting for it to come back");
             p.interrupt();
         }
-        metrics::gauge!("onair_live_channels").set(self.store.live_count() as f64);
+        self.gate.update_live_gauge();
         result
     }
 
@@ -226,45 +216,19 @@ impl RtmpIngest {
             session.reject_publish("NetStream.Publish.BadName", "Unknown application; publish to rtmp://HOST/live/STREAM_KEY.");
             return None;
         }
-        let channel = match self.channels.by_key(key).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                ingest_error("bad_stream_key");
-                tracing::warn!(%peer, "publish refused: unknown stream key");
-                session.reject_publish("NetStream.Publish.Denied", "Unknown stream key.");
-                return None;
-            }
-            Err(e) => {
-                ingest_error("channel_db");
-                tracing::error!(%peer, error = %e, "publish refused: channel database error");
-                session.reject_publish("NetStream.Publish.Denied", "Server error, try again.");
-                return None;
-            }
-        };
-        if self.store.live_count() >= self.ingest.max_publishers && !self.store.get(&channel.name).is_some_and(|b| b.is_interrupted() || (self.ingest.takeover && b.is_live())) {
-            ingest_error("too_many_publishers");
-            tracing::warn!(%peer, channel = channel.name, limit = self.ingest.max_publishers, "publish refused: server has its maximum of publishers");
-            session.reject_publish("NetStream.Publish.Denied", "This server takes no more publishers right now.");
-            return None;
-        }
-        match self.store.start(&channel.name, self.ingest.takeover) {
-            Ok((broadcast, _session)) => {
-                let resumed = !broadcast.renditions().is_empty();
-                tracing::info!(%peer, channel = channel.name, resumed, "publish started");
+        match self.gate.admit(key, peer, "rtmp").await {
+            Ok(p) => {
                 session.accept_publish();
-                metrics::gauge!("onair_live_channels").set(self.store.live_count() as f64);
-                let cfg = onair_cmaf::PackagerConfig {
-                    part_target_ms: self.hls.part_target_ms,
-                    min_segment_ms: self.hls.min_segment_ms,
-                    audio_only_segment_ms: self.hls.min_target_duration_s * 1000,
-                };
-                let transcode = self.transcode.enabled.then(|| self.transcode.clone());
-                Some(Publisher::new(broadcast, cfg, transcode, self.ingest.reconnect_grace_ms > 0))
+                Some(p)
             }
-            Err(StoreError::AlreadyLive(name)) => {
-                ingest_error("already_live");
-                tracing::warn!(%peer, channel = name, "publish refused: channel is already live");
-                session.reject_publish("NetStream.Publish.BadName", "This channel is already live.");
+            Err(refusal) => {
+                let (code, text) = match refusal {
+                    Refusal::UnknownKey => ("NetStream.Publish.Denied", "Unknown stream key."),
+                    Refusal::AlreadyLive(_) => ("NetStream.Publish.BadName", "This channel is already live."),
+                    Refusal::ServerFull => ("NetStream.Publish.Denied", "This server takes no more publishers right now."),
+                    Refusal::Database => ("NetStream.Publish.Denied", "Server error, try again."),
+                };
+                session.reject_publish(code, text);
                 None
             }
         }

@@ -72,6 +72,7 @@ impl TestServer {
         let mut config = Config {
             http_addr: "127.0.0.1:0".parse().expect("addr"),
             rtmp_addr: "127.0.0.1:0".parse().expect("addr"),
+            srt_addr: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
             ..Config::default()
         };
@@ -87,6 +88,11 @@ impl TestServer {
 
     pub fn rtmp_url(&self, key: &str) -> String {
         format!("rtmp://{}/live/{}", self.rtmp, key)
+    }
+
+    /// An SRT publish URL with `streamid` (not shell-quoted: passed straight to ffmpeg).
+    pub fn srt_url(&self, stream_id: &str, extra: &str) -> String {
+        format!("srt://{}?streamid={stream_id}{extra}", self.running.srt_addr)
     }
 
     /// Starts ffmpeg publishing the OBS-like fixture in a loop, in real time.
@@ -133,10 +139,11 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn start(input: &Path, url: &str) -> Publisher {
+        let format = if url.starts_with("srt://") { "mpegts" } else { "flv" };
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i"])
             .arg(input)
-            .args(["-c", "copy", "-f", "flv", url])
+            .args(["-c", "copy", "-f", format, url])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,124 @@
+//! SRT ingest end to end: ffmpeg publishes MPEG-TS over SRT (libsrt, a peer we did not write) with
+//! each `streamid` form; ffmpeg reads the LL-HLS output back.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+async fn decoded_seconds(server: &TestServer) -> f64 {
+    let url = server.url("/hls/demo/master.m3u8");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-i", &url, "-t", "5", "-map", "0:v", "-map", "0:a", "-f", "null", "-"])
+            .args(["-progress", "pipe:1"])
+            .output()
+            .expect("ffmpeg")
+    })
+    .await
+    .expect("join");
+    assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(0) as f64
+        / 1e6
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_publish_with_access_control_streamid_plays_back() {
+    let server = TestServer::start().await;
+    let url = server.srt_url(&format!("#!::r=live/{},m=publish", server.key), "");
+    let _publisher = Publisher::start(&obs_like_fixture(), &url);
+    server.wait_segments("demo", 2).await;
+    let secs = decoded_seconds(&server).await;
+    println!("SRT (#!:: streamid): ffmpeg decoded {secs:.2} s from LL-HLS");
+    assert!(secs >= 4.9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_publish_with_short_streamid_and_passphrase_plays_back() {
+    let server = TestServer::start().await;
+    // A second channel with a passphrase; the demo channel is unencrypted.
+    let secret = server.running.channels.create_with("secret", Some("correct horse battery")).await.expect("channel");
+    for extra in ["&passphrase=wrong horse battery&pbkeylen=16", ""] {
+        let url = server.srt_url(&format!("publish:live/{}", secret.stream_key), extra);
+        let f = obs_like_fixture();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-t", "2", "-i"])
+                .arg(&f)
+                .args(["-c", "copy", "-f", "mpegts", &url])
+                .output()
+                .expect("ffmpeg")
+        })
+        .await
+        .expect("join");
+        assert!(!out.status.success(), "publishing with passphrase {extra:?} should fail");
+    }
+    let url = server.srt_url(&format!("publish:live/{}", secret.stream_key), "&passphrase=correct horse battery&pbkeylen=16");
+    let _publisher = Publisher::start(&obs_like_fixture(), &url);
+    server.wait_renditions("secret", &["source", "audio"], 2).await;
+    let master = get_text(&server.url("/hls/secret/master.m3u8")).await.expect("master");
+    assert!(master.contains("RESOLUTION=1280x720"));
+
+    let url = server.srt_url(&format!("publish:live/{}", server.key), "");
+    let _plain = Publisher::start(&obs_like_fixture(), &url);
+    server.wait_segments("demo", 2).await;
+    assert!(decoded_seconds(&server).await >= 4.9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_refusals_and_garbage_leave_the_live_channel_alone() {
+    let server = TestServer::start().await;
+    let _publisher = server.publish(); // RTMP
+    server.wait_segments("demo", 1).await;
+    let fixture = obs_like_fixture();
+    for stream_id in ["publish:live/live_wrong_key".to_string(), format!("#!::r=live/{},m=request", server.key)] {
+        let url = server.srt_url(&stream_id, "");
+        let f = fixture.clone();
+        let started = Instant::now();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-re", "-t", "3", "-i"])
+                .arg(&f)
+                .args(["-c", "copy", "-f", "mpegts", &url])
+                .output()
+                .expect("ffmpeg")
+        })
+        .await
+        .expect("join");
+        assert!(!out.status.success(), "streamid {stream_id} should be refused");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    // Random datagrams at the SRT port.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("udp");
+    let mut seed = 0x1234_5678u32;
+    for _ in 0..5000 {
+        let len = (seed % 1400) as usize + 1;
+        let packet: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed as u8
+            })
+            .collect();
+        let _ = udp.send_to(&packet, server.running.srt_addr).await;
+    }
+    // The live channel still gets its next part promptly.
+    let playlist = server.url("/hls/demo/source/index.m3u8");
+    let text = get_text(&playlist).await.expect("playlist");
+    let (msn, part) = live_edge(&text);
+    let t = Instant::now();
+    let r = client().get(format!("{playlist}?_HLS_msn={msn}&_HLS_part={}", part + 1)).send().await.expect("blocking");
+    assert_eq!(r.status(), 200);
+    assert!(t.elapsed() < Duration::from_millis(1500));
+    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
+    assert!(metrics.contains("onair_errors_total{kind=\"bad_stream_key\"}"));
+    assert!(metrics.contains("onair_errors_total{kind=\"bad_stream_id\"}"));
+}
