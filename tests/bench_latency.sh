@@ -9,27 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLAY=${1:-20}
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 cargo build --release -q -p onair
-fixture=target/bench-bbb-obs-like.mp4
-if [ ! -f "$fixture" ]; then
-  ffmpeg -hide_banner -loglevel error -y -stream_loop 2 -i ../shared/media/bigbuckbunny.mp4 -t 15.84 \
-    -c:v libx264 -preset veryfast -tune zerolatency -g 50 -keyint_min 50 -sc_threshold 0 -b:v 1500k \
-    -c:a aac -ac 2 -b:a 128k "$fixture.tmp.mp4"
-  mv "$fixture.tmp.mp4" "$fixture"
-fi
-
-http=$(free_port); rtmp=$(free_port); peer=$(free_port)
-RUST_LOG=warn target/release/onair serve --data-dir "$work/data" --http-addr 127.0.0.1:$http --rtmp-addr 127.0.0.1:$rtmp > "$work/serve.log" 2>&1 &
-server_pid=$!; pids+=($server_pid)
-for _ in $(seq 50); do grep -q "stream key for channel demo" "$work/serve.log" && break; sleep 0.1; done
-key=$(grep "stream key for channel demo" "$work/serve.log" | awk '{print $NF}')
+source tests/bench_common.sh
+start_server
+peer=$(free_port)
 
 ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$fixture" -c copy -f flv "rtmp://127.0.0.1:$rtmp/live/$key" &
 pids+=($!)

@@ -7,14 +7,9 @@
 # Usage: bash tests/bench_transcode.sh. Needs `bash infra/setup.sh test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 cargo build --release -q -p onair
 cargo build --release -q -p onair-transcoder --example ladder_fps
+source tests/bench_common.sh
 # 1080p25 real footage (Big Buck Bunny scaled up), 10.56 s, key frame every 2 s, no B-frames, AUDs.
 input=target/bench-bbb-1080p.h264
 if [ ! -f "$input" ]; then
@@ -40,17 +35,7 @@ echo "ffmpeg CLI:    $frames frames in $(python3 -c "print(f'{$end-$start:.3f}')
 python3 -c "print(f'ratio OnAir/ffmpeg: {$onair_fps/$ffmpeg_fps:.2f}')"
 
 echo "== live: CPU and added latency for one 720p25 input transcoded to 480p + 360p"
-fixture=target/bench-bbb-obs-like.mp4
-if [ ! -f "$fixture" ]; then
-  ffmpeg -hide_banner -loglevel error -y -stream_loop 2 -i ../shared/media/bigbuckbunny.mp4 -t 15.84 \
-    -c:v libx264 -preset veryfast -tune zerolatency -g 50 -keyint_min 50 -sc_threshold 0 -b:v 1500k \
-    -c:a aac -ac 2 -b:a 128k "$fixture.tmp.mp4" && mv "$fixture.tmp.mp4" "$fixture"
-fi
-http=$(free_port); rtmp=$(free_port)
-RUST_LOG=warn target/release/onair serve --data-dir "$work/data" --http-addr 127.0.0.1:$http --rtmp-addr 127.0.0.1:$rtmp > "$work/serve.log" 2>&1 &
-server_pid=$!; pids+=($server_pid)
-for _ in $(seq 50); do grep -q "stream key for channel demo" "$work/serve.log" && break; sleep 0.1; done
-key=$(grep "stream key for channel demo" "$work/serve.log" | awk '{print $NF}')
+start_server
 ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$fixture" -c copy -f flv "rtmp://127.0.0.1:$rtmp/live/$key" &
 pids+=($!)
 sleep 8

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -45,15 +44,6 @@ async fn live_channel_is_healthy(server: &TestServer) {
     let r = client().get(format!("{playlist}?_HLS_msn={msn}&_HLS_part={}", part + 1)).send().await.expect("blocking");
     assert_eq!(r.status(), 200);
     assert!(t.elapsed() < Duration::from_millis(1500), "next part took {:?}", t.elapsed());
-}
-
-fn run_ffmpeg_publish(input: &std::path::Path, url: &str) -> std::process::Output {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-t", "5", "-i"])
-        .arg(input)
-        .args(["-c", "copy", "-f", "flv", url])
-        .output()
-        .expect("ffmpeg")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,14 +90,13 @@ async fn bad_peers_are_closed_and_the_live_channel_keeps_going() {
     // A wrong stream key: ffmpeg is refused and exits with an error.
     let fixture = obs_like_fixture();
     let bad_url = server.rtmp_url("live_not_a_key");
-    let f = fixture.clone();
-    let out = tokio::task::spawn_blocking(move || run_ffmpeg_publish(&f, &bad_url)).await.expect("join");
+    let out = publish_once(&fixture, &bad_url, 5, Some(1)).await;
     assert!(!out.status.success(), "ffmpeg with a wrong key should fail");
     println!("wrong key: ffmpeg said {}", String::from_utf8_lossy(&out.stderr).trim());
 
     // A second publisher on the live channel is refused too.
     let url = server.rtmp_url(&server.key);
-    let out = tokio::task::spawn_blocking(move || run_ffmpeg_publish(&fixture, &url)).await.expect("join");
+    let out = publish_once(&fixture, &url, 5, Some(1)).await;
     assert!(!out.status.success(), "a second publisher should be refused");
 
     live_channel_is_healthy(&server).await;
@@ -133,8 +122,7 @@ async fn publisher_and_bitrate_limits_close_only_the_offender() {
     let second = server.running.channels.create("second").await.expect("create channel");
     let url = server.rtmp_url(&second.stream_key);
     let fixture = obs_like_fixture();
-    let f = fixture.clone();
-    let out = tokio::task::spawn_blocking(move || run_ffmpeg_publish(&f, &url)).await.expect("join");
+    let out = publish_once(&fixture, &url, 5, Some(1)).await;
     assert!(!out.status.success(), "a publisher beyond max_publishers should be refused");
 
     // A publisher far above the bit-rate cap (the ~1.6 Mbit/s sample read at 4x speed) is disconnected.
@@ -146,16 +134,7 @@ async fn publisher_and_bitrate_limits_close_only_the_offender() {
     let key = server2.running.channels.create("fast").await.expect("create").stream_key;
     let url = server2.rtmp_url(&key);
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-readrate", "4", "-stream_loop", "-1", "-i"])
-            .arg(&fixture)
-            .args(["-c", "copy", "-f", "flv", &url])
-            .output()
-            .expect("ffmpeg")
-    })
-    .await
-    .expect("join");
+    let out = publish_once(&fixture, &url, 60, Some(4)).await;
     assert!(!out.status.success(), "a publisher over the bit-rate cap should be disconnected");
     assert!(started.elapsed() < Duration::from_secs(30));
 

@@ -3,30 +3,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 async fn decoded_seconds(server: &TestServer) -> f64 {
-    let url = server.url("/hls/demo/master.m3u8");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-i", &url, "-t", "5", "-map", "0:v", "-map", "0:a", "-f", "null", "-"])
-            .args(["-progress", "pipe:1"])
-            .output()
-            .expect("ffmpeg")
-    })
-    .await
-    .expect("join");
-    assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("out_time_us="))
-        .filter_map(|v| v.trim().parse::<u64>().ok())
-        .max()
-        .unwrap_or(0) as f64
-        / 1e6
+    decode_with_ffmpeg(&server.url("/hls/demo/master.m3u8"), 5).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,17 +29,7 @@ async fn srt_publish_with_short_streamid_and_passphrase_plays_back() {
     let secret = server.running.channels.create_with("secret", Some("correct horse battery")).await.expect("channel");
     for extra in ["&passphrase=wrong horse battery&pbkeylen=16", ""] {
         let url = server.srt_url(&format!("publish:live/{}", secret.stream_key), extra);
-        let f = obs_like_fixture();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("ffmpeg")
-                .args(["-hide_banner", "-loglevel", "error", "-t", "2", "-i"])
-                .arg(&f)
-                .args(["-c", "copy", "-f", "mpegts", &url])
-                .output()
-                .expect("ffmpeg")
-        })
-        .await
-        .expect("join");
+        let out = publish_once(&obs_like_fixture(), &url, 2, None).await;
         assert!(!out.status.success(), "publishing with passphrase {extra:?} should fail");
     }
     let url = server.srt_url(&format!("publish:live/{}", secret.stream_key), "&passphrase=correct horse battery&pbkeylen=16");
@@ -80,18 +52,8 @@ async fn srt_refusals_and_garbage_leave_the_live_channel_alone() {
     let fixture = obs_like_fixture();
     for stream_id in ["publish:live/live_wrong_key".to_string(), format!("#!::r=live/{},m=request", server.key)] {
         let url = server.srt_url(&stream_id, "");
-        let f = fixture.clone();
         let started = Instant::now();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("ffmpeg")
-                .args(["-hide_banner", "-loglevel", "error", "-re", "-t", "3", "-i"])
-                .arg(&f)
-                .args(["-c", "copy", "-f", "mpegts", &url])
-                .output()
-                .expect("ffmpeg")
-        })
-        .await
-        .expect("join");
+        let out = publish_once(&fixture, &url, 3, Some(1)).await;
         assert!(!out.status.success(), "streamid {stream_id} should be refused");
         assert!(started.elapsed() < Duration::from_secs(10));
     }

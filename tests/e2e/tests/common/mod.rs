@@ -164,6 +164,38 @@ impl Drop for Publisher {
     }
 }
 
+/// Publishes `input` (looped) to `url` (FLV for rtmp://, MPEG-TS for srt://) for at most `seconds`,
+/// at `rate` × real time (None: as fast as possible), and returns how ffmpeg ended.
+pub async fn publish_once(input: &Path, url: &str, seconds: u32, rate: Option<u32>) -> std::process::Output {
+    let format = if url.starts_with("srt://") { "mpegts" } else { "flv" };
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error"]);
+    if let Some(r) = rate {
+        cmd.args(["-readrate", &r.to_string()]);
+    }
+    cmd.args(["-stream_loop", "-1", "-t", &seconds.to_string(), "-i"]).arg(input).args(["-c", "copy", "-f", format, url]);
+    tokio::task::spawn_blocking(move || cmd.output().expect("ffmpeg")).await.expect("join")
+}
+
+/// Reads `playlist_url` with the ffmpeg CLI for `seconds` of video and audio (decoding both);
+/// returns (media seconds decoded, video frames). Panics if ffmpeg fails.
+pub async fn decode_with_ffmpeg(playlist_url: &str, seconds: u32) -> (f64, u64) {
+    let (url, t) = (playlist_url.to_string(), seconds.to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-i", &url, "-t", &t, "-map", "0:v", "-map", "0:a", "-f", "null", "-"])
+            .args(["-progress", "pipe:1"])
+            .output()
+            .expect("ffmpeg")
+    })
+    .await
+    .expect("join");
+    assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let max_of = |key: &str| stdout.lines().filter_map(|l| l.strip_prefix(key)).filter_map(|v| v.trim().parse::<u64>().ok()).max().unwrap_or(0);
+    (max_of("out_time_us=") as f64 / 1e6, max_of("frame="))
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
