@@ -196,6 +196,17 @@ pub async fn decode_with_ffmpeg(playlist_url: &str, seconds: u32) -> (f64, u64) 
     (max_of("out_time_us=") as f64 / 1e6, max_of("frame="))
 }
 
+/// Asserts that a blocking request for the next part of the live channel is answered promptly.
+pub async fn live_channel_is_healthy(server: &TestServer) {
+    let playlist = server.url("/hls/demo/source/index.m3u8");
+    let text = get_text(&playlist).await.expect("playlist");
+    let (msn, part) = live_edge(&text);
+    let t = Instant::now();
+    let r = client().get(format!("{playlist}?_HLS_msn={msn}&_HLS_part={}", part + 1)).send().await.expect("blocking");
+    assert_eq!(r.status(), 200);
+    assert!(t.elapsed() < Duration::from_millis(1500), "next part took {:?}", t.elapsed());
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
