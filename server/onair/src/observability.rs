@@ -7,7 +7,10 @@
 //!   message's arrival to its part being servable);
 //! - `playlist_requests_total{kind}` with kind `blocking`, `non_blocking` or `multivariant`,
 //!   `playlist_block_seconds`, `hinted_part_wait_seconds` (summaries), `http_media_bytes_total`;
-//! - `errors_total{kind}` (ingest) and `http_errors_total{kind}` (HTTP).
+//! - `errors_total{kind}` (ingest) and `http_errors_total{kind}` (HTTP);
+//! - `target_duration_raised_total`: an encoder's GOP made a segment longer than the target duration;
+//! - transcoding: `transcode_dropped_frames_total{rendition,reason}`, `transcode_lag_seconds`,
+//!   `transcode_errors_total{kind}`.
 
 use std::pin::Pin;
 use std::sync::OnceLock;

@@ -251,7 +251,18 @@ impl Rendition {
         seg.parts.push(Part { duration, independent, data });
         seg.duration += duration;
         let seg_duration = seg.duration;
+        let td_before = self.target_duration_of(&t);
         t.longest_segment = t.longest_segment.max(seg_duration);
+        let td_after = self.target_duration_of(&t);
+        if td_after > td_before && td_after > self.config.min_target_duration {
+            // RFC 8216bis §4.4.3.1 wants a constant EXT-X-TARGETDURATION: tell the operator why it moved.
+            metrics::counter!("onair_target_duration_raised_total").increment(1);
+            tracing::warn!(
+                rendition = self.name(),
+                target_duration_s = td_after,
+                "segment longer than the target duration: the encoder's key-frame interval is too long (use 1-2 s)"
+            );
+        }
         t.next_part_id += 1;
         self.evict(&mut t);
         let pos = Self::position_of(&t);
