@@ -34,6 +34,8 @@ async fn metrics_text() -> Response {
 #[derive(Debug, serde::Serialize)]
 struct LiveChannel {
     channel: String,
+    /// `live`, or `reconnecting` while a dropped publisher may still come back.
+    state: &'static str,
     started_at_ms: u64,
     renditions: Vec<String>,
     playlist: String,
@@ -47,8 +49,9 @@ fn live(store: &Store) -> Vec<LiveChannel> {
     store
         .list()
         .into_iter()
-        .filter(|b| b.live)
+        .filter(|b| b.live || b.reconnecting)
         .map(|b| LiveChannel {
+            state: if b.live { "live" } else { "reconnecting" },
             playlist: format!("/hls/{}/master.m3u8", b.channel),
             started_at_ms: b.started.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             renditions: b.renditions,
@@ -62,10 +65,11 @@ async fn directory_page(State(store): State<Arc<Store>>) -> Html<String> {
     for c in live(&store) {
         // Channel names are restricted to [a-z0-9_-], so they need no escaping.
         rows.push_str(&format!(
-            "<li><b>{0}</b>: <a href=\"{1}\">{1}</a> ({2})</li>\n",
+            "<li><b>{0}</b> ({3}): <a href=\"{1}\">{1}</a> ({2})</li>\n",
             c.channel,
             c.playlist,
-            c.renditions.join(", ")
+            c.renditions.join(", "),
+            c.state
         ));
     }
     if rows.is_empty() {

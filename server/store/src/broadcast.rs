@@ -45,8 +45,10 @@ pub struct BroadcastInfo {
     pub channel: String,
     /// When the publish started.
     pub started: SystemTime,
-    /// False once the publisher left.
+    /// True while a publisher is attached.
     pub live: bool,
+    /// True while the publisher is gone but may come back (within the grace period).
+    pub reconnecting: bool,
     /// Rendition names.
     pub renditions: Vec<String>,
 }
@@ -198,6 +200,7 @@ impl Store {
                 channel: b.channel.clone(),
                 started: b.started,
                 live: b.is_live(),
+                reconnecting: b.is_interrupted(),
                 renditions: b.renditions().iter().map(|r| r.name()).collect(),
             })
             .collect();

@@ -249,6 +249,8 @@ async fn publisher_reconnect_continues_the_playlist_and_hlsjs_keeps_playing() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let during = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
     assert!(!during.contains("#EXT-X-ENDLIST"), "ended inside the grace period");
+    let api = get_text(&server.url("/api/v1/channels")).await.expect("api");
+    assert!(api.contains("\"state\":\"reconnecting\""), "{api}");
     let _publisher = server.publish();
     let deadline = Instant::now() + Duration::from_secs(20);
     let after = loop {
