@@ -13,7 +13,7 @@ use onair_hls::{
     AudioMedia, Decision, Directives, LiveEdge, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry,
     RenditionReport, ServerControl, SkipRequest, Variant,
 };
-use onair_store::{Broadcast, Position, Rendition};
+use onair_store::{Broadcast, Position, Rendition, RenditionInfo};
 
 use crate::{error, valid_name, OriginState, PLAYLIST_CONTENT_TYPE};
 
@@ -52,52 +52,55 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
 }
 
 fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
-    let bitrate = |r: &Rendition| {
-        let nominal = r.info().nominal_bitrate.unwrap_or(UNMEASURED_BANDWIDTH);
-        r.bitrate().unwrap_or((nominal, nominal))
-    };
-    let audio: Vec<&Arc<Rendition>> = renditions.iter().filter(|r| !r.info().is_video).collect();
-    let audio_peak = audio.iter().map(|r| bitrate(r).0).max().unwrap_or(0);
-    let audio_avg = audio.iter().map(|r| bitrate(r).1).max().unwrap_or(0);
-    let audio_codec = audio.first().map(|r| r.info().codec.clone());
+    // One consistent read per rendition: its facts and its (peak, average) bit rate.
+    let facts: Vec<(RenditionInfo, (u64, u64))> = renditions
+        .iter()
+        .map(|r| {
+            let info = r.info();
+            let nominal = info.nominal_bitrate.unwrap_or(UNMEASURED_BANDWIDTH);
+            (info, r.bitrate().unwrap_or((nominal, nominal)))
+        })
+        .collect();
+    let audio: Vec<&(RenditionInfo, (u64, u64))> = facts.iter().filter(|(i, _)| !i.is_video).collect();
+    let audio_peak = audio.iter().map(|(_, b)| b.0).max().unwrap_or(0);
+    let audio_avg = audio.iter().map(|(_, b)| b.1).max().unwrap_or(0);
+    let audio_codec = audio.first().map(|(i, _)| i.codec.clone());
     let mut m = MultivariantPlaylist {
         audio: audio
             .iter()
             .enumerate()
-            .map(|(i, r)| AudioMedia {
+            .map(|(n, (i, _))| AudioMedia {
                 group_id: AUDIO_GROUP.into(),
-                name: r.info().name.clone(),
-                uri: format!("{}/index.m3u8", r.info().name),
-                channels: r.info().channels,
-                default: i == 0,
+                name: i.name.clone(),
+                uri: format!("{}/index.m3u8", i.name),
+                channels: i.channels,
+                default: n == 0,
             })
             .collect(),
         variants: Vec::new(),
     };
-    for r in renditions.iter().filter(|r| r.info().is_video) {
-        let (peak, avg) = bitrate(r);
-        let mut codecs = vec![r.info().codec.clone()];
+    for (info, (peak, avg)) in facts.iter().filter(|(i, _)| i.is_video) {
+        let mut codecs = vec![info.codec.clone()];
         codecs.extend(audio_codec.clone());
         m.variants.push(Variant {
-            uri: format!("{}/index.m3u8", r.info().name),
+            uri: format!("{}/index.m3u8", info.name),
             bandwidth: peak + audio_peak,
             average_bandwidth: Some(avg + audio_avg),
             codecs,
-            resolution: r.info().resolution,
-            frame_rate: r.info().frame_rate,
+            resolution: info.resolution,
+            frame_rate: info.frame_rate,
             audio_group: audio_codec.as_ref().map(|_| AUDIO_GROUP.to_string()),
         });
     }
     if m.variants.is_empty() {
         // Audio-only broadcast: the audio rendition is the variant.
-        if let Some(a) = audio.first() {
-            let (peak, avg) = bitrate(a);
+        if let Some((info, (peak, avg))) = audio.first() {
             m.audio.clear();
             m.variants.push(Variant {
-                uri: format!("{}/index.m3u8", a.info().name),
-                bandwidth: peak,
-                average_bandwidth: Some(avg),
-                codecs: vec![a.info().codec.clone()],
+                uri: format!("{}/index.m3u8", info.name),
+                bandwidth: *peak,
+                average_bandwidth: Some(*avg),
+                codecs: vec![info.codec.clone()],
                 resolution: None,
                 frame_rate: None,
                 audio_group: None,
@@ -189,13 +192,16 @@ fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: Skip
         })
         .collect();
     let server_control = ServerControl::for_targets(td, snap.part_target);
+    let own = rendition.name();
     let rendition_reports = broadcast
         .renditions()
         .iter()
-        .filter(|r| r.info().name != rendition.info().name)
         .filter_map(|r| {
-            let p = r.position();
-            p.last_msn.map(|m| RenditionReport { uri: format!("../{}/index.m3u8", r.info().name), last_msn: m, last_part: p.last_part })
+            let (name, p) = (r.name(), r.position());
+            if name == own {
+                return None;
+            }
+            p.last_msn.map(|m| RenditionReport { uri: format!("../{name}/index.m3u8"), last_msn: m, last_part: p.last_part })
         })
         .collect();
     let mut playlist = MediaPlaylist {

@@ -126,8 +126,6 @@ pub struct SegmentSnapshot {
     pub parts: Vec<(f64, bool)>,
     /// False for the open segment at the live edge.
     pub complete: bool,
-    /// Total bytes.
-    pub bytes: u64,
 }
 
 /// A consistent copy of a rendition's playlist window (metadata only; no media bytes).
@@ -339,7 +337,6 @@ impl Rendition {
                 duration: s.duration as f64 / ts,
                 parts: s.parts.iter().map(|p| (p.duration as f64 / ts, p.independent)).collect(),
                 complete: s.complete,
-                bytes: s.parts.iter().map(|p| p.data.len() as u64).sum(),
             })
             .collect();
         Snapshot {

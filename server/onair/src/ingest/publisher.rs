@@ -321,10 +321,11 @@ fn append_part(rendition: &Rendition, part: PackagedPart, anchor: &Anchor) {
     };
     let now = Instant::now();
     rendition.append_part(part.starts_segment, pdt, part.duration, part.independent, part.data);
-    metrics::counter!("onair_parts_produced_total", "rendition" => rendition.info().name.clone()).increment(1);
+    let name = rendition.name();
+    metrics::counter!("onair_parts_produced_total", "rendition" => name.clone()).increment(1);
+    let latency = metrics::histogram!("onair_ingest_to_part_seconds", "rendition" => name);
     for r in &part.received {
-        metrics::histogram!("onair_ingest_to_part_seconds", "rendition" => rendition.info().name.clone())
-            .record(now.duration_since(*r).as_secs_f64());
+        latency.record(now.duration_since(*r).as_secs_f64());
     }
 }
 
@@ -374,7 +375,7 @@ impl RungSink {
                 let Some((rendition, packager)) = self.state.get_mut(rung).and_then(|s| s.as_mut()) else { return };
                 match packager.push(TrackKind::Video, frame) {
                     Ok(parts) => parts.into_iter().for_each(|p| append_part(rendition, p, &self.anchor)),
-                    Err(e) => tracing::warn!(rendition = rendition.info().name, error = %e, "packaging a rung failed"),
+                    Err(e) => tracing::warn!(rendition = rendition.name(), error = %e, "packaging a rung failed"),
                 }
             }
             Output::Failed { rung, error } => {
