@@ -237,43 +237,37 @@ async fn publisher_reconnect_continues_the_playlist_and_hlsjs_keeps_playing() {
     let server = TestServer::start().await;
     let mut publisher = server.publish();
     server.wait_segments("demo", 2).await;
-    let script = repo_root().join("tests/browser/hlsjs-play.mjs");
-    let (page, playlist) = (server.url("/"), server.url("/hls/demo/master.m3u8"));
-    let player = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg(script).args([&page, &playlist, "16"]).output().expect("node")
+    let player = play_with_hlsjs(&server, 16, None);
+    // The second publisher is handed out of the block so it keeps publishing while hls.js plays.
+    let (v, _publisher) = tokio::join!(player, async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
+        let (msn_before, _) = live_edge(&before);
+        publisher.kill();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let during = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
+        assert!(!during.contains("#EXT-X-ENDLIST"), "ended inside the grace period");
+        let api = get_text(&server.url("/api/v1/channels")).await.expect("api");
+        assert!(api.contains("\"state\":\"reconnecting\""), "{api}");
+        let _publisher = server.publish();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let after = loop {
+            let text = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
+            let (msn, _) = live_edge(&text);
+            if text.contains("#EXT-X-DISCONTINUITY\n") && msn > msn_before + 1 {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "no discontinuity after the publisher came back:\n{text}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(!after.contains("#EXT-X-ENDLIST"));
+        let first_msn: u64 = after.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).and_then(|v| v.parse().ok()).expect("msn");
+        assert!(first_msn <= msn_before, "media sequence numbers must continue, not restart");
+        let audio = get_text(&server.url("/hls/demo/audio/index.m3u8")).await.expect("audio");
+        assert!(audio.contains("#EXT-X-DISCONTINUITY\n"), "audio rendition continues after a discontinuity too");
+        _publisher
     });
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let before = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
-    let (msn_before, _) = live_edge(&before);
-    publisher.kill();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let during = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
-    assert!(!during.contains("#EXT-X-ENDLIST"), "ended inside the grace period");
-    let api = get_text(&server.url("/api/v1/channels")).await.expect("api");
-    assert!(api.contains("\"state\":\"reconnecting\""), "{api}");
-    let _publisher = server.publish();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let after = loop {
-        let text = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
-        let (msn, _) = live_edge(&text);
-        if text.contains("#EXT-X-DISCONTINUITY\n") && msn > msn_before + 1 {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "no discontinuity after the publisher came back:\n{text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert!(!after.contains("#EXT-X-ENDLIST"));
-    let first_msn: u64 = after.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).and_then(|v| v.parse().ok()).expect("msn");
-    assert!(first_msn <= msn_before, "media sequence numbers must continue, not restart");
-    let audio = get_text(&server.url("/hls/demo/audio/index.m3u8")).await.expect("audio");
-    assert!(audio.contains("#EXT-X-DISCONTINUITY\n"), "audio rendition continues after a discontinuity too");
-
-    let out = player.await.expect("join");
-    assert!(out.status.success(), "hls.js run failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let samples = v["samples"].as_array().expect("samples");
-    let played = samples.last().and_then(|s| s["currentTime"].as_f64()).unwrap_or(0.0)
-        - samples.first().and_then(|s| s["currentTime"].as_f64()).unwrap_or(0.0);
+    let played = played_seconds(&v);
     println!("hls.js across a publisher reconnect: played {played:.1} s in 16 s, stalls {}, errors {}", v["stalls"], v["errors"]);
     assert!(played >= 10.0, "playback advanced only {played} s across the reconnect");
     assert!(v["errors"].as_array().is_some_and(|e| e.iter().all(|e| !e.as_str().unwrap_or("").contains("fatal"))));
@@ -284,31 +278,22 @@ async fn hlsjs_plays_in_headless_chromium() {
     let server = TestServer::start().await;
     let _publisher = server.publish();
     server.wait_segments("demo", 1).await;
-    let script = repo_root().join("tests/browser/hlsjs-play.mjs");
-    let (page, playlist) = (server.url("/"), server.url("/hls/demo/master.m3u8"));
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg(script).args([&page, &playlist, "10"]).output().expect("node")
-    })
-    .await
-    .expect("join");
-    assert!(out.status.success(), "hls.js run failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = play_with_hlsjs(&server, 10, None).await;
     let samples = v["samples"].as_array().expect("samples");
-    let first = samples.first().and_then(|s| s["currentTime"].as_f64()).unwrap_or(0.0);
-    let last = samples.last().and_then(|s| s["currentTime"].as_f64()).unwrap_or(0.0);
+    let played = played_seconds(&v);
     let mut lat: Vec<f64> = samples.iter().skip(samples.len() / 2).filter_map(|s| s["pdtLatency"].as_f64()).collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     let hls_lat = samples.last().and_then(|s| s["hlsLatency"].as_f64());
     println!(
         "hls.js: played {:.1} s in 10 s, first frame after {} ms, stalls {}, latency (PDT, 2nd half) p50 {:.3} s, hls.js latency {:?}, errors {}",
-        last - first,
+        played,
         v["firstFrameMs"],
         v["stalls"],
         lat.get(lat.len() / 2).copied().unwrap_or(f64::NAN),
         hls_lat,
         v["errors"]
     );
-    assert!(last - first >= 7.0, "currentTime advanced only {} s", last - first);
+    assert!(played >= 7.0, "currentTime advanced only {played} s");
     assert!(v["errors"].as_array().is_some_and(|e| e.iter().all(|e| !e.as_str().unwrap_or("").contains("fatal"))));
 }
 

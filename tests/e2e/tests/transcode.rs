@@ -97,18 +97,8 @@ async fn ladder_renditions_are_aligned_and_switchable() {
     }
 
     // hls.js switches levels on command during playback.
-    let script = repo_root().join("tests/browser/hlsjs-play.mjs");
-    let (page, playlist) = (server.url("/"), server.url("/hls/demo/master.m3u8"));
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg(script).args([&page, &playlist, "12", "switch"]).output().expect("node")
-    })
-    .await
-    .expect("join");
-    assert!(out.status.success(), "hls.js run failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let samples = v["samples"].as_array().expect("samples");
-    let played = samples.last().and_then(|s| s["currentTime"].as_f64()).unwrap_or(0.0)
-        - samples.first().and_then(|s| s["currentTime"].as_f64()).unwrap_or(0.0);
+    let v = play_with_hlsjs(&server, 12, Some("switch")).await;
+    let played = played_seconds(&v);
     let switched: Vec<i64> = v["switches"].as_array().expect("switches").iter().filter_map(|s| s["level"].as_i64()).collect();
     println!(
         "hls.js with forced level switches: levels {}, switched to {switched:?}, played {played:.1} s in 12 s, stalls after start {}, errors {}",

@@ -207,6 +207,25 @@ pub async fn live_channel_is_healthy(server: &TestServer) {
     assert!(t.elapsed() < Duration::from_millis(1500), "next part took {:?}", t.elapsed());
 }
 
+/// Plays the demo channel's Multivariant Playlist with hls.js in headless Chromium for `seconds`
+/// (`mode` "switch" forces a level change every 2.5 s) and returns the script's JSON report.
+pub async fn play_with_hlsjs(server: &TestServer, seconds: u32, mode: Option<&str>) -> serde_json::Value {
+    let script = repo_root().join("tests/browser/hlsjs-play.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(script).args([server.url("/"), server.url("/hls/demo/master.m3u8"), seconds.to_string()]);
+    cmd.args(mode);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "hls.js run failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Media seconds hls.js played during a [`play_with_hlsjs`] run (last minus first `currentTime`).
+pub fn played_seconds(report: &serde_json::Value) -> f64 {
+    let samples = report["samples"].as_array().cloned().unwrap_or_default();
+    let at = |s: Option<&serde_json::Value>| s.and_then(|s| s["currentTime"].as_f64()).unwrap_or(0.0);
+    at(samples.last()) - at(samples.first())
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client")
 }
