@@ -5,14 +5,17 @@
 //!   EXT-X-RENDITION-REPORT, EXT-X-SKIP);
 //! - [`blocking`]: the Delivery Directives (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) and the rules of
 //!   §6.2.5.2 for when a blocking request is answered, held or refused;
+//! - [`parse`]: reading both playlist kinds back, for the player and for tests;
 //! - [`cache`]: Cache-Control lifetimes from Appendix B.
 //!
 //! Nothing here does I/O or depends on tokio, so the player (wasm) can share it.
 
 pub mod blocking;
 pub mod cache;
+pub mod parse;
 pub mod playlist;
 
+pub use parse::ParseError;
 pub use blocking::{Decision, Directives, DirectiveError, LiveEdge, SkipRequest};
 pub use playlist::{
     AudioMedia, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry, RenditionReport, ServerControl, Variant,

@@ -1,0 +1,25 @@
+//! OnAir's LL-HLS player, compiled to WebAssembly with `wasm-pack build --target web`.
+//!
+//! The logic is plain Rust that runs (and is tested) natively:
+//! - [`track`]: a rendition's Media Playlist as the loader sees it: part times, start position,
+//!   what to fetch next (part, Preload Hint with a parallel blocking reload, whole segment), and
+//!   delta-update merging. Playlists are parsed by `onair-hls`, the crate the server writes them with;
+//! - [`timeline`]: EXT-X-PROGRAM-DATE-TIME ↔ media time, across discontinuities and servers;
+//! - [`latency`]: the playback-rate controller that chases the target latency;
+//! - [`abr`]: the bandwidth estimator and rendition choice;
+//! - [`selection`]: ranking candidate servers and deciding when to fail over;
+//! - [`fmp4`]: timescale and `tfdt` from CMAF objects.
+//!
+//! In the browser, `web` (wasm32 only) does the I/O: `fetch`, Media Source Extensions with one
+//! SourceBuffer per track behind an operation queue, timers, and the JavaScript API
+//! `OnAirPlayer.attach(video, options)` documented in `player-wasm/README.md`.
+
+pub mod abr;
+pub mod fmp4;
+pub mod latency;
+pub mod selection;
+pub mod timeline;
+pub mod track;
+
+#[cfg(target_arch = "wasm32")]
+mod web;
