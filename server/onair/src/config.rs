@@ -33,6 +33,49 @@ pub struct Config {
     pub transcode: TranscodeConfig,
     /// Protocol-independent ingest behaviour.
     pub ingest: IngestConfig,
+    /// What the playback API tells players.
+    pub playback: PlaybackConfig,
+    /// The web pages and the player files.
+    pub web: WebConfig,
+}
+
+/// The playback API (`GET /api/v1/playback/{channel}`) and its tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaybackConfig {
+    /// This server's base URL as players reach it, e.g. `https://live.example.com`. Default: from
+    /// the request's `Host` header, over `http`.
+    pub public_url: Option<String>,
+    /// Other servers that carry the same channels (base URLs); players fail over to them.
+    pub peers: Vec<String>,
+    /// Key (any string) that signs playback tokens; share it with the peers. Default: random at
+    /// each start, so tokens do not survive a restart.
+    pub token_secret: Option<String>,
+    /// Lifetime of a playback token in seconds. Default 6 h.
+    pub token_ttl_s: u64,
+    /// Refuse Multivariant Playlist requests without a valid `token` (403). Default false.
+    pub require_token: bool,
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        PlaybackConfig { public_url: None, peers: Vec::new(), token_secret: None, token_ttl_s: 6 * 3600, require_token: false }
+    }
+}
+
+/// Web pages and the Wasm player.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Directory of the built player (`wasm-pack build --target web` output), served at
+    /// `/player/`. Default: `player-wasm/pkg` of the source tree this binary was built from.
+    pub player_dir: PathBuf,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { player_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../player-wasm/pkg") }
+    }
 }
 
 /// Ingest behaviour shared by every protocol.
@@ -152,6 +195,8 @@ impl Default for Config {
             rtmp: RtmpConfig::default(),
             transcode: TranscodeConfig::default(),
             ingest: IngestConfig::default(),
+            playback: PlaybackConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }

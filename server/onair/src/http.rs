@@ -1,26 +1,64 @@
-//! The HTTP front: the LL-HLS origin plus `/metrics`, `/healthz`, `/api/v1/channels` and a plain
-//! directory page at `/`.
+//! The HTTP front: the LL-HLS origin, the web pages (`/`, `/watch/{channel}`), the player files
+//! (`/player/`), the JSON API (`/api/v1/channels`, `/api/v1/playback/{channel}`, `/api/v1/time`),
+//! `/metrics` and `/healthz`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use onair_origin::OriginState;
 use onair_store::Store;
+use tower_http::cors::CorsLayer;
+use tower_http::services::ServeDir;
+
+use crate::config::PlaybackConfig;
+use crate::playback::Signer;
+
+const INDEX_HTML: &str = include_str!("../../../web/index.html");
+const WATCH_HTML: &str = include_str!("../../../web/watch.html");
+
+/// What the pages and the playback API need besides the store.
+#[derive(Clone)]
+pub struct Web {
+    /// Playback API settings (public URL, peers, tokens).
+    pub playback: PlaybackConfig,
+    /// Signs and checks playback tokens.
+    pub signer: Signer,
+    /// Directory served at `/player/` (the `wasm-pack` output).
+    pub player_dir: PathBuf,
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<Store>,
+    web: Web,
+}
 
 /// All routes of `onair serve`.
-pub fn app(store: Arc<Store>) -> Router {
-    let front = Router::new()
-        .route("/", get(directory_page))
+pub fn app(store: Arc<Store>, web: Web) -> Router {
+    let state = AppState { store: store.clone(), web: web.clone() };
+    let api = Router::new()
         .route("/api/v1/channels", get(channels_json))
+        .route("/api/v1/playback/{channel}", get(playback_json))
+        .route("/api/v1/time", get(time_json))
+        .layer(CorsLayer::permissive());
+    let front = Router::new()
+        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route("/watch/{channel}", get(watch_page))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
-        .with_state(store.clone());
-    front.merge(onair_origin::router(OriginState { store }))
+        .merge(api)
+        .nest_service("/player", ServeDir::new(&web.player_dir))
+        .with_state(state.clone());
+    let origin = onair_origin::router(OriginState { store }).layer(middleware::from_fn_with_state(state, require_token));
+    front.merge(origin)
 }
 
 async fn metrics_text() -> Response {
@@ -28,6 +66,24 @@ async fn metrics_text() -> Response {
         Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n").into_response(),
     }
+}
+
+/// With `playback.require_token`, a Multivariant Playlist request needs `?token=` from the
+/// playback API (403 otherwise). Media Playlists, parts and segments stay open so that CDNs
+/// can cache them under one key.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.web.playback.require_token {
+        let path = request.uri().path();
+        if let Some(channel) = path.strip_prefix("/hls/").and_then(|p| p.strip_suffix("/master.m3u8")) {
+            let token = request.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+            if let Err(e) = state.web.signer.verify(channel, token, SystemTime::now()) {
+                tracing::info!(channel, error = %e, "playlist request refused");
+                metrics::counter!("onair_errors_total", "kind" => "playback_token").increment(1);
+                return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// One live channel in `/api/v1/channels`.
@@ -39,10 +95,11 @@ struct LiveChannel {
     started_at_ms: u64,
     renditions: Vec<String>,
     playlist: String,
+    watch: String,
 }
 
-async fn channels_json(State(store): State<Arc<Store>>) -> Json<Vec<LiveChannel>> {
-    Json(live(&store))
+async fn channels_json(State(state): State<AppState>) -> Json<Vec<LiveChannel>> {
+    Json(live(&state.store))
 }
 
 fn live(store: &Store) -> Vec<LiveChannel> {
@@ -53,6 +110,7 @@ fn live(store: &Store) -> Vec<LiveChannel> {
         .map(|b| LiveChannel {
             state: if b.live { "live" } else { "reconnecting" },
             playlist: format!("/hls/{}/master.m3u8", b.channel),
+            watch: format!("/watch/{}", b.channel),
             started_at_ms: b.started.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             renditions: b.renditions,
             channel: b.channel,
@@ -60,24 +118,54 @@ fn live(store: &Store) -> Vec<LiveChannel> {
         .collect()
 }
 
-async fn directory_page(State(store): State<Arc<Store>>) -> Html<String> {
-    let mut rows = String::new();
-    for c in live(&store) {
-        // Channel names are restricted to [a-z0-9_-], so they need no escaping.
-        rows.push_str(&format!(
-            "<li><b>{0}</b> ({3}): <a href=\"{1}\">{1}</a> ({2})</li>\n",
-            c.channel,
-            c.playlist,
-            c.renditions.join(", "),
-            c.state
-        ));
+/// `GET /api/v1/playback/{channel}`: where a player may fetch the channel, best guess first.
+#[derive(Debug, serde::Serialize)]
+struct Playback {
+    channel: String,
+    /// Base URLs; the player appends `/hls/{channel}/master.m3u8?token=…`.
+    candidates: Vec<Candidate>,
+    /// Playback token (see `playback.rs`), valid on this server and on peers sharing the secret.
+    token: String,
+    /// Token expiry, Unix ms.
+    expires_at_ms: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Candidate {
+    base_url: String,
+}
+
+async fn playback_json(State(state): State<AppState>, Path(channel): Path<String>, headers: HeaderMap) -> Response {
+    let live = state.store.get(&channel).is_some_and(|b| !b.renditions().is_empty());
+    if !live {
+        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "channel is not live", "channel": channel}))).into_response();
     }
-    if rows.is_empty() {
-        rows.push_str("<li>No channel is live. Publish with OBS or ffmpeg to rtmp://HOST:1935/live/STREAM_KEY.</li>\n");
+    let this = state.web.playback.public_url.clone().or_else(|| {
+        let host = headers.get(header::HOST)?.to_str().ok()?;
+        Some(format!("http://{host}"))
+    });
+    let mut candidates: Vec<Candidate> = this.into_iter().map(|base_url| Candidate { base_url }).collect();
+    for peer in &state.web.playback.peers {
+        let base_url = peer.trim_end_matches('/').to_string();
+        if !candidates.iter().any(|c| c.base_url == base_url) {
+            candidates.push(Candidate { base_url });
+        }
     }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>OnAir</title></head><body>\
-         <h1>OnAir: live channels</h1><ul>\n{rows}</ul>\
-         <p>Open a playlist URL in ffplay, VLC, Safari or any hls.js player.</p></body></html>\n"
-    ))
+    let (token, expires) = state.web.signer.sign(&channel, SystemTime::now());
+    metrics::counter!("onair_playback_requests_total").increment(1);
+    Json(Playback { channel, candidates, token, expires_at_ms: expires * 1000 }).into_response()
+}
+
+/// `GET /api/v1/time`: the server's clock, `{"now_ms": Unix ms}`, for players' latency measurement.
+async fn time_json() -> Response {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    ([(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({ "now_ms": now }))).into_response()
+}
+
+async fn watch_page(Path(channel): Path<String>) -> Response {
+    if !onair_origin::valid_name(&channel) {
+        return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
+    }
+    // Channel names are [a-z0-9_-]: safe to place in the page as they are.
+    Html(WATCH_HTML.replace("{{channel}}", &channel)).into_response()
 }

@@ -7,4 +7,5 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod observability;
+pub mod playback;
 pub mod server;

@@ -91,7 +91,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let gate = Gate::new(config.clone(), channels.clone(), store.clone());
     let ingest = RtmpIngest::new(gate.clone());
     let srt = crate::ingest::srt::SrtIngest::new(gate.clone());
-    let app = crate::http::app(store.clone());
+    let web = crate::http::Web {
+        playback: config.playback.clone(),
+        signer: crate::playback::Signer::new(config.playback.token_secret.as_deref(), Duration::from_secs(config.playback.token_ttl_s)),
+        player_dir: config.web.player_dir.clone(),
+    };
+    if !config.web.player_dir.join("onair_player.js").exists() {
+        tracing::warn!(dir = %config.web.player_dir.display(), "the Wasm player is not built; the watch page will not play (run: bash infra/setup.sh)");
+    }
+    let app = crate::http::app(store.clone(), web);
     let sweeper_store = store.clone();
     let grace = Duration::from_millis(config.ingest.reconnect_grace_ms);
     let tasks = vec![

@@ -61,6 +61,6 @@ pub(crate) fn error(status: StatusCode, kind: CacheKind, td: u32, reason: &str, 
 }
 
 /// True for channel and rendition names we serve: 1–64 of `A-Z a-z 0-9 _ -`.
-pub(crate) fn valid_name(s: &str) -> bool {
+pub fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -1,0 +1,241 @@
+//! The JavaScript API (see `player-wasm/README.md`):
+//!
+//! ```js
+//! import init, { OnAirPlayer } from '/player/onair_player.js';
+//! await init();
+//! const player = await OnAirPlayer.attach(video, { channel: 'demo', targetLatency: 0.6 });
+//! video.addEventListener('onair:server', (e) => console.log('server', e.detail));
+//! console.log(player.stats());
+//! ```
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::future::join_all;
+use onair_hls::MultivariantPlaylist;
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use web_sys::{Event, HtmlVideoElement};
+
+use super::mse::{self, Track};
+use super::net;
+use super::player::{self, emit, Kind, Shared, State, Stats};
+use super::{describe, now_ms, wall_ms};
+use crate::abr::BandwidthEstimator;
+use crate::latency::{LatencyConfig, LatencyController};
+use crate::selection::{self, Health};
+use crate::timeline::Timeline;
+
+/// Options of `OnAirPlayer.attach` (camelCase in JavaScript).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Options {
+    /// Channel name; with `baseUrl`, the player asks `GET {baseUrl}/api/v1/playback/{channel}`.
+    channel: Option<String>,
+    /// The OnAir server to ask; defaults to the page's origin.
+    base_url: Option<String>,
+    /// A Multivariant Playlist URL to play directly (any LL-HLS server), instead of `channel`.
+    src: Option<String>,
+    /// Target latency in seconds; defaults to the playlist's PART-HOLD-BACK.
+    target_latency: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PlaybackCandidate {
+    base_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Playback {
+    candidates: Vec<PlaybackCandidate>,
+    token: Option<String>,
+}
+
+/// A player attached to a `<video>` element.
+#[wasm_bindgen]
+pub struct OnAirPlayer {
+    shared: Shared,
+    _waiting: Closure<dyn FnMut(Event)>,
+}
+
+fn js_err(msg: impl std::fmt::Display) -> JsValue {
+    js_sys::Error::new(&msg.to_string()).into()
+}
+
+/// Candidate Multivariant Playlist URLs for the options.
+async fn candidates(opts: &Options) -> Result<Vec<String>, JsValue> {
+    if let Some(src) = &opts.src {
+        return Ok(vec![src.clone()]);
+    }
+    let channel = opts.channel.as_deref().ok_or_else(|| js_err("either `channel` or `src` is required"))?;
+    let base = match &opts.base_url {
+        Some(b) => b.trim_end_matches('/').to_string(),
+        None => web_sys::window().and_then(|w| w.location().origin().ok()).ok_or_else(|| js_err("no baseUrl and no page origin"))?,
+    };
+    let playlist_of = |b: &str, token: &Option<String>| {
+        let q = token.as_ref().map(|t| format!("?token={t}")).unwrap_or_default();
+        format!("{}/hls/{channel}/master.m3u8{q}", b.trim_end_matches('/'))
+    };
+    match net::get_text(&format!("{base}/api/v1/playback/{channel}"), 3000.0).await {
+        Ok((text, _)) => {
+            let p: Playback = serde_json::from_str(&text).map_err(|e| js_err(format!("playback API: {e}")))?;
+            if p.candidates.is_empty() {
+                return Err(js_err("playback API returned no candidates"));
+            }
+            Ok(p.candidates.iter().map(|c| playlist_of(&c.base_url, &p.token)).collect())
+        }
+        Err(net::NetError::Status(404)) => Err(js_err(format!("channel {channel} is not live"))),
+        // Not an OnAir server (or an old one): play its playlist directly.
+        Err(_) => Ok(vec![playlist_of(&base, &None)]),
+    }
+}
+
+/// Server clock minus local clock (ms) from `GET /api/v1/time` (NTP-style midpoint); 0 when
+/// the server has no such endpoint.
+async fn clock_offset(master_url: &str) -> f64 {
+    let origin = master_url.find("://").and_then(|s| master_url[s + 3..].find('/').map(|p| &master_url[..s + 3 + p]));
+    let Some(origin) = origin else { return 0.0 };
+    let sent = wall_ms();
+    match net::get_text(&format!("{origin}/api/v1/time"), 2000.0).await {
+        Ok((text, _)) => {
+            let received = wall_ms();
+            let server = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("now_ms")?.as_f64());
+            server.map_or(0.0, |s| s - (sent + received) / 2.0)
+        }
+        Err(_) => 0.0,
+    }
+}
+
+#[wasm_bindgen]
+impl OnAirPlayer {
+    /// Starts playing into `video`. `options`: `{channel, baseUrl?, targetLatency?}` or `{src}`.
+    /// Picks the best candidate server (probing each), opens Media Source Extensions and starts
+    /// loading. Rejects when no candidate has the stream or MSE cannot play its codecs.
+    pub async fn attach(video: HtmlVideoElement, options: JsValue) -> Result<OnAirPlayer, JsValue> {
+        let opts: Options = if options.is_undefined() || options.is_null() {
+            Options::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("options: {e}")))?
+        };
+        let candidates = candidates(&opts).await?;
+        let probes = join_all(candidates.iter().cloned().map(player::probe)).await;
+        let ranked = selection::rank(&probes);
+        let current = *ranked.first().ok_or_else(|| js_err("no candidate server has the stream"))?;
+        let master_url = candidates[current].clone();
+        let (text, _) = net::get_text(&master_url, 3000.0).await.map_err(|e| js_err(format!("{e} for {master_url}")))?;
+        let master = MultivariantPlaylist::parse(&text).map_err(js_err)?;
+        if master.variants.is_empty() {
+            return Err(js_err("the Multivariant Playlist lists no variant"));
+        }
+        let clock_offset_ms = clock_offset(&master_url).await;
+        let (media_source, _url) = mse::open(&video).await?;
+        // Start on the lowest rendition that is at least 1 Mbit/s, or the highest: ABR moves from there.
+        let start = (0..master.variants.len()).filter(|&i| master.variants[i].bandwidth >= 1_000_000).min_by_key(|&i| master.variants[i].bandwidth).unwrap_or(0);
+        let (main_mime, audio_mime) = player::mime_types(&master, start);
+        let main = Track::add(&media_source, &main_mime).map_err(js_err)?;
+        let audio = match &audio_mime {
+            Some(m) => Some(Track::add(&media_source, m).map_err(js_err)?),
+            None => None,
+        };
+        let shared: Shared = Rc::new(RefCell::new(State {
+            video: video.clone(),
+            media_source,
+            candidates,
+            current,
+            generation: 0,
+            failover_wanted: false,
+            master_url: master_url.clone(),
+            master,
+            video_variant: start,
+            wanted_variant: start,
+            forced_variant: None,
+            timeline: Timeline::new(),
+            latency: LatencyController::new(LatencyConfig::for_target(opts.target_latency.unwrap_or(1.0))),
+            target_configured: opts.target_latency,
+            target_known: false,
+            estimator: BandwidthEstimator::new(),
+            clock_offset_ms,
+            start_pdt_ms: None,
+            started: false,
+            start_position: 0.0,
+            first_data_ms: None,
+            stopped: false,
+            ended_tracks: 0,
+            tracks: 1 + u32::from(audio.is_some()),
+            health: Health::new(2),
+            last_edge_ms: None,
+            stats: Stats { state: "starting".into(), server: master_url, clock_offset_ms, ..Stats::default() },
+        }));
+        let waiting = {
+            let shared = shared.clone();
+            Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+                let mut st = shared.borrow_mut();
+                // The start-up seek makes the element wait too: only count stalls after playback moved.
+                if st.started && st.video.current_time() > st.start_position + 0.5 && st.stats.state == "playing" {
+                    st.stats.stalls += 1;
+                    st.latency.on_stall(now_ms() / 1000.0);
+                    emit(&st.video, "stall", &JsValue::from_f64(f64::from(st.stats.stalls)));
+                }
+            })
+        };
+        video.add_event_listener_with_callback("waiting", waiting.as_ref().unchecked_ref())?;
+        wasm_bindgen_futures::spawn_local(player::run_track(shared.clone(), Kind::Main, main));
+        if let Some(a) = audio {
+            wasm_bindgen_futures::spawn_local(player::run_track(shared.clone(), Kind::Audio, a));
+        }
+        wasm_bindgen_futures::spawn_local(player::control(shared.clone()));
+        wasm_bindgen_futures::spawn_local(player::supervise(shared.clone()));
+        Ok(OnAirPlayer { shared, _waiting: waiting })
+    }
+
+    /// A snapshot: `{state, latency, targetLatency, buffer, playbackRate, currentTime, rendition,
+    /// renditionBandwidth, renditionIndex, bandwidthEstimate, server, stalls, failovers, gapJumps,
+    /// fragments, bytes, clockOffsetMs, lastError}`. Seconds, bits/s, bytes.
+    pub fn stats(&self) -> JsValue {
+        let stats = self.shared.borrow().stats.clone();
+        stats.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
+    }
+
+    /// The renditions: `[{index, bandwidth, resolution, codecs}]`.
+    pub fn renditions(&self) -> JsValue {
+        let st = self.shared.borrow();
+        let list: Vec<serde_json::Value> = st
+            .master
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                serde_json::json!({
+                    "index": i, "bandwidth": v.bandwidth, "codecs": v.codecs.join(","),
+                    "resolution": v.resolution.map(|(w, h)| format!("{w}x{h}")),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(list).serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)
+    }
+
+    /// Forces a rendition by index (from `renditions()`), or `-1` for automatic (ABR).
+    #[wasm_bindgen(js_name = setRendition)]
+    pub fn set_rendition(&self, index: i32) {
+        self.shared.borrow_mut().forced_variant = usize::try_from(index).ok();
+    }
+
+    /// Sets the target latency in seconds.
+    #[wasm_bindgen(js_name = setTargetLatency)]
+    pub fn set_target_latency(&self, seconds: f64) {
+        let mut st = self.shared.borrow_mut();
+        st.target_configured = Some(seconds);
+        st.latency.set_target(seconds);
+    }
+
+    /// Stops loading and detaches from the video element.
+    pub fn destroy(&self) {
+        let mut st = self.shared.borrow_mut();
+        st.stopped = true;
+        let _ = st.video.remove_event_listener_with_callback("waiting", self._waiting.as_ref().unchecked_ref());
+        st.video.remove_attribute("src").unwrap_or_else(|e| super::log(&describe(&e)));
+        st.video.load();
+    }
+}
+
+use serde::Serialize as _;

@@ -1,0 +1,90 @@
+// Plays a channel with the OnAir Wasm player (the server's own watch page) in Debian's headless
+// Chromium, driven by playwright-core, and prints one JSON line of samples of `player.stats()`.
+//
+// Usage: node onair-play.mjs WATCH_URL SECONDS [--screenshot FILE] [--hlsjs PLAYLIST_URL]
+//   --screenshot FILE   save a PNG of the watch page after SECONDS
+//   --hlsjs URL         also play URL with hls.js (lowLatencyMode, maxLiveSyncPlaybackRate 1.5) in a
+//                       second page of the same browser at the same time, and sample its latency the
+//                       same way: wall clock minus the PROGRAM-DATE-TIME of the frame on screen.
+// The OnAir page's samples are `{t, latency, buffer, currentTime, rate, server, stalls, rendition}`.
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const args = process.argv.slice(2);
+const [watchUrl, secondsArg] = args;
+const seconds = Number(secondsArg || 10);
+const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : null; };
+const screenshot = opt('--screenshot');
+const hlsjsUrl = opt('--hlsjs');
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
+});
+
+async function onair() {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  const consoleErrors = [];
+  const consoleLog = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); else consoleLog.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  const started = Date.now();
+  await page.goto(watchUrl);
+  try {
+    await page.waitForFunction(() => window.onairPlayer !== undefined, null, { timeout: 30000 });
+  } catch (e) {
+    const shown = await page.evaluate(() => document.getElementById('error')?.textContent);
+    return { error: `player did not attach: ${e.message}; page says: ${shown}`, consoleErrors, consoleLog: consoleLog.slice(-20) };
+  }
+  const attachedMs = Date.now() - started;
+  const samples = [];
+  const deadline = Date.now() + seconds * 1000;
+  let firstFrameMs = null;
+  while (Date.now() < deadline) {
+    await page.waitForTimeout(250);
+    const s = await page.evaluate(() => window.onairPlayer.stats());
+    if (firstFrameMs === null && s.currentTime > 0 && s.state === 'playing') firstFrameMs = Date.now() - started;
+    samples.push({ t: (Date.now() - started) / 1000, latency: s.latency, buffer: s.buffer, currentTime: s.currentTime,
+      rate: s.playbackRate, server: s.server, stalls: s.stalls, rendition: s.rendition, target: s.targetLatency,
+      failovers: s.failovers, state: s.state, lastError: s.lastError });
+  }
+  if (screenshot) await page.screenshot({ path: screenshot });
+  const last = await page.evaluate(() => window.onairPlayer.stats());
+  return { samples, last, attachedMs, firstFrameMs, consoleErrors, consoleLog: consoleLog.slice(-20) };
+}
+
+async function hlsjs() {
+  const page = await browser.newPage();
+  await page.goto(new URL('/healthz', hlsjsUrl).href);
+  await page.setContent('<video id="v" muted playsinline style="width:640px"></video>');
+  await page.addScriptTag({ path: require.resolve('hls.js/dist/hls.min.js') });
+  return page.evaluate(async ({ url, seconds }) => {
+    const video = document.getElementById('v');
+    const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    video.muted = true;
+    await new Promise((resolve) => hls.on(Hls.Events.MANIFEST_PARSED, resolve));
+    await video.play().catch(() => {});
+    const samples = [];
+    const started = performance.now();
+    while (performance.now() - started < seconds * 1000) {
+      await new Promise((r) => setTimeout(r, 250));
+      const playing = hls.playingDate;
+      samples.push({ t: (performance.now() - started) / 1000, currentTime: video.currentTime,
+        latency: playing ? (Date.now() - playing.getTime()) / 1000 : null, rate: video.playbackRate });
+    }
+    hls.destroy();
+    return { samples };
+  }, { url: hlsjsUrl, seconds });
+}
+
+try {
+  const [a, b] = await Promise.all([onair(), hlsjsUrl ? hlsjs() : Promise.resolve(null)]);
+  console.log(JSON.stringify({ onair: a, hlsjs: b }));
+} finally {
+  await browser.close();
+}
