@@ -2,7 +2,11 @@
 // Chromium, driven by playwright-core, and prints one JSON line of samples of `player.stats()`.
 //
 // Usage: node onair-play.mjs WATCH_URL SECONDS [--screenshot FILE] [--hlsjs PLAYLIST_URL]
+//                             [--kill-at S --pids BASE_URL=PID,BASE_URL=PID]
 //   --screenshot FILE   save a PNG of the watch page after SECONDS
+//   --kill-at S --pids  failover test: S seconds in, SIGKILL the process serving the player (found by
+//                       matching stats().server against the BASE_URLs), then sample every 50 ms and
+//                       report the longest time currentTime stood still after the kill.
 //   --hlsjs URL         also play URL with hls.js (lowLatencyMode, maxLiveSyncPlaybackRate 1.5) in a
 //                       second page of the same browser at the same time, and sample its latency the
 //                       same way: wall clock minus the PROGRAM-DATE-TIME of the frame on screen.
@@ -17,6 +21,11 @@ const seconds = Number(secondsArg || 10);
 const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : null; };
 const screenshot = opt('--screenshot');
 const hlsjsUrl = opt('--hlsjs');
+const killAt = opt('--kill-at') === null ? null : Number(opt('--kill-at'));
+const pids = Object.fromEntries((opt('--pids') || '').split(',').filter(Boolean).map((kv) => {
+  const i = kv.lastIndexOf('=');
+  return [kv.slice(0, i), Number(kv.slice(i + 1))];
+}));
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -43,9 +52,17 @@ async function onair() {
   const samples = [];
   const deadline = Date.now() + seconds * 1000;
   let firstFrameMs = null;
+  let kill = null;
   while (Date.now() < deadline) {
-    await page.waitForTimeout(250);
+    await page.waitForTimeout(kill ? 50 : 250);
     const s = await page.evaluate(() => window.onairPlayer.stats());
+    if (killAt !== null && !kill && (Date.now() - started) / 1000 >= killAt) {
+      const base = Object.keys(pids).find((b) => s.server.startsWith(b));
+      if (base) {
+        process.kill(pids[base], 'SIGKILL');
+        kill = { t: (Date.now() - started) / 1000, server: base, currentTime: s.currentTime };
+      }
+    }
     if (firstFrameMs === null && s.currentTime > 0 && s.state === 'playing') firstFrameMs = Date.now() - started;
     samples.push({ t: (Date.now() - started) / 1000, latency: s.latency, buffer: s.buffer, currentTime: s.currentTime,
       rate: s.playbackRate, server: s.server, stalls: s.stalls, rendition: s.rendition, target: s.targetLatency,
@@ -53,7 +70,25 @@ async function onair() {
   }
   if (screenshot) await page.screenshot({ path: screenshot });
   const last = await page.evaluate(() => window.onairPlayer.stats());
-  return { samples, last, attachedMs, firstFrameMs, consoleErrors, consoleLog: consoleLog.slice(-20) };
+  if (kill) {
+    // The longest stretch after the kill during which the picture stood still.
+    const after = samples.filter((x) => x.t >= kill.t);
+    let longest = 0;
+    let since = null;
+    for (let i = 1; i < after.length; i++) {
+      if (after[i].currentTime <= after[i - 1].currentTime + 1e-3) {
+        since = since ?? after[i - 1].t;
+        longest = Math.max(longest, after[i].t - since);
+      } else {
+        since = null;
+      }
+    }
+    kill.frozenSeconds = longest;
+    const moved = after.find((x) => !x.server.startsWith(kill.server));
+    kill.switchedAfter = moved ? moved.t - kill.t : null;
+    kill.playedAfter = after.length ? after[after.length - 1].currentTime - kill.currentTime : 0;
+  }
+  return { samples, last, attachedMs, firstFrameMs, kill, consoleErrors, consoleLog: consoleLog.slice(-20) };
 }
 
 async function hlsjs() {

@@ -103,11 +103,12 @@ async fn main() -> anyhow::Result<()> {
                 None => println!("channels exist already: `onair channel list` shows their stream keys"),
             }
             println!(
-                "publish to {rtmp_url}/STREAM_KEY or srt://{host}:{}?streamid=publish:{}/STREAM_KEY; watch http://{http_host}:{}/hls/CHANNEL/master.m3u8",
+                "publish to {rtmp_url}/STREAM_KEY or srt://{host}:{}?streamid=publish:{}/STREAM_KEY",
                 running.srt_addr.port(),
                 config.rtmp.app,
-                running.http_addr.port()
             );
+            let http_port = running.http_addr.port();
+            println!("watch http://{http_host}:{http_port}/ (channels), http://{http_host}:{http_port}/watch/CHANNEL (player), http://{http_host}:{http_port}/hls/CHANNEL/master.m3u8 (LL-HLS)");
             tokio::select! {
                 _ = running.wait() => {}
                 _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),

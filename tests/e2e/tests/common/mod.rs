@@ -268,3 +268,139 @@ pub fn live_edge(playlist: &str) -> (u64, u32) {
     }
     (last_msn, last_part)
 }
+
+/// Where browser tests save screenshots: `target/screenshots/` (kept as CI artifacts).
+pub fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir.canonicalize().expect("screenshot dir")
+}
+
+/// Plays `watch_url` (the server's watch page, i.e. the OnAir Wasm player) in headless Chromium
+/// for `seconds` with tests/browser/onair-play.mjs and returns its JSON report.
+pub async fn play_with_onair(watch_url: &str, seconds: u32, extra: &[String]) -> serde_json::Value {
+    let script = repo_root().join("tests/browser/onair-play.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(script).args([watch_url.to_string(), seconds.to_string()]).args(extra);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "player run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(report["onair"]["error"].is_null(), "player failed: {}", report["onair"]);
+    report
+}
+
+/// The `p`-th percentile (0–100) of `values` (nearest rank).
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
+/// The `onair` binary of this checkout, built on first use (debug profile).
+pub fn onair_binary() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut guard = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_ref() {
+        return p.clone();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "--locked", "-j2", "-p", "onair", "--bin", "onair"])
+        .current_dir(repo_root())
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "building onair failed");
+    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../debug/onair");
+    assert!(bin.exists(), "no binary at {}", bin.display());
+    *guard = Some(bin.clone());
+    bin
+}
+
+/// A free loopback port (TCP and UDP) for a server the test starts.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `onair serve` as a separate process (so a test can SIGKILL it), with its own data directory.
+pub struct ServerProcess {
+    pub child: Child,
+    pub http_port: u16,
+    pub rtmp_port: u16,
+    pub key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts `onair serve` on the given HTTP port (RTMP and SRT on free ports), transcoding off,
+    /// with `extra_toml` appended to its configuration file; waits for its stream-key line.
+    pub fn start(http_port: u16, extra_toml: &str) -> ServerProcess {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rtmp_port = free_port();
+        let config = format!(
+            "http_addr = \"127.0.0.1:{http_port}\"\nrtmp_addr = \"127.0.0.1:{rtmp_port}\"\nsrt_addr = \"127.0.0.1:{}\"\n\
+             data_dir = \"{}\"\n{extra_toml}\n[transcode]\nenabled = false\n",
+            free_port(),
+            dir.path().display()
+        );
+        let config_path = dir.path().join("onair.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut child = Command::new(onair_binary())
+            .arg("--config")
+            .arg(&config_path)
+            .arg("serve")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("onair");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(key) = line.strip_prefix("stream key for channel demo: ") {
+                    let _ = tx.send(key.trim().to_string());
+                }
+            }
+        });
+        let key = rx.recv_timeout(Duration::from_secs(60)).expect("onair printed its stream key");
+        ServerProcess { child, http_port, rtmp_port, key, _dir: dir }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn rtmp_url(&self) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{}", self.rtmp_port, self.key)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `base`'s demo channel lists `segments` complete source segments.
+pub async fn wait_for_segments(base: &str, segments: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(text) = get_text(&format!("{base}/hls/demo/source/index.m3u8")).await {
+            if text.matches("#EXTINF").count() >= segments {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{base} did not reach {segments} segments");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,38 @@
+// Page test: the channel directory at `/` lists the live channel, its card opens the watch page,
+// and the watch page plays with its stats overlay. Saves screenshots of both pages and prints one
+// JSON line: {cards, href, title, stats, overlay}.
+//
+// Usage: node pages.mjs BASE_URL OUT_DIR
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [base, outDir] = process.argv.slice(2);
+mkdirSync(outDir, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(base + '/');
+  await page.waitForSelector('a.card[data-channel]', { timeout: 15000 });
+  const cards = await page.$$eval('a.card', (as) => as.map((a) => ({ channel: a.dataset.channel, href: a.getAttribute('href'), text: a.textContent })));
+  await page.screenshot({ path: join(outDir, 'directory.png') });
+  await page.click('a.card[data-channel="demo"]');
+  await page.waitForURL('**/watch/demo');
+  await page.waitForFunction(() => window.onairPlayer && window.onairPlayer.stats().currentTime > 0 && window.onairPlayer.stats().latency !== null, null, { timeout: 30000 });
+  await page.waitForTimeout(3000);
+  const stats = await page.evaluate(() => window.onairPlayer.stats());
+  const overlay = await page.textContent('#stats');
+  const title = await page.title();
+  await page.screenshot({ path: join(outDir, 'watch.png') });
+  console.log(JSON.stringify({ cards, href: page.url(), title, stats, overlay, errors }));
+} finally {
+  await browser.close();
+}

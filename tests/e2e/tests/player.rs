@@ -1,0 +1,161 @@
+//! The OnAir Wasm player (player-wasm, served by the watch page) in Debian's headless Chromium:
+//! 30 s of playback, its latency beside hls.js on the same stream, failover between two
+//! `onair serve` processes, and the directory and watch pages.
+//!
+//! The browser tests take a lock so they do not share the 2 cores with one another.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn samples(report: &serde_json::Value, key: &str, from_t: f64) -> Vec<f64> {
+    report["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .filter(|s| s["t"].as_f64().unwrap_or(0.0) >= from_t)
+        .filter_map(|s| s[key].as_f64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plays_30_seconds_without_stalls_and_reports_latency() {
+    let _b = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 2).await;
+    let shot = screenshot_dir().join("player-30s.png");
+    let report = play_with_onair(&server.url("/watch/demo"), 30, &["--screenshot".into(), shot.display().to_string()]).await;
+    let onair = &report["onair"];
+    let playing: Vec<&serde_json::Value> =
+        onair["samples"].as_array().expect("samples").iter().filter(|s| s["state"] == "playing" && s["currentTime"].as_f64().unwrap_or(0.0) > 0.0).collect();
+    let first = playing.first().expect("playback started");
+    let last = playing.last().expect("playback started");
+    let played = last["currentTime"].as_f64().unwrap_or(0.0) - first["currentTime"].as_f64().unwrap_or(0.0);
+    let wall = last["t"].as_f64().unwrap_or(0.0) - first["t"].as_f64().unwrap_or(0.0);
+    let latencies = samples(onair, "latency", 10.0);
+    eprintln!(
+        "OnAir player: first frame after {} ms, played {played:.1} s in {wall:.1} s, stalls {}, latency p50 {:.3} s p95 {:.3} s, last stats {}",
+        onair["firstFrameMs"], onair["last"]["stalls"], percentile(&latencies, 50.0), percentile(&latencies, 95.0), onair["last"]
+    );
+    assert!(played > wall - 3.0 && played > 20.0, "currentTime advanced {played:.1} s in {wall:.1} s");
+    assert_eq!(onair["last"]["stalls"], 0, "stalls after start-up");
+    assert!(!latencies.is_empty() && latencies.iter().all(|l| *l > 0.0 && *l < 5.0), "latency reported: {latencies:?}");
+    assert_eq!(onair["consoleErrors"].as_array().map(Vec::len), Some(0), "console errors: {}", onair["consoleErrors"]);
+    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "screenshot saved");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn latency_side_by_side_with_hlsjs() {
+    let _b = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 2).await;
+    let report =
+        play_with_onair(&server.url("/watch/demo"), 40, &["--hlsjs".into(), server.url("/hls/demo/master.m3u8")]).await;
+    // Both measured the same way: wall clock minus the PROGRAM-DATE-TIME of the frame on screen.
+    // The first 10 s (start-up and convergence) are left out for both.
+    let ours = samples(&report["onair"], "latency", 10.0);
+    let theirs = samples(&report["hlsjs"], "latency", 10.0);
+    assert!(ours.len() > 50 && theirs.len() > 50, "enough samples: {} and {}", ours.len(), theirs.len());
+    let (p50, p95) = (percentile(&ours, 50.0), percentile(&ours, 95.0));
+    let (h50, h95) = (percentile(&theirs, 50.0), percentile(&theirs, 95.0));
+    let part_hold_back = report["onair"]["last"]["targetLatency"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "latency, same stream, same browser, same run: OnAir player p50 {p50:.3} s p95 {p95:.3} s; hls.js p50 {h50:.3} s p95 {h95:.3} s; \
+         ratio p50 {:.2}, p95 {:.2}; OnAir target at the end {part_hold_back:.2} s, stalls {}",
+        p50 / h50,
+        p95 / h95,
+        report["onair"]["last"]["stalls"]
+    );
+    assert!(p50 <= h50 + 0.05, "OnAir p50 {p50:.3} s is worse than hls.js p50 {h50:.3} s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fails_over_to_the_other_server_when_its_server_dies() {
+    let _b = BROWSER.lock().await;
+    let (port_a, port_b) = (free_port(), free_port());
+    let peers = |other: u16| format!("[playback]\npeers = [\"http://127.0.0.1:{other}\"]\ntoken_secret = \"shared-by-both\"\n");
+    let a = ServerProcess::start(port_a, &peers(port_b));
+    let b = ServerProcess::start(port_b, &peers(port_a));
+    // One encoder, one publish, fanned out to both servers (ffmpeg's tee muxer); a dead output is
+    // ignored so the other keeps receiving.
+    // The tee muxer keeps the input's codec tags, which FLV refuses for MP4's `avc1`: read FLV.
+    let flv = obs_like_fixture().with_extension("flv");
+    if !flv.exists() {
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(obs_like_fixture())
+            .args(["-c", "copy"])
+            .arg(&flv)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "remuxing the fixture to FLV");
+    }
+    let tee = format!("[f=flv:onfail=ignore]{}|[f=flv:onfail=ignore]{}", a.rtmp_url(), b.rtmp_url());
+    let publisher = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i"])
+        .arg(&flv)
+        .args(["-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "tee", &tee])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    let _publisher = Publisher { child: publisher };
+    wait_for_segments(&a.base_url(), 2).await;
+    wait_for_segments(&b.base_url(), 2).await;
+    let pids = format!("{}={},{}={}", a.base_url(), a.child.id(), b.base_url(), b.child.id());
+    let report = play_with_onair(
+        &format!("{}/watch/demo", a.base_url()),
+        25,
+        &["--kill-at".into(), "10".into(), "--pids".into(), pids],
+    )
+    .await;
+    let onair = &report["onair"];
+    let kill = &onair["kill"];
+    eprintln!("failover: {kill}; last stats {}", onair["last"]);
+    assert!(!kill.is_null(), "the server in use was found and killed");
+    let frozen = kill["frozenSeconds"].as_f64().unwrap_or(f64::MAX);
+    let switched = kill["switchedAfter"].as_f64().unwrap_or(f64::MAX);
+    let played = kill["playedAfter"].as_f64().unwrap_or(0.0);
+    eprintln!("failover: moved to the other server {switched:.2} s after the kill; picture stood still for {frozen:.2} s at most; played {played:.1} s after");
+    assert!(switched < 2.0, "moved to the other server after {switched:.2} s");
+    assert!(frozen < 2.0, "playback stood still for {frozen:.2} s");
+    assert!(played > 10.0, "kept playing after the failover: {played:.1} s");
+    assert_eq!(onair["last"]["failovers"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_and_watch_pages() {
+    let _b = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 1).await;
+    let dir = screenshot_dir();
+    let script = repo_root().join("tests/browser/pages.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(script).arg(server.url("")).arg(&dir);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "page test failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    eprintln!("pages: {r}");
+    let cards = r["cards"].as_array().expect("cards");
+    assert!(cards.iter().any(|c| c["channel"] == "demo" && c["href"] == "/watch/demo"), "directory lists demo: {cards:?}");
+    assert!(r["href"].as_str().unwrap_or("").ends_with("/watch/demo"));
+    assert!(r["title"].as_str().unwrap_or("").contains("demo"));
+    assert!(r["stats"]["latency"].as_f64().is_some(), "stats report latency");
+    let overlay = r["overlay"].as_str().unwrap_or("");
+    for field in ["latency", "buffer", "rendition", "bandwidth", "server", "stalls"] {
+        assert!(overlay.contains(field), "overlay shows {field}: {overlay}");
+    }
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "page errors: {}", r["errors"]);
+    for png in ["directory.png", "watch.png"] {
+        let len = std::fs::metadata(dir.join(png)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 10_000, "{png} saved ({len} bytes)");
+    }
+}
