@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what OnAir needs on Debian 12 (idempotent; run as root or with sudo).
-#   bash infra/setup.sh          build dependencies: FFmpeg 5.1 libraries, clang and pkg-config (for ffmpeg-next)
+#   bash infra/setup.sh          build dependencies: FFmpeg 5.1 libraries, clang and pkg-config (for ffmpeg-next),
+#                                and the Wasm player built with wasm-pack into player-wasm/pkg
 #   bash infra/setup.sh test     also what the tests use: the ffmpeg CLI (publisher and reader), Debian's
 #                                chromium (hls.js tests), Node.js/npm with hls.js and playwright-core under
 #                                tests/browser (no browser download), the Python m3u8 parser, and cargo-fuzz.
@@ -30,6 +31,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# The Wasm player (served at /player/ by `onair serve`): the wasm32 target, wasm-pack (which fetches
+# the matching wasm-bindgen CLI from crates.io on first use), then the build into player-wasm/pkg.
+# wasm-opt is off in player-wasm/Cargo.toml: Debian 12's binaryen (108) mangles the reference-types
+# tables that current rustc emits, and wasm-pack would otherwise try to download its own.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  echo "setup: adding the wasm32-unknown-unknown Rust target"
+  rustup target add wasm32-unknown-unknown
+fi
+if ! command -v wasm-pack >/dev/null 2>&1; then
+  echo "setup: installing wasm-pack (a few minutes, once)"
+  cargo install --locked --quiet -j2 wasm-pack@0.15.1
+fi
+echo "setup: building the Wasm player (player-wasm/pkg)"
+(cd player-wasm && CARGO_BUILD_JOBS=2 wasm-pack --quiet build --target web --release --no-pack)
 
 if [ "$mode" != test ]; then echo "setup: done (build)"; exit 0; fi
 

@@ -3,7 +3,8 @@
 // from EXT-X-PROGRAM-DATE-TIME against the wall clock.
 //
 // Usage: node hlsjs-play.mjs PAGE_URL PLAYLIST_URL SECONDS [switch]
-// With "switch", the level is forced to the next one (hls.currentLevel) every 2.5 s.
+// With "switch", the next level is forced every 2.5 s through hls.nextLevel (a smooth switch at the
+// next fragment; hls.currentLevel would flush the buffer and stall by design).
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
@@ -47,7 +48,7 @@ try {
     while (performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250));
       if (switchLevels && performance.now() >= nextSwitch && hls.levels.length > 1) {
-        hls.currentLevel = (Math.max(hls.currentLevel, 0) + 1) % hls.levels.length;
+        hls.nextLevel = (Math.max(hls.currentLevel, 0) + 1) % hls.levels.length;
         nextSwitch += 2500;
       }
       if (firstFrameMs === null && video.currentTime > 0) firstFrameMs = performance.now() - started;

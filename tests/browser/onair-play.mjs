@@ -4,6 +4,7 @@
 // Usage: node onair-play.mjs WATCH_URL SECONDS [--screenshot FILE] [--hlsjs PLAYLIST_URL]
 //                             [--kill-at S --pids BASE_URL=PID,BASE_URL=PID]
 //   --screenshot FILE   save a PNG of the watch page after SECONDS
+//   --cycle S           force the next rendition (player.setRendition) every S seconds
 //   --kill-at S --pids  failover test: S seconds in, SIGKILL the process serving the player (found by
 //                       matching stats().server against the BASE_URLs), then sample every 50 ms and
 //                       report the longest time currentTime stood still after the kill.
@@ -21,6 +22,7 @@ const seconds = Number(secondsArg || 10);
 const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : null; };
 const screenshot = opt('--screenshot');
 const hlsjsUrl = opt('--hlsjs');
+const cycle = opt('--cycle') === null ? null : Number(opt('--cycle'));
 const killAt = opt('--kill-at') === null ? null : Number(opt('--kill-at'));
 const pids = Object.fromEntries((opt('--pids') || '').split(',').filter(Boolean).map((kv) => {
   const i = kv.lastIndexOf('=');
@@ -53,7 +55,13 @@ async function onair() {
   const deadline = Date.now() + seconds * 1000;
   let firstFrameMs = null;
   let kill = null;
+  let nextCycle = cycle === null ? Infinity : Date.now() + cycle * 1000;
+  let forced = 0;
   while (Date.now() < deadline) {
+    if (Date.now() >= nextCycle) {
+      forced = await page.evaluate((i) => { const n = window.onairPlayer.renditions().length; window.onairPlayer.setRendition((i + 1) % n); return (i + 1) % n; }, forced);
+      nextCycle += cycle * 1000;
+    }
     await page.waitForTimeout(kill ? 50 : 250);
     const s = await page.evaluate(() => window.onairPlayer.stats());
     if (killAt !== null && !kill && (Date.now() - started) / 1000 >= killAt) {

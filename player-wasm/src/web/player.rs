@@ -108,13 +108,17 @@ pub(crate) enum Kind {
     Audio,
 }
 
-/// Sends `onair:NAME` as a CustomEvent on the video element with `detail`.
+/// Sends `onair:NAME` as a CustomEvent on the video element with `detail`. Dispatch happens in a
+/// later microtask, so listeners may call the player (its state is not borrowed by then).
 pub(crate) fn emit(video: &HtmlVideoElement, name: &str, detail: &JsValue) {
-    let init = CustomEventInit::new();
-    init.set_detail(detail);
-    if let Ok(ev) = CustomEvent::new_with_event_init_dict(&format!("onair:{name}"), &init) {
-        let _ = video.dispatch_event(&ev);
-    }
+    let (video, name, detail) = (video.clone(), format!("onair:{name}"), detail.clone());
+    wasm_bindgen_futures::spawn_local(async move {
+        let init = CustomEventInit::new();
+        init.set_detail(&detail);
+        if let Ok(ev) = CustomEvent::new_with_event_init_dict(&name, &init) {
+            let _ = video.dispatch_event(&ev);
+        }
+    });
 }
 
 /// The MIME types of the main and audio SourceBuffers for a variant.
@@ -349,7 +353,8 @@ pub(crate) async fn run_track(shared: Shared, kind: Kind, mut sb: Track) {
                 }
                 Next::Behind => {
                     log("fell behind the playlist window; jumping to live");
-                    match pl.start_position(shared.borrow().latency.target() * 1000.0, kind == Kind::Audio) {
+                    let target_ms = shared.borrow().latency.target() * 1000.0;
+                    match pl.start_position(target_ms, kind == Kind::Audio) {
                         Some(p) => pos = p,
                         None => sleep(100.0).await,
                     }

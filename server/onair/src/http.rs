@@ -14,6 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use onair_origin::OriginState;
 use onair_store::Store;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
 
@@ -55,7 +57,7 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .merge(api)
-        .nest_service("/player", ServeDir::new(&web.player_dir))
+        .nest_service("/player", ServiceBuilder::new().layer(CompressionLayer::new()).service(ServeDir::new(&web.player_dir)))
         .with_state(state.clone());
     let origin = onair_origin::router(OriginState { store }).layer(middleware::from_fn_with_state(state, require_token));
     front.merge(origin)

@@ -109,4 +109,16 @@ async fn ladder_renditions_are_aligned_and_switchable() {
     assert!(distinct.len() >= 3, "hls.js did not visit every level: {switched:?}");
     assert!(played >= 9.0, "playback advanced only {played} s");
     assert_eq!(v["stallsAfterStart"], 0, "stalled while switching");
+
+    // The OnAir player switches renditions at segment boundaries, one blocking reload each.
+    let report = play_with_onair(&server.url("/watch/demo"), 15, &["--cycle".into(), "2.5".into()]).await;
+    let onair = &report["onair"];
+    let seen: std::collections::BTreeSet<String> =
+        onair["samples"].as_array().expect("samples").iter().filter_map(|s| s["rendition"].as_str().map(String::from)).collect();
+    let times: Vec<f64> = onair["samples"].as_array().expect("samples").iter().filter_map(|s| s["currentTime"].as_f64()).filter(|t| *t > 0.0).collect();
+    let played = times.last().unwrap_or(&0.0) - times.first().unwrap_or(&0.0);
+    println!("OnAir player with forced switches: renditions {seen:?}, played {played:.1} s, last stats {}", onair["last"]);
+    assert_eq!(seen.len(), 3, "the player did not play every rendition: {seen:?}");
+    assert_eq!(onair["last"]["stalls"], 0, "the player stalled while switching");
+    assert!(played >= 10.0, "the player advanced only {played:.1} s");
 }
