@@ -30,6 +30,30 @@ pub fn timescale(init: &[u8]) -> Result<u32, Fmp4Error> {
         .ok_or(Fmp4Error::NoTimescale)
 }
 
+/// RFC 6381 codec strings of every track of an init segment, in track order, for Multivariant
+/// Playlists that omit CODECS: `avc1.PPCCLL` / `avc3.PPCCLL` from `avcC` (ISO/IEC 14496-15 §5.3.3)
+/// and `mp4a.40.AOT` from `esds` (RFC 6381 §3.3). Tracks of other codecs are left out.
+/// Errors: [`Fmp4Error::NoTimescale`] when there is no `moov`.
+pub fn codecs(init: &[u8]) -> Result<Vec<String>, Fmp4Error> {
+    use mp4_atom::Codec;
+    let moov = top_level(init).find_map(|b| if let Any::Moov(m) = b { Some(m) } else { None }).ok_or(Fmp4Error::NoTimescale)?;
+    let avc = |c: &mp4_atom::Avcc| format!("{:02x}{:02x}{:02x}", c.avc_profile_indication, c.profile_compatibility, c.avc_level_indication);
+    Ok(moov
+        .trak
+        .iter()
+        .flat_map(|t| t.mdia.minf.stbl.stsd.codecs.iter())
+        .filter_map(|c| match c {
+            Codec::Avc1(a) => Some(format!("avc1.{}", avc(&a.avcc))),
+            Codec::Avc3(a) => Some(format!("avc3.{}", avc(&a.avcc))),
+            Codec::Mp4a(m) => {
+                let aot = m.esds.es_desc.dec_config.dec_specific.as_ref().map_or(2, |d| d.profile);
+                Some(format!("mp4a.40.{aot}"))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
 /// The base media decode time of the first `traf` of the first `moof` in a fragment, part or
 /// segment, in timescale ticks. Errors: [`Fmp4Error::NoTfdt`].
 pub fn base_media_decode_time(fragment: &[u8]) -> Result<u64, Fmp4Error> {
@@ -58,5 +82,8 @@ mod tests {
         assert_eq!(base_media_decode_time(&init), Err(Fmp4Error::NoTfdt));
         assert_eq!(timescale(&part), Err(Fmp4Error::NoTimescale));
         assert_eq!(timescale(b"garbage"), Err(Fmp4Error::NoTimescale));
+        assert_eq!(codecs(&init), Ok(vec!["avc1.64001f".to_string()]));
+        let aac = TrackConfig::Aac(onair_media::AacConfig::parse(&[0x11, 0x90]).expect("asc"));
+        assert_eq!(codecs(&init_segment(2, &aac).expect("init")), Ok(vec!["mp4a.40.2".to_string()]));
     }
 }

@@ -91,7 +91,7 @@ async fn candidates(opts: &Options) -> Result<Vec<String>, JsValue> {
 }
 
 /// Server clock minus local clock (ms) from `GET /api/v1/time` (NTP-style midpoint); 0 when
-/// the server has no such endpoint.
+/// the server has no such endpoint (then the local clock is assumed right).
 async fn clock_offset(master_url: &str) -> f64 {
     let origin = master_url.find("://").and_then(|s| master_url[s + 3..].find('/').map(|p| &master_url[..s + 3 + p]));
     let Some(origin) = origin else { return 0.0 };
@@ -104,6 +104,24 @@ async fn clock_offset(master_url: &str) -> f64 {
         }
         Err(_) => 0.0,
     }
+}
+
+/// Codec strings of a variant from its init segment (EXT-X-MAP of its Media Playlist).
+async fn discover_codecs(master_url: &str, variant_uri: &str) -> Result<Vec<String>, JsValue> {
+    let media_url = crate::track::resolve(master_url, variant_uri);
+    let (text, _) = net::get_text(&media_url, 3000.0).await.map_err(|e| js_err(format!("{e} for {media_url}")))?;
+    let playlist = onair_hls::MediaPlaylist::parse(&text).map_err(js_err)?;
+    let map = playlist.segments.first().map_or(playlist.map_uri.as_str(), |s| s.init_uri.as_str());
+    if map.is_empty() {
+        return Err(js_err("the stream has no CODECS and no EXT-X-MAP: only CMAF (fMP4) is supported"));
+    }
+    let init_url = crate::track::resolve(&media_url, map);
+    let init = net::get(&init_url, 3000.0).await.map_err(|e| js_err(format!("{e} for {init_url}")))?;
+    let codecs = crate::fmp4::codecs(&init.body).map_err(js_err)?;
+    if codecs.is_empty() {
+        return Err(js_err("no supported codec in the init segment"));
+    }
+    Ok(codecs)
 }
 
 #[wasm_bindgen]
@@ -123,14 +141,35 @@ impl OnAirPlayer {
         let current = *ranked.first().ok_or_else(|| js_err("no candidate server has the stream"))?;
         let master_url = candidates[current].clone();
         let (text, _) = net::get_text(&master_url, 3000.0).await.map_err(|e| js_err(format!("{e} for {master_url}")))?;
-        let master = MultivariantPlaylist::parse(&text).map_err(js_err)?;
+        let mut master = MultivariantPlaylist::parse(&text).map_err(js_err)?;
+        if master.variants.is_empty() && text.contains("#EXT-X-TARGETDURATION") {
+            // A Media Playlist given directly: it is the only variant.
+            master.variants.push(onair_hls::Variant {
+                uri: master_url.clone(),
+                bandwidth: 0,
+                average_bandwidth: None,
+                codecs: Vec::new(),
+                resolution: None,
+                frame_rate: None,
+                audio_group: None,
+            });
+        }
         if master.variants.is_empty() {
             return Err(js_err("the Multivariant Playlist lists no variant"));
         }
-        let clock_offset_ms = clock_offset(&master_url).await;
+        // Only OnAir servers have the time endpoint (their playlists live at /hls/CHANNEL/master.m3u8).
+        let onair_server = master_url.split('?').next().is_some_and(|u| u.contains("/hls/") && u.ends_with("/master.m3u8"));
+        let clock_offset_ms = if onair_server { clock_offset(&master_url).await } else { 0.0 };
         let (media_source, _url) = mse::open(&video).await?;
         // Start on the lowest rendition that is at least 1 Mbit/s, or the highest: ABR moves from there.
         let start = (0..master.variants.len()).filter(|&i| master.variants[i].bandwidth >= 1_000_000).min_by_key(|&i| master.variants[i].bandwidth).unwrap_or(0);
+        if master.variants[start].codecs.is_empty() {
+            // No CODECS attribute (FFmpeg's HLS muxer writes none): read them from the init segment.
+            let codecs = discover_codecs(&master_url, &master.variants[start].uri).await?;
+            for v in master.variants.iter_mut().filter(|v| v.codecs.is_empty()) {
+                v.codecs = codecs.clone();
+            }
+        }
         let (main_mime, audio_mime) = player::mime_types(&master, start);
         let main = Track::add(&media_source, &main_mime).map_err(js_err)?;
         let audio = match &audio_mime {

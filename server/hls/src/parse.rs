@@ -71,9 +71,13 @@ fn lines(text: &str) -> Result<impl Iterator<Item = (usize, &str)>, ParseError> 
     }
 }
 
-/// Parses an RFC 3339 date (EXT-X-PROGRAM-DATE-TIME, §4.4.4.6) to a wall-clock time.
+/// Parses an ISO 8601 date (EXT-X-PROGRAM-DATE-TIME, §4.4.4.6) to a wall-clock time: RFC 3339
+/// (`2023-11-14T22:13:20.123Z`, `+00:00`) and the basic offset form FFmpeg writes (`+0000`).
 pub fn parse_date(value: &str) -> Option<SystemTime> {
-    let dt = chrono::DateTime::parse_from_rfc3339(value.trim()).ok()?;
+    let value = value.trim();
+    let dt = chrono::DateTime::parse_from_rfc3339(value)
+        .or_else(|_| chrono::DateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()?;
     let ms = dt.timestamp_millis();
     u64::try_from(ms).ok().map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
 }
@@ -217,10 +221,8 @@ impl MediaPlaylist {
                     p.skipped_segments = number(attr(&attributes(value), "SKIPPED-SEGMENTS"), n, "EXT-X-SKIP SKIPPED-SEGMENTS")?
                 }
                 "EXT-X-DISCONTINUITY" => next.discontinuity = true,
-                "EXT-X-PROGRAM-DATE-TIME" => {
-                    next.program_date_time =
-                        Some(parse_date(value).ok_or(ParseError::Bad { line: n, what: "EXT-X-PROGRAM-DATE-TIME" })?)
-                }
+                // An unreadable date only costs the client its latency measurement: ignore it.
+                "EXT-X-PROGRAM-DATE-TIME" => next.program_date_time = parse_date(value),
                 "EXT-X-PART" => {
                     let a = attributes(value);
                     if attr(&a, "BYTERANGE").is_none() {
@@ -315,6 +317,19 @@ mod tests {
         assert_eq!(p.segments.len(), 2);
         assert!(p.endlist && p.server_control.is_none() && p.part_target.is_none());
         assert_eq!(p.segments[1].duration, 5.5);
+    }
+
+    #[test]
+    fn dates_in_the_forms_servers_write() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(parse_date("2023-11-14T22:13:20.123Z"), Some(t));
+        assert_eq!(parse_date("2023-11-14T23:13:20.123+01:00"), Some(t));
+        // FFmpeg's HLS muxer.
+        assert_eq!(parse_date("2023-11-14T22:13:20.123+0000"), Some(t));
+        assert_eq!(parse_date("yesterday"), None);
+        let p = MediaPlaylist::parse("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.123+0000\na.m4s\n")
+            .expect("PDT after EXTINF, as FFmpeg writes it");
+        assert_eq!(p.segments[0].program_date_time, Some(t));
     }
 
     #[test]

@@ -159,3 +159,85 @@ async fn directory_and_watch_pages() {
         assert!(len > 10_000, "{png} saved ({len} bytes)");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keeps_playing_across_a_publisher_reconnect() {
+    let _b = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let mut publisher = server.publish();
+    server.wait_segments("demo", 2).await;
+    let watch = server.url("/watch/demo");
+    let player = tokio::spawn(async move { play_with_onair(&watch, 28, &[]).await });
+    // 10 s in, the encoder drops; it comes back 3 s later (within the grace period).
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    publisher.kill();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let _publisher = server.publish();
+    let report = player.await.expect("join");
+    let onair = &report["onair"];
+    let playlist = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "the reconnect is a discontinuity:\n{playlist}");
+    let times: Vec<(f64, f64)> = onair["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .filter_map(|s| Some((s["t"].as_f64()?, s["currentTime"].as_f64()?)))
+        .filter(|(_, ct)| *ct > 0.0)
+        .collect();
+    let after: Vec<&(f64, f64)> = times.iter().filter(|(t, _)| *t > 20.0).collect();
+    let played_late = after.last().map_or(0.0, |l| l.1) - after.first().map_or(0.0, |f| f.1);
+    let span = after.last().map_or(0.0, |l| l.0) - after.first().map_or(0.0, |f| f.0);
+    eprintln!("reconnect: played {played_late:.1} s in the last {span:.1} s; last stats {}", onair["last"]);
+    assert!(played_late > span - 1.0 && span > 5.0, "playback resumed after the reconnect");
+    let latency = onair["last"]["latency"].as_f64().unwrap_or(f64::MAX);
+    assert!(latency < 3.0, "latency after the reconnect {latency:.2} s");
+    assert_eq!(onair["consoleErrors"].as_array().map(Vec::len), Some(0), "console errors: {}", onair["consoleErrors"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plays_a_plain_hls_server_by_segments() {
+    let _b = BROWSER.lock().await;
+    // FFmpeg's own HLS muxer (fMP4, 1 s target, no parts, no CODECS attribute, basic-offset dates)
+    // behind a plain static file server: the player must fall back to whole segments.
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hls = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i"])
+        .arg(obs_like_fixture())
+        .args(["-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "8", "-hls_segment_type", "fmp4"])
+        .args(["-hls_flags", "delete_segments+program_date_time", "-master_pl_name", "master.m3u8", "stream.m3u8"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    let _hls = Publisher { child: hls };
+    let port = free_port();
+    let files = Command::new("python3")
+        .arg(repo_root().join("tests/browser/static_server.py"))
+        .arg(dir.path())
+        .arg(port.to_string())
+        .spawn()
+        .expect("python3");
+    let _files = Publisher { child: files };
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get_text(&format!("{base}/stream.m3u8")).await.is_none_or(|t| t.matches("#EXTINF").count() < 4) {
+        assert!(std::time::Instant::now() < deadline, "ffmpeg's HLS output did not appear");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let report = play_with_onair(&server.url(&format!("/watch/demo?src={base}/master.m3u8")), 20, &[]).await;
+    let onair = &report["onair"];
+    let times: Vec<f64> = onair["samples"].as_array().expect("samples").iter().filter_map(|s| s["currentTime"].as_f64()).filter(|t| *t > 0.0).collect();
+    let played = times.last().unwrap_or(&0.0) - times.first().unwrap_or(&0.0);
+    let latencies = samples(onair, "latency", 8.0);
+    eprintln!(
+        "plain HLS (FFmpeg muxer, 1 s segments): played {played:.1} s, latency p50 {:.2} s, last stats {}",
+        percentile(&latencies, 50.0),
+        onair["last"]
+    );
+    assert!(played > 12.0, "played only {played:.1} s");
+    assert!(!latencies.is_empty(), "latency measured from PROGRAM-DATE-TIME");
+    assert_eq!(onair["consoleErrors"].as_array().map(Vec::len), Some(0), "console errors: {}", onair["consoleErrors"]);
+}
