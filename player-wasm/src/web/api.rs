@@ -160,21 +160,32 @@ impl OnAirPlayer {
         // Only OnAir servers have the time endpoint (their playlists live at /hls/CHANNEL/master.m3u8).
         let onair_server = master_url.split('?').next().is_some_and(|u| u.contains("/hls/") && u.ends_with("/master.m3u8"));
         let clock_offset_ms = if onair_server { clock_offset(&master_url).await } else { 0.0 };
-        let (media_source, _url) = mse::open(&video).await?;
+        let mse_available = web_sys::window().is_some_and(|w| js_sys::Reflect::has(&w, &"MediaSource".into()).unwrap_or(false));
         // Start on the lowest rendition that is at least 1 Mbit/s, or the highest: ABR moves from there.
         let start = (0..master.variants.len()).filter(|&i| master.variants[i].bandwidth >= 1_000_000).min_by_key(|&i| master.variants[i].bandwidth).unwrap_or(0);
-        if master.variants[start].codecs.is_empty() {
-            // No CODECS attribute (FFmpeg's HLS muxer writes none): read them from the init segment.
-            let codecs = discover_codecs(&master_url, &master.variants[start].uri).await?;
-            for v in master.variants.iter_mut().filter(|v| v.codecs.is_empty()) {
-                v.codecs = codecs.clone();
+        let (media_source, tracks) = if mse_available {
+            if master.variants[start].codecs.is_empty() {
+                // No CODECS attribute (FFmpeg's HLS muxer writes none): read them from the init segment.
+                let codecs = discover_codecs(&master_url, &master.variants[start].uri).await?;
+                for v in master.variants.iter_mut().filter(|v| v.codecs.is_empty()) {
+                    v.codecs = codecs.clone();
+                }
             }
-        }
-        let (main_mime, audio_mime) = player::mime_types(&master, start);
-        let main = Track::add(&media_source, &main_mime).map_err(js_err)?;
-        let audio = match &audio_mime {
-            Some(m) => Some(Track::add(&media_source, m).map_err(js_err)?),
-            None => None,
+            let (main_mime, audio_mime) = player::mime_types(&master, start);
+            let (media_source, _url) = mse::open(&video).await?;
+            let main = Track::add(&media_source, &main_mime).map_err(js_err)?;
+            let audio = match &audio_mime {
+                Some(m) => Some(Track::add(&media_source, m).map_err(js_err)?),
+                None => None,
+            };
+            (Some(media_source), Some((main, audio)))
+        } else if !video.can_play_type("application/vnd.apple.mpegurl").is_empty() {
+            // Safari on iPhone: no MSE, but native (LL-)HLS. The element loads and chases the edge itself.
+            video.set_src(&master_url);
+            let _ = video.play();
+            (None, None)
+        } else {
+            return Err(js_err("this browser has neither Media Source Extensions nor native HLS"));
         };
         let shared: Shared = Rc::new(RefCell::new(State {
             video: video.clone(),
@@ -200,7 +211,7 @@ impl OnAirPlayer {
             first_data_ms: None,
             stopped: false,
             ended_tracks: 0,
-            tracks: 1 + u32::from(audio.is_some()),
+            tracks: tracks.as_ref().map_or(0, |(_, audio)| 1 + u32::from(audio.is_some())),
             health: Health::new(2),
             last_edge_ms: None,
             stats: Stats { state: "starting".into(), server: master_url, clock_offset_ms, ..Stats::default() },
@@ -218,12 +229,14 @@ impl OnAirPlayer {
             })
         };
         video.add_event_listener_with_callback("waiting", waiting.as_ref().unchecked_ref())?;
-        wasm_bindgen_futures::spawn_local(player::run_track(shared.clone(), Kind::Main, main));
-        if let Some(a) = audio {
-            wasm_bindgen_futures::spawn_local(player::run_track(shared.clone(), Kind::Audio, a));
+        if let Some((main, audio)) = tracks {
+            wasm_bindgen_futures::spawn_local(player::run_track(shared.clone(), Kind::Main, main));
+            if let Some(a) = audio {
+                wasm_bindgen_futures::spawn_local(player::run_track(shared.clone(), Kind::Audio, a));
+            }
+            wasm_bindgen_futures::spawn_local(player::supervise(shared.clone()));
         }
         wasm_bindgen_futures::spawn_local(player::control(shared.clone()));
-        wasm_bindgen_futures::spawn_local(player::supervise(shared.clone()));
         Ok(OnAirPlayer { shared, _waiting: waiting })
     }
 

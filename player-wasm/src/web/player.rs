@@ -8,7 +8,7 @@ use std::rc::Rc;
 use futures::future::{join, join_all};
 use onair_hls::{Directives, MediaPlaylist, MultivariantPlaylist};
 use serde::Serialize;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CustomEvent, CustomEventInit, HtmlVideoElement, MediaSource};
 
 use super::mse::{self, Track};
@@ -67,7 +67,8 @@ pub(crate) struct Stats {
 /// an `.await`).
 pub(crate) struct State {
     pub video: HtmlVideoElement,
-    pub media_source: MediaSource,
+    /// `None` in native mode (no Media Source Extensions: the element plays the playlist itself).
+    pub media_source: Option<MediaSource>,
     pub candidates: Vec<String>,
     pub current: usize,
     pub generation: u32,
@@ -363,8 +364,8 @@ pub(crate) async fn run_track(shared: Shared, kind: Kind, mut sb: Track) {
                 Next::Ended => {
                     let mut st = shared.borrow_mut();
                     st.ended_tracks += 1;
-                    if st.ended_tracks >= st.tracks && mse::is_open(&st.media_source) {
-                        let _ = st.media_source.end_of_stream();
+                    if let Some(ms) = st.media_source.as_ref().filter(|ms| st.ended_tracks >= st.tracks && mse::is_open(ms)) {
+                        let _ = ms.end_of_stream();
                         st.stats.state = "ended".into();
                         emit(&st.video, "ended", &JsValue::NULL);
                     }
@@ -477,6 +478,23 @@ pub(crate) async fn control(shared: Shared) {
         let ct = video.current_time();
         let ranges = mse::ranges(&video.buffered());
         let wall = wall_ms() + st.clock_offset_ms;
+        if st.media_source.is_none() {
+            // Native HLS (Safari on iPhone): the element chases the live edge itself; report what it shows.
+            let start = js_sys::Reflect::get(&video, &"getStartDate".into())
+                .ok()
+                .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+                .and_then(|f| f.call0(&video).ok())
+                .and_then(|d| d.dyn_into::<js_sys::Date>().ok())
+                .map(|d| d.get_time())
+                .filter(|t| t.is_finite());
+            st.stats.latency = start.map(|s| (wall - (s + ct * 1000.0)) / 1000.0);
+            st.stats.current_time = ct;
+            st.stats.buffer = ranges.iter().find(|(s, e)| ct >= *s && ct <= *e).map_or(0.0, |r| r.1 - ct);
+            st.stats.playback_rate = video.playback_rate();
+            st.stats.state = if ct > 0.0 { "playing".into() } else { "starting".into() };
+            st.started = ct > 0.0;
+            continue;
+        }
         if !st.started {
             let Some(&(s, e)) = ranges.first() else { continue };
             if e - s < 0.1 || !st.target_known || video.ready_state() < 1 {
