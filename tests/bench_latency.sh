@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures the live slice on this machine and prints the figures the live-slice issue asks for:
 #   1. ingest-to-part-available latency (RTMP message arrival -> its part servable), p50/p95, from /metrics;
-#   2. hls.js end-to-end latency (EXT-X-PROGRAM-DATE-TIME against the wall clock) on OnAir, and on a peer
-#      in the same run: FFmpeg's own HLS muxer (1 s fMP4 segments, the best it does) served by a static server;
+#   2. end-to-end latency (EXT-X-PROGRAM-DATE-TIME against the wall clock) of the OnAir Wasm player and of
+#      hls.js on OnAir, and of hls.js on a peer in the same run: FFmpeg's own HLS muxer (1 s fMP4 segments,
+#      the best it does) served by a static server;
 #   3. RSS of the onair process with one live channel.
 # The server runs on its defaults (transcoding on); ONAIR_TRANSCODE__ENABLED=false measures the source only.
 # Usage: bash tests/bench_latency.sh [SECONDS_OF_PLAYBACK]   (default 20). Needs infra/setup.sh done.
@@ -29,6 +30,7 @@ sleep 6
 play() { node tests/browser/hlsjs-play.mjs "$1" "$2" "$PLAY"; }
 play "http://127.0.0.1:$http/" "http://127.0.0.1:$http/hls/demo/master.m3u8" > "$work/onair.json"
 play "http://127.0.0.1:$peer/" "http://127.0.0.1:$peer/index.m3u8" > "$work/peer.json"
+node tests/browser/onair-play.mjs "http://127.0.0.1:$http/watch/demo" "$PLAY" > "$work/player.json"
 
 curl -s "http://127.0.0.1:$http/metrics" > "$work/metrics.txt"
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$server_pid/status)
@@ -52,10 +54,16 @@ for labels, v in re.findall(r'onair_ingest_to_part_seconds\{([^}]*)\} ([0-9.e+-]
     if 'rendition="source"' in labels:
         q[float(re.search(r'quantile="([0-9.]+)"', labels).group(1))] = float(v)
 o50, o95, ostalls, ofirst = latency("onair")
+w = json.load(open(f"{work}/player.json"))["onair"]
+ws = [x for x in w["samples"] if x["latency"] is not None]
+wl = [x["latency"] for x in ws[len(ws) // 4:]]
+w50, w95 = pct(wl, 0.5), pct(wl, 0.95)
+print(f"OnAir Wasm player on OnAir LL-HLS: p50 {w50:.3f} s, p95 {w95:.3f} s (stalls {w['last']['stalls']}, first frame {w['firstFrameMs']:.0f} ms, target {w['last']['targetLatency']:.2f} s)")
 p50, p95, pstalls, pfirst = latency("peer")
 print(f"ingest-to-part latency: p50 {q.get(0.5, float('nan'))*1000:.1f} ms, p95 {q.get(0.95, float('nan'))*1000:.1f} ms")
 print(f"hls.js latency on OnAir LL-HLS:   p50 {o50:.3f} s, p95 {o95:.3f} s (stalls {ostalls}, first frame {ofirst:.0f} ms)")
 print(f"hls.js latency on ffmpeg HLS 1 s: p50 {p50:.3f} s, p95 {p95:.3f} s (stalls {pstalls}, first frame {pfirst:.0f} ms)")
-print(f"latency ratio OnAir/ffmpeg-HLS: p50 {o50/p50:.2f}, p95 {o95/p95:.2f}")
+print(f"latency ratio hls.js on OnAir / on ffmpeg-HLS: p50 {o50/p50:.2f}, p95 {o95/p95:.2f}")
+print(f"latency ratio OnAir player / hls.js, both on OnAir: p50 {w50/o50:.2f}, p95 {w95/o95:.2f}")
 print(f"onair RSS with one live channel: {rss_kb/1024:.1f} MiB")
 PY

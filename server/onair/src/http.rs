@@ -171,3 +171,55 @@ async fn watch_page(Path(channel): Path<String>) -> Response {
     // Channel names are [a-z0-9_-]: safe to place in the page as they are.
     Html(WATCH_HTML.replace("{{channel}}", &channel)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use onair_store::TimelineConfig;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn web(require_token: bool) -> Web {
+        Web {
+            playback: PlaybackConfig { require_token, peers: vec!["http://peer:8080/".into()], ..PlaybackConfig::default() },
+            signer: Signer::new(Some("k"), Duration::from_secs(60)),
+            player_dir: PathBuf::from("/nonexistent"),
+        }
+    }
+
+    async fn status(app: &Router, uri: &str) -> StatusCode {
+        app.clone().oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response").status()
+    }
+
+    #[tokio::test]
+    async fn playlists_need_a_token_only_when_required() {
+        let store = Arc::new(Store::new(TimelineConfig::default()));
+        let open = app(store.clone(), web(false));
+        // Not live: the origin answers 404, with or without a token.
+        assert_eq!(status(&open, "/hls/demo/master.m3u8").await, StatusCode::NOT_FOUND);
+        let locked = app(store, web(true));
+        assert_eq!(status(&locked, "/hls/demo/master.m3u8").await, StatusCode::FORBIDDEN);
+        assert_eq!(status(&locked, "/hls/demo/master.m3u8?token=1.ab").await, StatusCode::FORBIDDEN);
+        let (token, _) = web(true).signer.sign("demo", SystemTime::now());
+        // A valid token passes the check and reaches the origin.
+        assert_eq!(status(&locked, &format!("/hls/demo/master.m3u8?token={token}")).await, StatusCode::NOT_FOUND);
+        // Another channel's token does not.
+        let (other, _) = web(true).signer.sign("other", SystemTime::now());
+        assert_eq!(status(&locked, &format!("/hls/demo/master.m3u8?token={other}")).await, StatusCode::FORBIDDEN);
+        // Media Playlists and parts stay cacheable without a token.
+        assert_eq!(status(&locked, "/hls/demo/source/index.m3u8").await, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn pages_and_api() {
+        let store = Arc::new(Store::new(TimelineConfig::default()));
+        let app = app(store, web(false));
+        assert_eq!(status(&app, "/").await, StatusCode::OK);
+        assert_eq!(status(&app, "/watch/demo").await, StatusCode::OK);
+        assert_eq!(status(&app, "/watch/no%20such").await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&app, "/api/v1/playback/demo").await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&app, "/api/v1/time").await, StatusCode::OK);
+        assert_eq!(status(&app, "/player/onair_player.js").await, StatusCode::NOT_FOUND);
+    }
+}
