@@ -3,8 +3,9 @@
 #   bash infra/setup.sh          build dependencies: FFmpeg 5.1 libraries, clang and pkg-config (for ffmpeg-next),
 #                                and the Wasm player built with wasm-pack into player-wasm/pkg
 #   bash infra/setup.sh test     also what the tests use: the ffmpeg CLI (publisher and reader), Debian's
-#                                chromium (hls.js tests), Node.js/npm with hls.js and playwright-core under
-#                                tests/browser (no browser download), the Python m3u8 parser, and cargo-fuzz.
+#                                chromium and firefox-esr (player tests), Node.js/npm with hls.js, playwright-core
+#                                and puppeteer-core under tests/browser (no browser download), the Python m3u8
+#                                parser, and cargo-fuzz.
 # Rust crates are fetched by cargo itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 mode=${1:-build}
 packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev)
-if [ "$mode" = test ]; then packages+=(ffmpeg chromium nodejs npm python3-pip); fi
+if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip); fi
 missing=()
 for p in "${packages[@]}"; do
   # nodejs/npm/pip may come from elsewhere on the image; only install what is absent.
@@ -60,8 +61,9 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-fuzz@0.13.2
 fi
 
-if [ ! -d tests/browser/node_modules/hls.js ] || [ ! -d tests/browser/node_modules/playwright-core ]; then
+if [ ! -d tests/browser/node_modules/hls.js ] || [ ! -d tests/browser/node_modules/playwright-core ] \
+  || [ ! -d tests/browser/node_modules/puppeteer-core ]; then
   echo "setup: installing npm packages for the browser tests"
-  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "setup: done"

@@ -8,7 +8,8 @@
 //! - [`latency`]: the playback-rate controller that chases the target latency;
 //! - [`abr`]: the bandwidth estimator and rendition choice;
 //! - [`selection`]: ranking candidate servers and deciding when to fail over;
-//! - [`fmp4`]: timescale and `tfdt` from CMAF objects.
+//! - [`fmp4`]: timescale, `tfdt` and codec strings from CMAF objects;
+//! - [`variants`]: the SourceBuffers a variant needs and its audio rendition.
 //!
 //! In the browser, `web` (wasm32 only) does the I/O: `fetch`, Media Source Extensions with one
 //! SourceBuffer per track behind an operation queue, timers, and the JavaScript API
@@ -20,6 +21,7 @@ pub mod latency;
 pub mod selection;
 pub mod timeline;
 pub mod track;
+pub mod variants;
 
 #[cfg(target_arch = "wasm32")]
 mod web;

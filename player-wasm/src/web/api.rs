@@ -19,7 +19,9 @@ use web_sys::{Event, HtmlVideoElement};
 
 use super::mse::{self, Track};
 use super::net;
-use super::player::{self, emit, Kind, Shared, State, Stats};
+use super::loader;
+use super::state::{emit, Kind, Shared, State, Stats};
+use super::{control, supervisor};
 use super::{describe, now_ms, wall_ms};
 use crate::abr::BandwidthEstimator;
 use crate::latency::{LatencyConfig, LatencyController};
@@ -136,7 +138,7 @@ impl OnAirPlayer {
             serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("options: {e}")))?
         };
         let candidates = candidates(&opts).await?;
-        let probes = join_all(candidates.iter().cloned().map(player::probe)).await;
+        let probes = join_all(candidates.iter().cloned().map(supervisor::probe)).await;
         let ranked = selection::rank(&probes);
         let current = *ranked.first().ok_or_else(|| js_err("no candidate server has the stream"))?;
         let master_url = candidates[current].clone();
@@ -171,7 +173,7 @@ impl OnAirPlayer {
                     v.codecs = codecs.clone();
                 }
             }
-            let (main_mime, audio_mime) = player::mime_types(&master, start);
+            let (main_mime, audio_mime) = crate::variants::mime_types(&master, start);
             let (media_source, _url) = mse::open(&video).await?;
             let main = Track::add(&media_source, &main_mime).map_err(js_err)?;
             let audio = match &audio_mime {
@@ -230,13 +232,13 @@ impl OnAirPlayer {
         };
         video.add_event_listener_with_callback("waiting", waiting.as_ref().unchecked_ref())?;
         if let Some((main, audio)) = tracks {
-            wasm_bindgen_futures::spawn_local(player::run_track(shared.clone(), Kind::Main, main));
+            wasm_bindgen_futures::spawn_local(loader::run_track(shared.clone(), Kind::Main, main));
             if let Some(a) = audio {
-                wasm_bindgen_futures::spawn_local(player::run_track(shared.clone(), Kind::Audio, a));
+                wasm_bindgen_futures::spawn_local(loader::run_track(shared.clone(), Kind::Audio, a));
             }
-            wasm_bindgen_futures::spawn_local(player::supervise(shared.clone()));
+            wasm_bindgen_futures::spawn_local(supervisor::supervise(shared.clone()));
         }
-        wasm_bindgen_futures::spawn_local(player::control(shared.clone()));
+        wasm_bindgen_futures::spawn_local(control::control(shared.clone()));
         Ok(OnAirPlayer { shared, _waiting: waiting })
     }
 

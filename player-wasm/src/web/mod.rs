@@ -1,9 +1,12 @@
 //! The browser side: I/O only. Everything it decides comes from the pure modules of the crate.
 
 pub(crate) mod api;
+pub(crate) mod control;
+pub(crate) mod loader;
 pub(crate) mod mse;
 pub(crate) mod net;
-pub(crate) mod player;
+pub(crate) mod state;
+pub(crate) mod supervisor;
 
 use wasm_bindgen::JsValue;
 

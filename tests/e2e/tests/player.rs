@@ -241,3 +241,31 @@ async fn plays_a_plain_hls_server_by_segments() {
     assert!(!latencies.is_empty(), "latency measured from PROGRAM-DATE-TIME");
     assert_eq!(onair["consoleErrors"].as_array().map(Vec::len), Some(0), "console errors: {}", onair["consoleErrors"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plays_in_firefox() {
+    let _b = BROWSER.lock().await;
+    let server = TestServer::start().await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 2).await;
+    let script = repo_root().join("tests/browser/firefox-play.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(script).args([server.url("/watch/demo"), "20".into()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "Firefox run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let times: Vec<f64> = r["samples"].as_array().expect("samples").iter().filter_map(|s| s["currentTime"].as_f64()).filter(|t| *t > 0.0).collect();
+    let played = times.last().unwrap_or(&0.0) - times.first().unwrap_or(&0.0);
+    let latencies = samples(&r, "latency", 8.0);
+    eprintln!(
+        "{}: played {played:.1} s, latency p50 {:.3} s, stalls {}",
+        r["userAgent"],
+        percentile(&latencies, 50.0),
+        r["last"]["stalls"]
+    );
+    assert!(r["userAgent"].as_str().unwrap_or("").contains("Firefox"));
+    assert!(played > 12.0, "played only {played:.1} s");
+    assert!(!latencies.is_empty(), "latency reported");
+    assert_eq!(r["last"]["stalls"], 0, "stalls after start-up");
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "page errors: {}", r["errors"]);
+}

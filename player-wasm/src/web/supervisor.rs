@@ -1,0 +1,93 @@
+//! Server selection at run time: probes candidates, moves to the best other one when the server in
+//! use fails, and checks every 10 s whether it lags behind the others.
+
+use futures::future::join_all;
+use onair_hls::{MediaPlaylist, MultivariantPlaylist};
+use wasm_bindgen::JsValue;
+
+use super::net;
+use super::state::{emit, Shared};
+use super::{log, now_ms, sleep};
+use crate::selection::{self, Probe};
+use crate::track::{resolve, TrackPlaylist};
+
+/// Probes a candidate's Multivariant Playlist: round-trip time and whether it has the stream.
+pub(crate) async fn probe(master_url: String) -> Probe {
+    let started = now_ms();
+    let r = net::get(&master_url, 1500.0).await;
+    Probe { rtt_ms: r.as_ref().ok().map(|_| now_ms() - started), has_stream: r.is_ok(), base_url: master_url, live_edge_ms: None }
+}
+
+/// Probes candidates and also reads each one's live edge from the rendition's Media Playlist.
+async fn probe_with_edge(master_url: String, rendition_uri: String) -> Probe {
+    let mut p = probe(master_url.clone()).await;
+    if p.has_stream {
+        let url = resolve(&master_url, &rendition_uri);
+        if let Ok((text, _)) = net::get_text(&url, 1500.0).await {
+            p.live_edge_ms = MediaPlaylist::parse(&text).ok().and_then(|m| TrackPlaylist::update(None, m).ok()).and_then(|t| t.live_edge_ms());
+        }
+    }
+    p
+}
+
+/// Watches for failures (moves to the best other candidate) and, every 10 s, compares the live
+/// edge of the server in use with the other candidates' (moves when it lags).
+pub(crate) async fn supervise(shared: Shared) {
+    let mut next_lag_check = now_ms() + 10_000.0;
+    loop {
+        sleep(50.0).await;
+        let (stopped, wanted, candidates, current) = {
+            let st = shared.borrow();
+            (st.stopped, st.failover_wanted, st.candidates.clone(), st.current)
+        };
+        if stopped {
+            return;
+        }
+        let mut lagging = false;
+        if !wanted && candidates.len() > 1 && now_ms() >= next_lag_check {
+            next_lag_check = now_ms() + 10_000.0;
+            let (uri, edge) = {
+                let st = shared.borrow();
+                (st.master.variants.get(st.video_variant).map(|v| v.uri.clone()), st.last_edge_ms)
+            };
+            if let (Some(uri), Some(edge)) = (uri, edge) {
+                let others: Vec<_> = candidates.iter().enumerate().filter(|(i, _)| *i != current).map(|(_, c)| probe_with_edge(c.clone(), uri.clone())).collect();
+                let probes = join_all(others).await;
+                lagging = selection::lags(edge, &probes);
+                if lagging {
+                    log("the server in use lags behind another candidate; moving");
+                }
+            }
+        }
+        if !wanted && !lagging {
+            continue;
+        }
+        let probes = join_all(candidates.iter().cloned().map(probe)).await;
+        let ranked = selection::rank(&probes);
+        let choice = ranked.iter().copied().find(|&i| i != current).or(ranked.first().copied());
+        let Some(choice) = choice else {
+            // Nobody has the stream right now: try again shortly.
+            sleep(500.0).await;
+            continue;
+        };
+        let master = net::get_text(&candidates[choice], 2000.0).await.ok().and_then(|(t, _)| MultivariantPlaylist::parse(&t).ok());
+        let mut st = shared.borrow_mut();
+        if let Some(m) = master.filter(|m| !m.variants.is_empty()) {
+            if m.variants.len() != st.master.variants.len() {
+                st.wanted_variant = 0;
+                st.video_variant = 0;
+            }
+            st.master = m;
+        }
+        st.current = choice;
+        st.master_url = candidates[choice].clone();
+        st.generation += 1;
+        st.failover_wanted = false;
+        st.health.ok();
+        if choice != current {
+            st.stats.failovers += 1;
+            log(&format!("now playing from {}", st.master_url));
+            emit(&st.video, "server", &JsValue::from_str(&st.master_url));
+        }
+    }
+}
