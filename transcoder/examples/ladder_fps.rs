@@ -34,13 +34,13 @@ fn main() {
         }
     }
     frames.push(current);
-    let ladder = plan_ladder(&Rung::default_ladder(), source.width, source.height);
+    let ladder = plan_ladder(&Rung::default_ladder(), source.width, source.height, false);
     let rungs: Vec<String> = ladder.iter().map(|r| format!("{}x{}", r.width, r.height)).collect();
     let encoded = Arc::new(AtomicUsize::new(0));
     let counter = encoded.clone();
     let settings = EncoderSettings { preset, max_lag: Duration::from_secs(3600), queue_frames: 8, ..Default::default() };
     let started = Instant::now();
-    let mut t = Transcoder::start(&source, ladder, settings, move |o| {
+    let mut t = Transcoder::start(&onair_media::TrackConfig::Avc(source.clone()), ladder, settings, move |o| {
         if matches!(o, Output::Frame { rung: 0, .. }) {
             counter.fetch_add(1, Ordering::Relaxed);
         }

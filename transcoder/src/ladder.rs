@@ -39,17 +39,18 @@ pub struct PlannedRung {
     pub max_fps: u32,
 }
 
-/// Plans the ladder for a `source_width` × `source_height` source: rungs at or above the source's
-/// height are skipped (never upscale; the source rendition already covers that size), widths keep
-/// the source's aspect ratio rounded to even numbers (4:2:0 chroma), and rungs come out from the
-/// highest to the lowest.
-pub fn plan_ladder(rungs: &[Rung], source_width: u32, source_height: u32) -> Vec<PlannedRung> {
+/// Plans the ladder for a `source_width` × `source_height` source: rungs above the source's
+/// height are skipped (never upscale), and so are rungs of its height unless `keep_source_height`
+/// (the source rendition already covers that size, except when its codec is one players may not
+/// decode, such as HEVC). Widths keep the source's aspect ratio rounded to even numbers (4:2:0
+/// chroma), and rungs come out from the highest to the lowest.
+pub fn plan_ladder(rungs: &[Rung], source_width: u32, source_height: u32, keep_source_height: bool) -> Vec<PlannedRung> {
     if source_width == 0 || source_height == 0 {
         return Vec::new();
     }
     let mut planned: Vec<PlannedRung> = rungs
         .iter()
-        .filter(|r| r.height >= 2 && r.height < source_height)
+        .filter(|r| r.height >= 2 && (r.height < source_height || (keep_source_height && r.height == source_height)))
         .map(|r| {
             let height = r.height & !1;
             // width = source_width × height / source_height, rounded to the nearest even number.
@@ -75,19 +76,21 @@ mod tests {
     fn ladder_for_common_sources() {
         let l = Rung::default_ladder();
         assert_eq!(
-            names(&plan_ladder(&l, 1920, 1080)),
+            names(&plan_ladder(&l, 1920, 1080, false)),
             vec![("720p".into(), 1280, 720), ("480p".into(), 854, 480), ("360p".into(), 640, 360)]
         );
         // A 720p source: the 720p rung would not be smaller than the source, so it is skipped.
-        assert_eq!(names(&plan_ladder(&l, 1280, 720)), vec![("480p".into(), 854, 480), ("360p".into(), 640, 360)]);
+        assert_eq!(names(&plan_ladder(&l, 1280, 720, false)), vec![("480p".into(), 854, 480), ("360p".into(), 640, 360)]);
         // 4:5 PAL-ish camera footage (720x576): aspect kept, even sizes.
-        assert_eq!(names(&plan_ladder(&l, 720, 576)), vec![("480p".into(), 600, 480), ("360p".into(), 450, 360)]);
+        assert_eq!(names(&plan_ladder(&l, 720, 576, false)), vec![("480p".into(), 600, 480), ("360p".into(), 450, 360)]);
         // Narrow sources (640x272): nothing to do.
-        assert!(plan_ladder(&l, 640, 272).is_empty());
-        assert!(plan_ladder(&l, 640, 360).is_empty());
+        assert!(plan_ladder(&l, 640, 272, false).is_empty());
+        assert!(plan_ladder(&l, 640, 360, false).is_empty());
         // Portrait 1080x1920 (phones): heights below the source, widths follow.
-        assert_eq!(names(&plan_ladder(&l, 1080, 1920))[0], ("720p".into(), 406, 720));
-        assert!(plan_ladder(&l, 0, 0).is_empty());
+        assert_eq!(names(&plan_ladder(&l, 1080, 1920, false))[0], ("720p".into(), 406, 720));
+        assert!(plan_ladder(&l, 0, 0, false).is_empty());
+        // An HEVC 720p source keeps the 720p H.264 rung.
+        assert_eq!(names(&plan_ladder(&l, 1280, 720, true))[0], ("720p".into(), 1280, 720));
     }
 
     #[test]
@@ -95,7 +98,7 @@ mod tests {
         let mut l = Rung::default_ladder();
         l.reverse();
         l.push(Rung { name: "dup".into(), height: 480, bitrate_kbps: 1, max_fps: 30 });
-        let p = plan_ladder(&l, 1920, 1080);
+        let p = plan_ladder(&l, 1920, 1080, false);
         assert_eq!(p.iter().map(|r| r.height).collect::<Vec<_>>(), vec![720, 480, 360]);
     }
 }

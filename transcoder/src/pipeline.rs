@@ -15,7 +15,7 @@ use ff::software::scaling;
 use ff::util::frame::video::Video as VideoFrame;
 use ff::{Dictionary, Packet, Rational};
 use onair_media::avc::{annexb_nal_units, avcc_nal_units, nal_type, to_avcc};
-use onair_media::{AvcConfig, Frame, VIDEO_TIMESCALE};
+use onair_media::{AvcConfig, Frame, TrackConfig, VIDEO_TIMESCALE};
 
 use crate::ladder::PlannedRung;
 use crate::TranscodeError;
@@ -77,22 +77,33 @@ pub struct Transcoder {
 }
 
 impl Transcoder {
-    /// Starts a session for a source with configuration `source`, producing `rungs` with `settings`.
-    /// `sink` is called on the transcode thread for every [`Output`].
+    /// Starts a session for a video source (H.264 or HEVC) with configuration `source`, producing
+    /// H.264 `rungs` with `settings`. `sink` is called on the transcode thread for every [`Output`].
     ///
-    /// Errors: [`TranscodeError::MissingCodec`] when FFmpeg has no H.264 decoder or libx264;
+    /// Errors: [`TranscodeError::MissingCodec`] when `source` is not video, or FFmpeg has no decoder
+    /// for its codec or no libx264;
     /// [`TranscodeError::Ffmpeg`] when a codec cannot be opened; [`TranscodeError::Thread`].
     pub fn start(
-        source: &AvcConfig,
+        source: &TrackConfig,
         rungs: Vec<PlannedRung>,
         settings: EncoderSettings,
         sink: impl FnMut(Output) + Send + 'static,
     ) -> Result<Self, TranscodeError> {
+        let (codec_id, parameter_sets, nal_length_size) = match source {
+            TrackConfig::Avc(avc) => {
+                let sets: Vec<&Vec<u8>> = avc.avcc.sequence_parameter_sets.iter().chain(&avc.avcc.picture_parameter_sets).collect();
+                (ff::codec::Id::H264, annexb(sets), avc.nal_length_size())
+            }
+            TrackConfig::Hevc(hevc) => {
+                let sets: Vec<&Vec<u8>> = hevc.hvcc.arrays.iter().flat_map(|a| a.nalus.iter()).collect();
+                (ff::codec::Id::HEVC, annexb(sets), hevc.nal_length_size())
+            }
+            TrackConfig::Aac(_) => return Err(TranscodeError::MissingCodec("a video source")),
+        };
         ff::init()?;
         ff::util::log::set_level(ff::util::log::Level::Error);
-        let fps = source.frame_rate.unwrap_or(30.0);
+        let fps = source.frame_rate().unwrap_or(30.0);
         let (tx, rx) = sync_channel(settings.queue_frames.max(1));
-        let parameter_sets = parameter_sets_annexb(source);
         let rung_names = rungs.iter().map(|r| r.name.clone()).collect();
         let sink: SharedSink = Arc::new(Mutex::new(Box::new(sink)));
         // Encoders are opened on their own threads; each reports success before `start` returns.
@@ -120,7 +131,7 @@ impl Transcoder {
         // The decoder and the scalers (not Send) live on the decode thread.
         let (ready_tx, ready_rx) = sync_channel::<Result<(), TranscodeError>>(1);
         let thread = std::thread::Builder::new().name("onair-decode".into()).spawn(move || {
-            let decoder = match open_decoder() {
+            let decoder = match open_decoder(codec_id) {
                 Ok(d) => {
                     let _ = ready_tx.send(Ok(()));
                     d
@@ -140,6 +151,7 @@ impl Transcoder {
                 names: rungs.iter().map(|r| r.name.clone()).collect(),
                 settings,
                 parameter_sets,
+                nal_length_size,
                 keyframes: VecDeque::new(),
                 received: HashMap::new(),
                 sink,
@@ -210,8 +222,8 @@ impl Drop for Transcoder {
     }
 }
 
-fn open_decoder() -> Result<ff::decoder::Video, TranscodeError> {
-    let codec = ff::decoder::find(ff::codec::Id::H264).ok_or(TranscodeError::MissingCodec("an H.264 decoder"))?;
+fn open_decoder(id: ff::codec::Id) -> Result<ff::decoder::Video, TranscodeError> {
+    let codec = ff::decoder::find(id).ok_or(TranscodeError::MissingCodec("a decoder for the source codec"))?;
     let mut ctx = ff::codec::Context::new_with_codec(codec);
     // Slice threads only: frame threads would add one frame of delay per thread.
     ctx.set_threading(threading::Config { kind: threading::Type::Slice, count: 0, safe: false });
@@ -220,10 +232,11 @@ fn open_decoder() -> Result<ff::decoder::Video, TranscodeError> {
     Ok(dec.video()?)
 }
 
-/// The source's SPS and PPS in Annex B form, put in front of every key frame for the decoder.
-fn parameter_sets_annexb(source: &AvcConfig) -> Vec<u8> {
+/// Parameter sets (H.264 SPS + PPS; HEVC VPS + SPS + PPS) in Annex B form, put in front of every
+/// key frame for the decoder.
+fn annexb<'a>(sets: impl IntoIterator<Item = &'a Vec<u8>>) -> Vec<u8> {
     let mut out = Vec::new();
-    for ps in source.avcc.sequence_parameter_sets.iter().chain(&source.avcc.picture_parameter_sets) {
+    for ps in sets {
         out.extend_from_slice(&[0, 0, 0, 1]);
         out.extend_from_slice(ps);
     }
@@ -366,6 +379,8 @@ struct Worker {
     names: Vec<String>,
     settings: EncoderSettings,
     parameter_sets: Vec<u8>,
+    /// Bytes of each NAL unit's length prefix in the source's samples.
+    nal_length_size: u8,
     /// Presentation times of source key frames not yet decoded.
     keyframes: VecDeque<i64>,
     /// Ingest arrival time by presentation time.
@@ -393,7 +408,7 @@ impl Worker {
                 self.keyframes.pop_front();
             }
         }
-        match avcc_nal_units(&frame.data, 4) {
+        match avcc_nal_units(&frame.data, self.nal_length_size) {
             Ok(units) => {
                 for u in units {
                     annexb.extend_from_slice(&[0, 0, 0, 1]);

@@ -45,12 +45,12 @@ fn rungs_have_key_frames_exactly_where_the_source_has_them() {
     frames.push(current);
     assert_eq!(frames.len(), 100);
 
-    let ladder = plan_ladder(&Rung::default_ladder(), source.width, source.height);
+    let ladder = plan_ladder(&Rung::default_ladder(), source.width, source.height, false);
     assert_eq!(ladder.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), vec!["480p", "360p"]);
     let (tx, rx) = mpsc::channel();
     // A queue larger than the stream and no lag limit: this test checks alignment, not shedding.
     let settings = EncoderSettings { max_lag: Duration::from_secs(600), queue_frames: 200, ..Default::default() };
-    let mut t = Transcoder::start(&source, ladder, settings, move |o| {
+    let mut t = Transcoder::start(&onair_media::TrackConfig::Avc(source.clone()), ladder, settings, move |o| {
         let _ = tx.send(o);
     })
     .expect("start");

@@ -163,6 +163,12 @@ impl OnAirPlayer {
         let onair_server = master_url.split('?').next().is_some_and(|u| u.contains("/hls/") && u.ends_with("/master.m3u8"));
         let clock_offset_ms = if onair_server { clock_offset(&master_url).await } else { 0.0 };
         let mse_available = web_sys::window().is_some_and(|w| js_sys::Reflect::has(&w, &"MediaSource".into()).unwrap_or(false));
+        if mse_available {
+            mse::keep_playable(&mut master);
+            if master.variants.is_empty() {
+                return Err(js_err("this browser can decode none of the stream's codecs"));
+            }
+        }
         // Start on the lowest rendition that is at least 1 Mbit/s, or the highest: ABR moves from there.
         let start = (0..master.variants.len()).filter(|&i| master.variants[i].bandwidth >= 1_000_000).min_by_key(|&i| master.variants[i].bandwidth).unwrap_or(0);
         let (media_source, tracks) = if mse_available {

@@ -122,3 +122,14 @@ pub(crate) fn ranges(r: &TimeRanges) -> Vec<(f64, f64)> {
 pub(crate) fn is_open(ms: &MediaSource) -> bool {
     ms.ready_state() == MediaSourceReadyState::Open
 }
+
+/// Leaves out the variants this browser cannot decode (`MediaSource.isTypeSupported`), e.g. HEVC
+/// in Chromium: a channel with an HEVC source still plays from its H.264 rungs. Variants without
+/// CODECS are kept (their codecs are read from the init segment later).
+pub(crate) fn keep_playable(master: &mut onair_hls::MultivariantPlaylist) {
+    let playable: Vec<bool> = (0..master.variants.len())
+        .map(|i| master.variants[i].codecs.is_empty() || MediaSource::is_type_supported(&crate::variants::mime_types(master, i).0))
+        .collect();
+    let mut keep = playable.into_iter();
+    master.variants.retain(|_| keep.next().unwrap_or(false));
+}

@@ -70,7 +70,12 @@ pub(crate) async fn supervise(shared: Shared) {
             sleep(500.0).await;
             continue;
         };
-        let master = net::get_text(&candidates[choice], 2000.0).await.ok().and_then(|(t, _)| MultivariantPlaylist::parse(&t).ok());
+        let master = net::get_text(&candidates[choice], 2000.0).await.ok().and_then(|(t, _)| MultivariantPlaylist::parse(&t).ok()).map(|mut m| {
+            if shared.borrow().media_source.is_some() {
+                super::mse::keep_playable(&mut m);
+            }
+            m
+        });
         let mut st = shared.borrow_mut();
         if let Some(m) = master.filter(|m| !m.variants.is_empty()) {
             if m.variants.len() != st.master.variants.len() {

@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::{
-    Audio, Avc1, Dinf, Dref, Encode, Esds, Ftyp, Hdlr, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd,
+    Audio, Avc1, Dinf, Dref, Encode, Esds, Ftyp, Hdlr, Hvc1, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd,
     Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual,
     Vmhd,
 };
@@ -62,6 +62,24 @@ pub fn init_segment(track_id: u32, config: &TrackConfig) -> Result<Bytes, CmafEr
                 taic: None,
                 fiel: None,
                 spatial: None,
+            };
+            let tkhd = Tkhd {
+                track_id,
+                enabled: true,
+                in_movie: true,
+                width: w.into(),
+                height: h.into(),
+                ..Default::default()
+            };
+            let minf = Minf { vmhd: Some(Vmhd::default()), dinf, stbl: empty_stbl(codec.into()), ..Default::default() };
+            (tkhd, b"vide", minf)
+        }
+        TrackConfig::Hevc(hevc) => {
+            let (w, h) = (clamp_u16(hevc.width), clamp_u16(hevc.height));
+            let codec = Hvc1 {
+                visual: Visual { data_reference_index: 1, width: w, height: h, ..Default::default() },
+                hvcc: hevc.hvcc.clone(),
+                ..Default::default()
             };
             let tkhd = Tkhd {
                 track_id,
@@ -189,7 +207,7 @@ fn clamp_u16(v: u32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use onair_media::{AacConfig, AvcConfig};
+    use onair_media::{AacConfig, AvcConfig, HevcConfig};
 
 
     /// Runs ffprobe (an independent reader) on `file` and returns (stream json, packets json).
@@ -231,6 +249,25 @@ mod tests {
         let flags: Vec<&str> = packets.iter().map(|p| p["flags"].as_str().expect("flags")).collect();
         assert!(flags[0].starts_with('K') && !flags[1].starts_with('K') && !flags[2].starts_with('K'));
         assert!(packets.iter().all(|p| p["size"] == "100"));
+    }
+
+    #[test]
+    fn ffprobe_reads_hevc_track() {
+        let cfg = TrackConfig::Hevc(HevcConfig::parse(onair_media::hevc::SAMPLE_HVCC_720P).expect("hvcc"));
+        let mut file = init_segment(1, &cfg).expect("init").to_vec();
+        // One length-prefixed NAL unit: IDR_W_RADL (type 19) or TRAIL_R (type 1), 2-byte NAL headers.
+        let sample = |key: bool, n: u8| {
+            let mut data = vec![0, 0, 0, 96, if key { 19 << 1 } else { 1 << 1 }, 1];
+            data.extend_from_slice(&[n; 94]);
+            Sample { duration: 3600, cts_offset: 0, keyframe: key, data: Bytes::from(data) }
+        };
+        file.extend_from_slice(&fragment(1, 1, 90_000, &[sample(true, 1), sample(false, 2)]).expect("frag"));
+        let (stream, packets) = ffprobe(&file);
+        assert_eq!(stream["codec_name"], "hevc");
+        assert_eq!(stream["codec_tag_string"], "hvc1");
+        assert_eq!((stream["width"].as_i64(), stream["height"].as_i64()), (Some(1280), Some(720)));
+        assert_eq!(packets.len(), 2);
+        assert_eq!(cfg.codec_string(), "hvc1.1.6.L93.90");
     }
 
     #[test]

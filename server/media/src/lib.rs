@@ -7,6 +7,7 @@
 
 pub mod aac;
 pub mod avc;
+pub mod hevc;
 pub mod timing;
 
 use std::time::Instant;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 
 pub use aac::AacConfig;
 pub use avc::AvcConfig;
+pub use hevc::HevcConfig;
 
 /// Timescale of every video track: 90 kHz, as in MPEG-TS and most CMAF video (ISO/IEC 23000-19 §9.2).
 pub const VIDEO_TIMESCALE: u32 = 90_000;
@@ -25,11 +27,14 @@ pub enum MediaError {
     /// The AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1) could not be parsed.
     #[error("invalid AVCDecoderConfigurationRecord: {0}")]
     AvcConfig(String),
+    /// The HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1) could not be parsed.
+    #[error("invalid HEVCDecoderConfigurationRecord: {0}")]
+    HevcConfig(String),
     /// The record parsed but holds no sequence parameter set.
     #[error("AVCDecoderConfigurationRecord has no SPS")]
     MissingSps,
-    /// The SPS (ITU-T H.264 §7.3.2.1.1) could not be parsed.
-    #[error("invalid H.264 SPS: {0}")]
+    /// The SPS (ITU-T H.264 §7.3.2.1.1 or H.265 §7.3.2.2) could not be parsed.
+    #[error("invalid SPS: {0}")]
     Sps(String),
     /// The AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1) could not be parsed.
     #[error("invalid AudioSpecificConfig: {0}")]
@@ -50,6 +55,8 @@ pub enum TrackKind {
 pub enum TrackConfig {
     /// H.264 video.
     Avc(AvcConfig),
+    /// H.265/HEVC video (Enhanced RTMP `hvc1`, or MPEG-TS stream type 0x24).
+    Hevc(HevcConfig),
     /// AAC audio.
     Aac(AacConfig),
 }
@@ -58,7 +65,7 @@ impl TrackConfig {
     /// Video or audio.
     pub fn kind(&self) -> TrackKind {
         match self {
-            TrackConfig::Avc(_) => TrackKind::Video,
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) => TrackKind::Video,
             TrackConfig::Aac(_) => TrackKind::Audio,
         }
     }
@@ -66,8 +73,34 @@ impl TrackConfig {
     /// Ticks per second of this track's timestamps: 90 000 for video, the sample rate for audio.
     pub fn timescale(&self) -> u32 {
         match self {
-            TrackConfig::Avc(_) => VIDEO_TIMESCALE,
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) => VIDEO_TIMESCALE,
             TrackConfig::Aac(a) => a.sample_rate,
+        }
+    }
+
+    /// Picture size in pixels, for video.
+    pub fn resolution(&self) -> Option<(u32, u32)> {
+        match self {
+            TrackConfig::Avc(v) => Some((v.width, v.height)),
+            TrackConfig::Hevc(v) => Some((v.width, v.height)),
+            TrackConfig::Aac(_) => None,
+        }
+    }
+
+    /// Frames per second signalled in the SPS, for video.
+    pub fn frame_rate(&self) -> Option<f64> {
+        match self {
+            TrackConfig::Avc(v) => v.frame_rate,
+            TrackConfig::Hevc(v) => v.frame_rate,
+            TrackConfig::Aac(_) => None,
+        }
+    }
+
+    /// Channel count, for audio.
+    pub fn channels(&self) -> Option<u16> {
+        match self {
+            TrackConfig::Aac(a) => Some(a.channel_count()),
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) => None,
         }
     }
 
@@ -76,6 +109,7 @@ impl TrackConfig {
     pub fn codec_string(&self) -> String {
         match self {
             TrackConfig::Avc(v) => v.codec_string(),
+            TrackConfig::Hevc(v) => v.codec_string(),
             TrackConfig::Aac(a) => a.codec_string(),
         }
     }
@@ -90,7 +124,7 @@ pub struct Frame {
     pub cts_offset: i32,
     /// True for an IDR picture (a random access point); always true for audio.
     pub keyframe: bool,
-    /// For H.264: length-prefixed NAL units (AVCC format, 4-byte lengths); for AAC: one raw frame without ADTS header.
+    /// For H.264 and HEVC: length-prefixed NAL units (4-byte lengths); for AAC: one raw frame without ADTS header.
     pub data: Bytes,
     /// When the ingest received the message that carried this frame; used for ingest-to-part latency.
     pub received: Instant,

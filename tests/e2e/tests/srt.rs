@@ -23,6 +23,21 @@ async fn srt_publish_with_access_control_streamid_plays_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_publish_of_hevc_is_packaged_as_hevc_cmaf() {
+    let fixture = tokio::task::spawn_blocking(hevc_fixture).await.expect("join");
+    let server = TestServer::start().await;
+    // ffmpeg turns the mp4's hvcC samples into Annex B with in-band VPS/SPS/PPS (stream_type 0x24).
+    let url = server.srt_url(&format!("publish:live/{}", server.key), "");
+    let _publisher = Publisher::start(&fixture, &url);
+    server.wait_segments("demo", 2).await;
+    let master = get_text(&server.url("/hls/demo/master.m3u8")).await.expect("master");
+    assert!(master.contains("CODECS=\"hvc1.1.6.L93.90,mp4a.40.2\"") && master.contains("RESOLUTION=1280x720"), "{master}");
+    let (secs, frames) = decode_with_ffmpeg(&server.url("/hls/demo/master.m3u8"), 4).await;
+    println!("SRT HEVC: ffmpeg decoded {secs:.2} s, {frames} frames from LL-HLS");
+    assert!(secs >= 3.9 && frames >= 95, "decoded {secs} s, {frames} frames");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srt_publish_with_short_streamid_and_passphrase_plays_back() {
     let server = TestServer::start().await;
     // A second channel with a passphrase; the demo channel is unencrypted.

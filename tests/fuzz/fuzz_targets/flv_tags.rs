@@ -1,19 +1,30 @@
 #![no_main]
-//! FLV tag bodies and the codec configuration records they carry (AVCDecoderConfigurationRecord,
-//! AudioSpecificConfig, H.264 SPS): must never panic, whatever the bytes.
+//! FLV tag bodies, legacy and Enhanced RTMP, and the codec configuration records they carry
+//! (AVCDecoderConfigurationRecord + H.264 SPS, AudioSpecificConfig): must never panic, whatever
+//! the bytes. HEVC records have their own target (`hevc_config`).
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use onair_flv::{parse_audio, parse_video, AudioTag, VideoTag};
+use onair_flv::{parse_audio, parse_video, AudioTag, VideoCodec, VideoTag};
 use onair_media::avc::{annexb_nal_units, avcc_nal_units};
-use onair_media::{AacConfig, AvcConfig};
+use onair_media::{AacConfig, AvcConfig, HevcConfig};
+
+#[path = "known_panics.rs"]
+mod known_panics;
 
 fuzz_target!(|data: &[u8]| {
+    known_panics::tolerate_known_third_party_panic();
     let body = Bytes::copy_from_slice(data);
-    if let Ok(VideoTag::AvcSequenceHeader(rec)) = parse_video(&body) {
-        let _ = AvcConfig::parse(&rec);
-    }
-    if let Ok(VideoTag::AvcNalus { data, .. }) = parse_video(&body) {
-        let _ = avcc_nal_units(&data, 4);
+    match parse_video(&body) {
+        Ok(VideoTag::SequenceHeader { codec: VideoCodec::Avc, record }) => {
+            let _ = AvcConfig::parse(&record);
+        }
+        Ok(VideoTag::SequenceHeader { codec: VideoCodec::Hevc, record }) => {
+            let _ = HevcConfig::parse(&record);
+        }
+        Ok(VideoTag::Frame { data, .. }) => {
+            let _ = avcc_nal_units(&data, 4);
+        }
+        _ => {}
     }
     if let Ok(AudioTag::AacSequenceHeader(asc)) = parse_audio(&body) {
         let _ = AacConfig::parse(&asc);

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use onair_cmaf::{init_segment, PackagedPart, Packager, PackagerConfig};
-use onair_flv::{AudioTag, VideoTag};
+use onair_flv::{AudioTag, VideoCodec, VideoTag};
 use onair_media::aac::AAC_FRAME_SAMPLES;
 use onair_media::timing::{ms_to_90khz, AudioClock, RtmpClock};
-use onair_media::{AacConfig, AvcConfig, Frame, TrackConfig, TrackKind};
+use onair_media::{AacConfig, AvcConfig, Frame, HevcConfig, TrackConfig, TrackKind};
 use onair_store::{Broadcast, Rendition, RenditionInfo};
 use onair_transcoder::{plan_ladder, EncoderSettings, Output, PlannedRung, Transcoder};
 
@@ -99,15 +99,28 @@ impl Publisher {
     /// Malformed or unsupported tags are logged, counted and skipped. Errors: [`PublishError`].
     pub fn on_video(&mut self, ts: u32, body: &Bytes, received: Instant) -> Result<(), PublishError> {
         match onair_flv::parse_video(body) {
-            Ok(VideoTag::AvcSequenceHeader(record)) => match AvcConfig::parse(&record) {
+            Ok(VideoTag::SequenceHeader { codec: VideoCodec::Avc, record }) => match AvcConfig::parse(&record) {
                 Ok(cfg) => self.set_video_config(cfg)?,
                 Err(e) => self.media_warning("bad AVC sequence header", &e),
             },
-            Ok(VideoTag::AvcNalus { keyframe, cts_ms, data }) => {
+            Ok(VideoTag::SequenceHeader { codec: VideoCodec::Hevc, record }) => match HevcConfig::parse(&record) {
+                Ok(cfg) => self.set_hevc_config(cfg)?,
+                Err(e) => self.media_warning("bad HEVC sequence start", &e),
+            },
+            Ok(VideoTag::Frame { codec, keyframe, cts_ms, data }) => {
+                let expected = match self.video.as_ref().map(|(_, c)| c) {
+                    Some(TrackConfig::Avc(_)) => Some(VideoCodec::Avc),
+                    Some(TrackConfig::Hevc(_)) => Some(VideoCodec::Hevc),
+                    _ => None,
+                };
+                if expected != Some(codec) {
+                    self.media_warning("video frame before its sequence header", &format!("{codec:?}"));
+                    return Ok(());
+                }
                 let ms = self.video_clock.extend(ts);
                 self.video_frame(ms_to_90khz(ms), cts_ms.saturating_mul(90), keyframe, data, received)?;
             }
-            Ok(VideoTag::AvcEndOfSequence | VideoTag::Command) => {}
+            Ok(VideoTag::EndOfSequence | VideoTag::Command) => {}
             Ok(VideoTag::Unsupported(what)) => self.media_warning("unsupported video", &what),
             Err(e) => self.media_warning("malformed video tag", &e),
         }
@@ -135,6 +148,12 @@ impl Publisher {
     /// is ignored). Errors: [`PublishError`].
     pub fn set_video_config(&mut self, cfg: AvcConfig) -> Result<(), PublishError> {
         self.set_track(TrackConfig::Avc(cfg))
+    }
+
+    /// Declares an HEVC video track (again when the encoder's configuration changes; an identical
+    /// one is ignored). Errors: [`PublishError`].
+    pub fn set_hevc_config(&mut self, cfg: HevcConfig) -> Result<(), PublishError> {
+        self.set_track(TrackConfig::Hevc(cfg))
     }
 
     /// Declares the AAC track (an identical one is ignored). Errors: [`PublishError`].
@@ -227,26 +246,17 @@ impl Publisher {
             name: name.to_string(),
             is_video: config.kind() == TrackKind::Video,
             codec: config.codec_string(),
-            resolution: match &config {
-                TrackConfig::Avc(v) => Some((v.width, v.height)),
-                TrackConfig::Aac(_) => None,
-            },
-            frame_rate: match &config {
-                TrackConfig::Avc(v) => v.frame_rate,
-                TrackConfig::Aac(_) => None,
-            },
-            channels: match &config {
-                TrackConfig::Aac(a) => Some(a.channel_count()),
-                TrackConfig::Avc(_) => None,
-            },
+            resolution: config.resolution(),
+            frame_rate: config.frame_rate(),
+            channels: config.channels(),
             nominal_bitrate: None,
             timescale: config.timescale(),
         };
         tracing::info!(channel = self.broadcast.channel(), rendition = name, codec = %info.codec, resolution = ?info.resolution, "track configured");
         let rendition = self.broadcast.add_rendition(info, init);
         self.packager.set_track(&config);
-        if let TrackConfig::Avc(avc) = &config {
-            self.start_transcoder(avc);
+        if config.kind() == TrackKind::Video {
+            self.start_transcoder(&config);
         }
         match config.kind() {
             TrackKind::Video => self.video = Some((rendition, config)),
@@ -268,13 +278,21 @@ impl Publisher {
     }
 
     /// (Re)starts the ladder for a new source configuration; a source too small for any rung gets none.
-    fn start_transcoder(&mut self, source: &AvcConfig) {
+    fn start_transcoder(&mut self, source: &TrackConfig) {
         self.transcoder = None;
         self.transcoder_fed = false;
-        let Some(tc) = &self.transcode else { return };
-        let rungs = plan_ladder(&tc.ladder, source.width, source.height);
+        let Some(tc) = &self.transcode else {
+            if matches!(source, TrackConfig::Hevc(_)) {
+                tracing::warn!(channel = self.broadcast.channel(), "HEVC source with transcoding off: players without HEVC support (most browsers) cannot play this channel");
+            }
+            return;
+        };
+        let Some((width, height)) = source.resolution() else { return };
+        // A source that browsers cannot decode (HEVC) also gets an H.264 rung of its own height.
+        let same_height = !matches!(source, TrackConfig::Avc(_));
+        let rungs = plan_ladder(&tc.ladder, width, height, same_height);
         if rungs.is_empty() {
-            tracing::info!(channel = self.broadcast.channel(), width = source.width, height = source.height, "no ladder rung below the source size");
+            tracing::info!(channel = self.broadcast.channel(), width, height, "no ladder rung below the source size");
             return;
         }
         let settings = EncoderSettings { preset: tc.preset.clone(), tune: tc.tune.clone(), ..Default::default() };
@@ -283,7 +301,7 @@ impl Publisher {
             broadcast: self.broadcast.clone(),
             anchor: self.anchor.clone(),
             packager_config: self.packager_config,
-            source_fps: source.frame_rate,
+            source_fps: source.frame_rate(),
             state: rungs.iter().map(|_| None).collect(),
             rungs: rungs.clone(),
         };

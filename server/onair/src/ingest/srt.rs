@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use onair_media::avc::{annexb_nal_units, nal_type, to_avcc};
-use onair_media::{AacConfig, AvcConfig};
+use onair_media::{AacConfig, AvcConfig, HevcConfig};
 use onair_mpegts::{adts, PesPacket, StreamKind, TsDemuxer};
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
@@ -189,13 +189,14 @@ impl SrtIngest {
 struct TsSession {
     publisher: Publisher,
     demuxer: TsDemuxer,
-    sps_pps: Option<(Vec<u8>, Vec<u8>)>,
+    /// The parameter sets the video track was configured with (H.264: SPS, PPS; HEVC: VPS, SPS, PPS).
+    parameter_sets: Option<Vec<Vec<u8>>>,
     audio_config: Option<[u8; 2]>,
 }
 
 impl TsSession {
     fn new(publisher: Publisher) -> Self {
-        TsSession { publisher, demuxer: TsDemuxer::new(), sps_pps: None, audio_config: None }
+        TsSession { publisher, demuxer: TsDemuxer::new(), parameter_sets: None, audio_config: None }
     }
 
     fn push(&mut self, data: &[u8], received: Instant) {
@@ -221,6 +222,7 @@ impl TsSession {
         };
         let result = match pes.kind {
             StreamKind::H264 => self.video(&pes.data, pts, dts, received),
+            StreamKind::Hevc => self.hevc_video(&pes.data, pts, dts, received),
             StreamKind::AacAdts => self.audio(&pes.data, pts, received),
             other => {
                 self.publisher.warn("unsupported elementary stream", &format!("{other:?}"));
@@ -239,12 +241,12 @@ impl TsSession {
         let sps = units.iter().find(|u| kind(u) == Some(nal_type::SPS));
         let pps = units.iter().find(|u| kind(u) == Some(nal_type::PPS));
         if let (Some(sps), Some(pps)) = (sps, pps) {
-            let pair = (sps.to_vec(), pps.to_vec());
-            if self.sps_pps.as_ref() != Some(&pair) {
+            let sets = vec![sps.to_vec(), pps.to_vec()];
+            if self.parameter_sets.as_ref() != Some(&sets) {
                 match AvcConfig::from_parameter_sets(sps, pps) {
                     Ok(cfg) => {
                         self.publisher.set_video_config(cfg)?;
-                        self.sps_pps = Some(pair);
+                        self.parameter_sets = Some(sets);
                     }
                     Err(e) => self.publisher.warn("bad H.264 parameter sets", &e),
                 }
@@ -253,6 +255,37 @@ impl TsSession {
         let keyframe = units.iter().any(|u| kind(u) == Some(nal_type::IDR));
         let samples: Vec<&[u8]> =
             units.iter().copied().filter(|u| !matches!(kind(u), Some(nal_type::SPS | nal_type::PPS | nal_type::AUD))).collect();
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let cts = pts.saturating_sub(dts).min(i32::MAX as u64) as i32;
+        self.publisher.video_frame(dts, cts, keyframe, Bytes::from(to_avcc(&samples)), received)
+    }
+
+    /// HEVC in Annex B (stream_type 0x24): in-band VPS/SPS/PPS configure the track; IRAP pictures
+    /// (NAL types 16–23) are key frames.
+    fn hevc_video(&mut self, data: &[u8], pts: u64, dts: u64, received: Instant) -> Result<(), crate::ingest::publisher::PublishError> {
+        use onair_media::hevc::{hevc_nal_type, nal_type as hevc};
+        let units = annexb_nal_units(data);
+        let find = |t: u8| units.iter().find(|u| hevc_nal_type(u) == Some(t));
+        if let (Some(vps), Some(sps), Some(pps)) = (find(hevc::VPS), find(hevc::SPS), find(hevc::PPS)) {
+            let sets = vec![vps.to_vec(), sps.to_vec(), pps.to_vec()];
+            if self.parameter_sets.as_ref() != Some(&sets) {
+                match HevcConfig::from_parameter_sets(vps, sps, pps) {
+                    Ok(cfg) => {
+                        self.publisher.set_hevc_config(cfg)?;
+                        self.parameter_sets = Some(sets);
+                    }
+                    Err(e) => self.publisher.warn("bad HEVC parameter sets", &e),
+                }
+            }
+        }
+        let keyframe = units.iter().any(|u| hevc_nal_type(u).is_some_and(|t| (hevc::BLA_W_LP..=hevc::RSV_IRAP_23).contains(&t)));
+        let samples: Vec<&[u8]> = units
+            .iter()
+            .copied()
+            .filter(|u| !matches!(hevc_nal_type(u), Some(hevc::VPS | hevc::SPS | hevc::PPS | hevc::AUD)))
+            .collect();
         if samples.is_empty() {
             return Ok(());
         }

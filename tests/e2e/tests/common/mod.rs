@@ -132,6 +132,33 @@ impl TestServer {
     }
 }
 
+/// The sample (Big Buck Bunny) as HEVC 720p25 (libx265, `hev1` sample entry) with a key frame every
+/// 2 s, and stereo AAC; 3 loops (15.84 s).
+pub fn hevc_fixture() -> PathBuf {
+    static DONE: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut guard = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_ref() {
+        return p.clone();
+    }
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bbb-hevc-v1.mp4");
+    if !out.exists() {
+        let tmp = out.with_extension("tmp.mp4");
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "2", "-i"])
+            .arg(shared_media("bigbuckbunny.mp4"))
+            .args(["-t", "15.84", "-c:v", "libx265", "-preset", "ultrafast", "-b:v", "1500k"])
+            .args(["-x265-params", "keyint=50:min-keyint=50:scenecut=0:info=0:log-level=error", "-tag:v", "hev1"])
+            .args(["-c:a", "aac", "-ac", "2", "-b:a", "128k"])
+            .arg(&tmp)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "encoding the HEVC fixture failed");
+        std::fs::rename(&tmp, &out).expect("rename");
+    }
+    *guard = Some(out.clone());
+    out
+}
+
 /// An ffmpeg process publishing over RTMP; killed on drop.
 pub struct Publisher {
     pub child: Child,
