@@ -77,7 +77,7 @@ pub struct Transcoder {
 }
 
 impl Transcoder {
-    /// Starts a session for a video source (H.264 or HEVC) with configuration `source`, producing
+    /// Starts a session for a video source (H.264, HEVC or AV1) with configuration `source`, producing
     /// H.264 `rungs` with `settings`. `sink` is called on the transcode thread for every [`Output`].
     ///
     /// Errors: [`TranscodeError::MissingCodec`] when `source` is not video, or FFmpeg has no decoder
@@ -98,6 +98,8 @@ impl Transcoder {
                 let sets: Vec<&Vec<u8>> = hevc.hvcc.arrays.iter().flat_map(|a| a.nalus.iter()).collect();
                 (ff::codec::Id::HEVC, annexb(sets), hevc.nal_length_size())
             }
+            // AV1 samples are OBUs; the sequence header OBU goes in front of key frames instead.
+            TrackConfig::Av1(av1) => (ff::codec::Id::AV1, av1.av1c.config_obus.clone(), 0),
             TrackConfig::Aac(_) => return Err(TranscodeError::MissingCodec("a video source")),
         };
         ff::init()?;
@@ -223,7 +225,9 @@ impl Drop for Transcoder {
 }
 
 fn open_decoder(id: ff::codec::Id) -> Result<ff::decoder::Video, TranscodeError> {
-    let codec = ff::decoder::find(id).ok_or(TranscodeError::MissingCodec("a decoder for the source codec"))?;
+    // FFmpeg 5.1's native AV1 decoder needs a hardware device; dav1d decodes in software.
+    let preferred = if id == ff::codec::Id::AV1 { ff::decoder::find_by_name("libdav1d") } else { None };
+    let codec = preferred.or_else(|| ff::decoder::find(id)).ok_or(TranscodeError::MissingCodec("a decoder for the source codec"))?;
     let mut ctx = ff::codec::Context::new_with_codec(codec);
     // Slice threads only: frame threads would add one frame of delay per thread.
     ctx.set_threading(threading::Config { kind: threading::Type::Slice, count: 0, safe: false });
@@ -379,7 +383,7 @@ struct Worker {
     names: Vec<String>,
     settings: EncoderSettings,
     parameter_sets: Vec<u8>,
-    /// Bytes of each NAL unit's length prefix in the source's samples.
+    /// Bytes of each NAL unit's length prefix in the source's samples; 0 for AV1 (OBUs).
     nal_length_size: u8,
     /// Presentation times of source key frames not yet decoded.
     keyframes: VecDeque<i64>,
@@ -408,17 +412,22 @@ impl Worker {
                 self.keyframes.pop_front();
             }
         }
-        match avcc_nal_units(&frame.data, self.nal_length_size) {
-            Ok(units) => {
-                for u in units {
-                    annexb.extend_from_slice(&[0, 0, 0, 1]);
-                    annexb.extend_from_slice(u);
+        if self.nal_length_size == 0 {
+            // OBUs (AV1): passed as they are.
+            annexb.extend_from_slice(&frame.data);
+        } else {
+            match avcc_nal_units(&frame.data, self.nal_length_size) {
+                Ok(units) => {
+                    for u in units {
+                        annexb.extend_from_slice(&[0, 0, 0, 1]);
+                        annexb.extend_from_slice(u);
+                    }
                 }
-            }
-            Err(e) => {
-                metrics::counter!("onair_transcode_errors_total", "kind" => "bad_sample").increment(1);
-                tracing::debug!(error = %e, "skipping malformed source sample");
-                return;
+                Err(e) => {
+                    metrics::counter!("onair_transcode_errors_total", "kind" => "bad_sample").increment(1);
+                    tracing::debug!(error = %e, "skipping malformed source sample");
+                    return;
+                }
             }
         }
         self.received.insert(pts, frame.received);

@@ -6,7 +6,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::{
-    Audio, Avc1, Dinf, Dref, Encode, Esds, Ftyp, Hdlr, Hvc1, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd,
+    Audio, Av01, Avc1, Dinf, Dref, Encode, Esds, Ftyp, Hdlr, Hvc1, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd,
     Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual,
     Vmhd,
 };
@@ -79,6 +79,24 @@ pub fn init_segment(track_id: u32, config: &TrackConfig) -> Result<Bytes, CmafEr
             let codec = Hvc1 {
                 visual: Visual { data_reference_index: 1, width: w, height: h, ..Default::default() },
                 hvcc: hevc.hvcc.clone(),
+                ..Default::default()
+            };
+            let tkhd = Tkhd {
+                track_id,
+                enabled: true,
+                in_movie: true,
+                width: w.into(),
+                height: h.into(),
+                ..Default::default()
+            };
+            let minf = Minf { vmhd: Some(Vmhd::default()), dinf, stbl: empty_stbl(codec.into()), ..Default::default() };
+            (tkhd, b"vide", minf)
+        }
+        TrackConfig::Av1(av1) => {
+            let (w, h) = (clamp_u16(av1.width), clamp_u16(av1.height));
+            let codec = Av01 {
+                visual: Visual { data_reference_index: 1, width: w, height: h, ..Default::default() },
+                av1c: av1.av1c.clone(),
                 ..Default::default()
             };
             let tkhd = Tkhd {
@@ -268,6 +286,20 @@ mod tests {
         assert_eq!((stream["width"].as_i64(), stream["height"].as_i64()), (Some(1280), Some(720)));
         assert_eq!(packets.len(), 2);
         assert_eq!(cfg.codec_string(), "hvc1.1.6.L93.90");
+    }
+
+    #[test]
+    fn ffprobe_reads_av1_track() {
+        let cfg = TrackConfig::Av1(onair_media::Av1Config::parse(onair_media::av1::SAMPLE_AV1C_360P).expect("av1c"));
+        let mut file = init_segment(1, &cfg).expect("init").to_vec();
+        // A padding OBU (type 15) with obu_size, standing in for a frame.
+        let s = Sample { duration: 3600, cts_offset: 0, keyframe: true, data: Bytes::from_static(&[0x7a, 0x02, 0, 0]) };
+        file.extend_from_slice(&fragment(1, 1, 0, &[s]).expect("frag"));
+        let (stream, packets) = ffprobe(&file);
+        assert_eq!((stream["codec_name"].as_str(), stream["codec_tag_string"].as_str()), (Some("av1"), Some("av01")));
+        assert_eq!((stream["width"].as_i64(), stream["height"].as_i64()), (Some(640), Some(360)));
+        assert_eq!(packets.len(), 1);
+        assert_eq!(cfg.codec_string(), "av01.0.01M.08");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! timeline is exact (see [`timing`]).
 
 pub mod aac;
+pub mod av1;
 pub mod avc;
 pub mod hevc;
 pub mod timing;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use aac::AacConfig;
+pub use av1::Av1Config;
 pub use avc::AvcConfig;
 pub use hevc::HevcConfig;
 
@@ -30,7 +32,10 @@ pub enum MediaError {
     /// The HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1) could not be parsed.
     #[error("invalid HEVCDecoderConfigurationRecord: {0}")]
     HevcConfig(String),
-    /// The record parsed but holds no sequence parameter set.
+    /// The AV1CodecConfigurationRecord (AV1 ISOBMFF binding §2.3) could not be parsed.
+    #[error("invalid AV1CodecConfigurationRecord: {0}")]
+    Av1Config(String),
+    /// The record parsed but holds no sequence parameter set (AV1: no sequence header OBU).
     #[error("AVCDecoderConfigurationRecord has no SPS")]
     MissingSps,
     /// The SPS (ITU-T H.264 §7.3.2.1.1 or H.265 §7.3.2.2) could not be parsed.
@@ -57,6 +62,8 @@ pub enum TrackConfig {
     Avc(AvcConfig),
     /// H.265/HEVC video (Enhanced RTMP `hvc1`, or MPEG-TS stream type 0x24).
     Hevc(HevcConfig),
+    /// AV1 video (Enhanced RTMP `av01`).
+    Av1(Av1Config),
     /// AAC audio.
     Aac(AacConfig),
 }
@@ -65,7 +72,7 @@ impl TrackConfig {
     /// Video or audio.
     pub fn kind(&self) -> TrackKind {
         match self {
-            TrackConfig::Avc(_) | TrackConfig::Hevc(_) => TrackKind::Video,
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) => TrackKind::Video,
             TrackConfig::Aac(_) => TrackKind::Audio,
         }
     }
@@ -73,7 +80,7 @@ impl TrackConfig {
     /// Ticks per second of this track's timestamps: 90 000 for video, the sample rate for audio.
     pub fn timescale(&self) -> u32 {
         match self {
-            TrackConfig::Avc(_) | TrackConfig::Hevc(_) => VIDEO_TIMESCALE,
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) => VIDEO_TIMESCALE,
             TrackConfig::Aac(a) => a.sample_rate,
         }
     }
@@ -83,6 +90,7 @@ impl TrackConfig {
         match self {
             TrackConfig::Avc(v) => Some((v.width, v.height)),
             TrackConfig::Hevc(v) => Some((v.width, v.height)),
+            TrackConfig::Av1(v) => Some((v.width, v.height)),
             TrackConfig::Aac(_) => None,
         }
     }
@@ -92,6 +100,7 @@ impl TrackConfig {
         match self {
             TrackConfig::Avc(v) => v.frame_rate,
             TrackConfig::Hevc(v) => v.frame_rate,
+            TrackConfig::Av1(v) => v.frame_rate,
             TrackConfig::Aac(_) => None,
         }
     }
@@ -100,7 +109,7 @@ impl TrackConfig {
     pub fn channels(&self) -> Option<u16> {
         match self {
             TrackConfig::Aac(a) => Some(a.channel_count()),
-            TrackConfig::Avc(_) | TrackConfig::Hevc(_) => None,
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) => None,
         }
     }
 
@@ -110,6 +119,7 @@ impl TrackConfig {
         match self {
             TrackConfig::Avc(v) => v.codec_string(),
             TrackConfig::Hevc(v) => v.codec_string(),
+            TrackConfig::Av1(v) => v.codec_string(),
             TrackConfig::Aac(a) => a.codec_string(),
         }
     }
@@ -124,7 +134,8 @@ pub struct Frame {
     pub cts_offset: i32,
     /// True for an IDR picture (a random access point); always true for audio.
     pub keyframe: bool,
-    /// For H.264 and HEVC: length-prefixed NAL units (4-byte lengths); for AAC: one raw frame without ADTS header.
+    /// For H.264 and HEVC: length-prefixed NAL units (4-byte lengths); for AV1: OBUs with obu_size,
+    /// without temporal delimiters; for AAC: one raw frame without ADTS header.
     pub data: Bytes,
     /// When the ingest received the message that carried this frame; used for ingest-to-part latency.
     pub received: Instant,

@@ -1,11 +1,11 @@
-//! Enhanced RTMP: HEVC published with the `hvc1` FourCC, as OBS 29.1+ sends it.
+//! Enhanced RTMP: HEVC and AV1 published with the `hvc1` and `av01` FourCCs, as OBS 29.1+ sends them.
 //!
 //! Debian's FFmpeg 5.1 cannot publish Enhanced RTMP, so the publisher here is the `rml_rtmp`
-//! crate's RTMP client session (a third-party RTMP implementation), fed with the samples of an
-//! HEVC file that FFmpeg's libx265 encoded from the real sample. The video messages are built as
-//! the Enhanced RTMP spec lays them out: `[IsExHeader|FrameType|PacketType]['hvc1']` followed by
-//! the HEVCDecoderConfigurationRecord (SequenceStart) or an SI24 composition time and the
-//! length-prefixed NAL units (CodedFrames). Audio is plain FLV AAC.
+//! crate's RTMP client session (a third-party RTMP implementation), fed with the samples of files
+//! that FFmpeg encoded from the real sample (libx265, SVT-AV1). The video messages are built as the
+//! Enhanced RTMP spec lays them out: `[IsExHeader|FrameType|PacketType][FourCC]` followed by the
+//! configuration record (SequenceStart: hvcC / av1C) or the frame (CodedFrames: for `hvc1` an SI24
+//! composition time and length-prefixed NAL units; for `av01` the OBUs). Audio is plain FLV AAC.
 
 mod common;
 
@@ -24,6 +24,80 @@ use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType};
 use rml_rtmp::time::RtmpTimestamp;
 
+/// The sample as AV1 640x360p25 (SVT-AV1, preset 12, key frame every 2 s) with stereo AAC; 3 loops.
+fn av1_fixture() -> PathBuf {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bbb-av1-v1.mp4");
+    if !out.exists() {
+        let tmp = out.with_extension("tmp.mp4");
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "2", "-i"])
+            .arg(shared_media("bigbuckbunny.mp4"))
+            .args(["-t", "15.84", "-vf", "scale=640:360", "-c:v", "libsvtav1", "-preset", "12", "-b:v", "800k"])
+            .args(["-g", "50", "-svtav1-params", "keyint=50:scd=0", "-c:a", "aac", "-ac", "2", "-b:a", "128k"])
+            .arg(&tmp)
+            .env("SVT_LOG", "1")
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "encoding the AV1 fixture failed");
+        std::fs::rename(&tmp, &out).expect("rename");
+    }
+    out
+}
+
+/// Reads back `rendition`'s first complete segment (with its init segment) with ffprobe, decoding
+/// every frame: returns (codec, codec tag, width, height, frames).
+async fn probe_first_segment(server: &TestServer, rendition: &str) -> (String, String, i64, i64, u64) {
+    let playlist = get_text(&server.url(&format!("/hls/demo/{rendition}/index.m3u8"))).await.expect("playlist");
+    let seg = playlist.lines().find(|l| l.starts_with("seg")).expect("a complete segment").to_string();
+    let get = |path: String| async move { client().get(server.url(&path)).send().await.expect("get").bytes().await.expect("body") };
+    let mut file = get(format!("/hls/demo/{rendition}/init.mp4")).await.to_vec();
+    file.extend_from_slice(&get(format!("/hls/demo/{rendition}/{seg}")).await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("segment.mp4");
+    std::fs::write(&path, &file).expect("write");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v", "-show_entries", "stream=codec_name,codec_tag_string,width,height,nb_read_frames", "-of", "json"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    let probe: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    eprintln!("ffprobe of {rendition} {seg}: {probe}");
+    let s = &probe["streams"][0];
+    let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+    let frames = s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
+    (text("codec_name"), text("codec_tag_string"), s["width"].as_i64().unwrap_or(0), s["height"].as_i64().unwrap_or(0), frames)
+}
+
+/// A server with one small H.264 rung (keeps the 2 cores for the test itself), published to from
+/// `fixture` over Enhanced RTMP until the returned flag is set.
+async fn serve_and_publish(fixture: PathBuf) -> (TestServer, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = true;
+        c.transcode.ladder = vec![onair_transcoder::Rung { name: "360p".into(), height: 360, bitrate_kbps: 600, max_fps: 25 }];
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (addr, key, stop) = (server.rtmp, server.key.clone(), stop.clone());
+        std::thread::spawn(move || publish_ertmp(addr, key, fixture, stop))
+    };
+    server.wait_renditions("demo", &["source", "360p", "audio"], 2).await;
+    (server, stop, publisher)
+}
+
+/// Plays the channel with the OnAir player for 15 s; returns (seconds played, rendition at the end).
+async fn play(server: &TestServer) -> (f64, String) {
+    let report = play_with_onair(&server.url("/watch/demo"), 15, &[]).await;
+    let onair = &report["onair"];
+    let times: Vec<f64> = onair["samples"].as_array().expect("samples").iter().filter_map(|s| s["currentTime"].as_f64()).filter(|t| *t > 0.0).collect();
+    let played = times.last().unwrap_or(&0.0) - times.first().unwrap_or(&0.0);
+    eprintln!("OnAir player: played {played:.1} s; last stats {}", onair["last"]);
+    (played, onair["last"]["rendition"].as_str().unwrap_or_default().to_string())
+}
+
+/// The two tests each run a transcoder and a browser: one at a time on 2 cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One FLV message to send: (timestamp ms, is video, body).
 type Message = (u64, bool, Bytes);
 
@@ -31,29 +105,35 @@ type Message = (u64, bool, Bytes);
 /// duration of one loop in ms.
 fn messages(path: &PathBuf) -> (Vec<Message>, Vec<Message>, u64) {
     let file = std::fs::read(path).expect("fixture");
-    // The HEVCDecoderConfigurationRecord, read from the sample entry with mp4-atom.
+    // The configuration record, read from the sample entry with mp4-atom.
     let mut buf = &file[..];
-    let mut hvcc = None;
+    let mut config: Option<(&[u8; 4], Vec<u8>)> = None;
     while !buf.is_empty() {
         if let Ok(Any::Moov(moov)) = Any::decode(&mut buf) {
-            for trak in &moov.trak {
-                for codec in &trak.mdia.minf.stbl.stsd.codecs {
-                    if let mp4_atom::Codec::Hev1(h) = codec {
-                        hvcc = Some(h.hvcc.clone());
+            for codec in moov.trak.iter().flat_map(|t| t.mdia.minf.stbl.stsd.codecs.iter()) {
+                let mut record = Vec::new();
+                match codec {
+                    mp4_atom::Codec::Hev1(h) => {
+                        h.hvcc.encode_body(&mut record).expect("hvcC");
+                        config = Some((b"hvc1", record));
                     }
+                    mp4_atom::Codec::Av01(a) => {
+                        a.av1c.encode_body(&mut record).expect("av1C");
+                        config = Some((b"av01", record));
+                    }
+                    _ => {}
                 }
             }
         }
     }
-    let mut record = Vec::new();
-    hvcc.expect("hev1 sample entry").encode_body(&mut record).expect("hvcC");
+    let (fourcc, record) = config.expect("an hev1 or av01 sample entry");
     let mut reader = mp4::Mp4Reader::read_header(std::io::Cursor::new(&file), file.len() as u64).expect("mp4");
     let tracks: Vec<(u32, bool, u32)> = reader
         .tracks()
         .values()
-        .map(|t| (t.track_id(), matches!(t.track_type(), Ok(mp4::TrackType::Video)), t.timescale()))
+        .map(|t| (t.track_id(), &t.trak.mdia.hdlr.handler_type.value == b"vide", t.timescale()))
         .collect();
-    let mut header = vec![(0, true, Bytes::from([&[0x90u8][..], b"hvc1", &record].concat()))];
+    let mut header = vec![(0, true, Bytes::from([&[0x90u8][..], fourcc, &record].concat()))];
     let mut media = Vec::new();
     let mut end_ms = 0;
     for (id, is_video, timescale) in tracks {
@@ -70,10 +150,15 @@ fn messages(path: &PathBuf) -> (Vec<Message>, Vec<Message>, u64) {
             let ms = s.start_time * 1000 / u64::from(timescale);
             end_ms = end_ms.max((s.start_time + u64::from(s.duration)) * 1000 / u64::from(timescale));
             let body = if is_video {
-                let cts = (i64::from(s.rendering_offset) * 1000 / i64::from(timescale)) as i32;
-                // FrameType 1 (key) or 2 (inter), PacketType 1 (CodedFrames), SI24 composition time.
+                // FrameType 1 (key) or 2 (inter), PacketType 1 (CodedFrames).
                 let first = 0x80 | if s.is_sync { 0x10 } else { 0x20 } | 0x01;
-                [&[first][..], b"hvc1", &cts.to_be_bytes()[1..], &s.bytes].concat()
+                if fourcc == b"hvc1" {
+                    // SI24 composition time, then the length-prefixed NAL units.
+                    let cts = (i64::from(s.rendering_offset) * 1000 / i64::from(timescale)) as i32;
+                    [&[first][..], fourcc, &cts.to_be_bytes()[1..], &s.bytes].concat()
+                } else {
+                    [&[first][..], fourcc, &s.bytes].concat()
+                }
             } else {
                 [&[0xaf, 0x01][..], &s.bytes].concat()
             };
@@ -165,53 +250,42 @@ fn publish_ertmp(addr: std::net::SocketAddr, key: String, path: PathBuf, stop: A
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hevc_over_enhanced_rtmp_is_packaged_and_transcoded() {
+    let _serial = SERIAL.lock().await;
     let fixture = tokio::task::spawn_blocking(hevc_fixture).await.expect("join");
-    // One small H.264 rung keeps the 2 cores for the test itself.
-    let server = TestServer::start_with(|c| {
-        c.transcode.enabled = true;
-        c.transcode.ladder = vec![onair_transcoder::Rung { name: "360p".into(), height: 360, bitrate_kbps: 600, max_fps: 25 }];
-    })
-    .await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (addr, key, stop) = (server.rtmp, server.key.clone(), stop.clone());
-        std::thread::spawn(move || publish_ertmp(addr, key, fixture, stop))
-    };
-    server.wait_renditions("demo", &["source", "360p", "audio"], 2).await;
-
+    let (server, stop, publisher) = serve_and_publish(fixture).await;
     let master = get_text(&server.url("/hls/demo/master.m3u8")).await.expect("master");
     eprintln!("{master}");
     assert!(master.contains("CODECS=\"hvc1.1.6.L93.90,mp4a.40.2\""), "HEVC source variant:\n{master}");
+    // The 360p rung is below the 720p source: H.264.
     assert!(master.contains("avc1.") && master.contains("RESOLUTION=640x360"), "H.264 rung:\n{master}");
-
-    // ffprobe reads the source rendition back as HEVC (init segment + a whole segment).
-    let source = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("playlist");
-    let seg = source.lines().find(|l| l.starts_with("seg")).expect("a complete segment").to_string();
-    let mut file = client().get(server.url("/hls/demo/source/init.mp4")).send().await.expect("init").bytes().await.expect("init").to_vec();
-    file.extend_from_slice(&client().get(server.url(&format!("/hls/demo/source/{seg}"))).send().await.expect("seg").bytes().await.expect("seg"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("source.mp4");
-    std::fs::write(&path, &file).expect("write");
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v", "-show_entries", "stream=codec_name,codec_tag_string,width,height,nb_read_frames", "-of", "json"])
-        .arg(&path)
-        .output()
-        .expect("ffprobe");
-    let probe: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    eprintln!("ffprobe of source {seg}: {probe}");
-    let s = &probe["streams"][0];
-    assert_eq!((s["codec_name"].as_str(), s["codec_tag_string"].as_str()), (Some("hevc"), Some("hvc1")));
-    assert_eq!((s["width"].as_i64(), s["height"].as_i64()), (Some(1280), Some(720)));
-    let frames: u64 = s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let (codec, tag, w, h, frames) = probe_first_segment(&server, "source").await;
+    assert_eq!((codec.as_str(), tag.as_str(), w, h), ("hevc", "hvc1", 1280, 720));
     assert!(frames >= 25, "decoded {frames} frames of one segment");
+    // Chromium's MSE has no HEVC: the player leaves the source out and plays the H.264 rung.
+    let (played, rendition) = play(&server).await;
+    assert_eq!(rendition, "640x360");
+    assert!(played > 8.0, "played only {played:.1} s");
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
+}
 
-    // The browser (no HEVC in Chromium's MSE) plays the H.264 rung with the OnAir player.
-    let report = play_with_onair(&server.url("/watch/demo"), 15, &[]).await;
-    let onair = &report["onair"];
-    let times: Vec<f64> = onair["samples"].as_array().expect("samples").iter().filter_map(|s| s["currentTime"].as_f64()).filter(|t| *t > 0.0).collect();
-    let played = times.last().unwrap_or(&0.0) - times.first().unwrap_or(&0.0);
-    eprintln!("OnAir player on the HEVC channel: played {played:.1} s; last stats {}", onair["last"]);
-    assert_eq!(onair["last"]["rendition"], "640x360");
+#[tokio::test(flavor = "multi_thread")]
+async fn av1_over_enhanced_rtmp_is_packaged_and_transcoded() {
+    let _serial = SERIAL.lock().await;
+    let fixture = tokio::task::spawn_blocking(av1_fixture).await.expect("join");
+    let (server, stop, publisher) = serve_and_publish(fixture).await;
+    let master = get_text(&server.url("/hls/demo/master.m3u8")).await.expect("master");
+    eprintln!("{master}");
+    assert!(master.contains("CODECS=\"av01.0.") && master.contains("M.08,mp4a.40.2\""), "AV1 source variant:\n{master}");
+    // An AV1 source keeps an H.264 rung at its own height (360p) for players without AV1.
+    assert_eq!(master.matches("RESOLUTION=640x360").count(), 2, "{master}");
+    let (codec, tag, w, h, frames) = probe_first_segment(&server, "source").await;
+    assert_eq!((codec.as_str(), tag.as_str(), w, h), ("av1", "av01", 640, 360));
+    assert!(frames >= 25, "decoded {frames} frames of one segment");
+    let (codec, _, w, h, frames) = probe_first_segment(&server, "360p").await;
+    assert_eq!((codec.as_str(), w, h), ("h264", 640, 360));
+    assert!(frames >= 25, "decoded {frames} frames of the rung's segment");
+    let (played, _) = play(&server).await;
     assert!(played > 8.0, "played only {played:.1} s");
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || publisher.join()).await;

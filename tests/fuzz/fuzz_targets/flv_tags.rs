@@ -1,12 +1,13 @@
 #![no_main]
 //! FLV tag bodies, legacy and Enhanced RTMP, and the codec configuration records they carry
-//! (AVCDecoderConfigurationRecord + H.264 SPS, AudioSpecificConfig): must never panic, whatever
-//! the bytes. HEVC records have their own target (`hevc_config`).
+//! (AVCDecoderConfigurationRecord + H.264 SPS, AV1CodecConfigurationRecord + sequence header,
+//! AudioSpecificConfig): must never panic, whatever the bytes. HEVC records also have their own
+//! target (`hevc_config`).
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use onair_flv::{parse_audio, parse_video, AudioTag, VideoCodec, VideoTag};
 use onair_media::avc::{annexb_nal_units, avcc_nal_units};
-use onair_media::{AacConfig, AvcConfig, HevcConfig};
+use onair_media::{AacConfig, Av1Config, AvcConfig, HevcConfig};
 
 #[path = "known_panics.rs"]
 mod known_panics;
@@ -21,6 +22,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(VideoTag::SequenceHeader { codec: VideoCodec::Hevc, record }) => {
             let _ = HevcConfig::parse(&record);
         }
+        Ok(VideoTag::SequenceHeader { codec: VideoCodec::Av1, record }) => {
+            let _ = Av1Config::parse(&record);
+        }
+        Ok(VideoTag::Frame { codec: VideoCodec::Av1, data, .. }) => {
+            let _ = onair_media::av1::strip_temporal_delimiters(&data);
+        }
         Ok(VideoTag::Frame { data, .. }) => {
             let _ = avcc_nal_units(&data, 4);
         }
@@ -30,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = AacConfig::parse(&asc);
     }
     let _ = AvcConfig::parse(data);
+    let _ = Av1Config::parse(data);
     let _ = AacConfig::parse(data);
     let _ = annexb_nal_units(data);
 });

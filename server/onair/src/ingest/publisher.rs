@@ -14,7 +14,7 @@ use onair_cmaf::{init_segment, PackagedPart, Packager, PackagerConfig};
 use onair_flv::{AudioTag, VideoCodec, VideoTag};
 use onair_media::aac::AAC_FRAME_SAMPLES;
 use onair_media::timing::{ms_to_90khz, AudioClock, RtmpClock};
-use onair_media::{AacConfig, AvcConfig, Frame, HevcConfig, TrackConfig, TrackKind};
+use onair_media::{AacConfig, Av1Config, AvcConfig, Frame, HevcConfig, TrackConfig, TrackKind};
 use onair_store::{Broadcast, Rendition, RenditionInfo};
 use onair_transcoder::{plan_ladder, EncoderSettings, Output, PlannedRung, Transcoder};
 
@@ -107,10 +107,15 @@ impl Publisher {
                 Ok(cfg) => self.set_hevc_config(cfg)?,
                 Err(e) => self.media_warning("bad HEVC sequence start", &e),
             },
+            Ok(VideoTag::SequenceHeader { codec: VideoCodec::Av1, record }) => match Av1Config::parse(&record) {
+                Ok(cfg) => self.set_track(TrackConfig::Av1(cfg))?,
+                Err(e) => self.media_warning("bad AV1 sequence start", &e),
+            },
             Ok(VideoTag::Frame { codec, keyframe, cts_ms, data }) => {
                 let expected = match self.video.as_ref().map(|(_, c)| c) {
                     Some(TrackConfig::Avc(_)) => Some(VideoCodec::Avc),
                     Some(TrackConfig::Hevc(_)) => Some(VideoCodec::Hevc),
+                    Some(TrackConfig::Av1(_)) => Some(VideoCodec::Av1),
                     _ => None,
                 };
                 if expected != Some(codec) {
@@ -118,6 +123,7 @@ impl Publisher {
                     return Ok(());
                 }
                 let ms = self.video_clock.extend(ts);
+                let data = if codec == VideoCodec::Av1 { onair_media::av1::strip_temporal_delimiters(&data) } else { data };
                 self.video_frame(ms_to_90khz(ms), cts_ms.saturating_mul(90), keyframe, data, received)?;
             }
             Ok(VideoTag::EndOfSequence | VideoTag::Command) => {}
@@ -282,13 +288,13 @@ impl Publisher {
         self.transcoder = None;
         self.transcoder_fed = false;
         let Some(tc) = &self.transcode else {
-            if matches!(source, TrackConfig::Hevc(_)) {
-                tracing::warn!(channel = self.broadcast.channel(), "HEVC source with transcoding off: players without HEVC support (most browsers) cannot play this channel");
+            if !matches!(source, TrackConfig::Avc(_)) {
+                tracing::warn!(channel = self.broadcast.channel(), codec = %source.codec_string(), "non-H.264 source with transcoding off: players without that codec cannot play this channel");
             }
             return;
         };
         let Some((width, height)) = source.resolution() else { return };
-        // A source that browsers cannot decode (HEVC) also gets an H.264 rung of its own height.
+        // A source that some players cannot decode (HEVC, AV1) also gets an H.264 rung of its own height.
         let same_height = !matches!(source, TrackConfig::Avc(_));
         let rungs = plan_ladder(&tc.ladder, width, height, same_height);
         if rungs.is_empty() {
