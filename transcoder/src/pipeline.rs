@@ -77,7 +77,7 @@ pub struct Transcoder {
 }
 
 impl Transcoder {
-    /// Starts a session for a video source (H.264, HEVC or AV1) with configuration `source`, producing
+    /// Starts a session for a video source (H.264, HEVC, AV1 or VP9) with configuration `source`, producing
     /// H.264 `rungs` with `settings`. `sink` is called on the transcode thread for every [`Output`].
     ///
     /// Errors: [`TranscodeError::MissingCodec`] when `source` is not video, or FFmpeg has no decoder
@@ -100,6 +100,8 @@ impl Transcoder {
             }
             // AV1 samples are OBUs; the sequence header OBU goes in front of key frames instead.
             TrackConfig::Av1(av1) => (ff::codec::Id::AV1, av1.av1c.config_obus.clone(), 0),
+            // VP9 frames are self-contained.
+            TrackConfig::Vp9(_) => (ff::codec::Id::VP9, Vec::new(), 0),
             TrackConfig::Aac(_) => return Err(TranscodeError::MissingCodec("a video source")),
         };
         ff::init()?;
@@ -383,7 +385,7 @@ struct Worker {
     names: Vec<String>,
     settings: EncoderSettings,
     parameter_sets: Vec<u8>,
-    /// Bytes of each NAL unit's length prefix in the source's samples; 0 for AV1 (OBUs).
+    /// Bytes of each NAL unit's length prefix in the source's samples; 0 for AV1 and VP9.
     nal_length_size: u8,
     /// Presentation times of source key frames not yet decoded.
     keyframes: VecDeque<i64>,
@@ -413,7 +415,7 @@ impl Worker {
             }
         }
         if self.nal_length_size == 0 {
-            // OBUs (AV1): passed as they are.
+            // AV1 OBUs and VP9 frames: passed as they are.
             annexb.extend_from_slice(&frame.data);
         } else {
             match avcc_nal_units(&frame.data, self.nal_length_size) {

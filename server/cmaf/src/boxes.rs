@@ -7,7 +7,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::{
     Audio, Av01, Avc1, Dinf, Dref, Encode, Esds, Ftyp, Hdlr, Hvc1, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd,
-    Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual,
+    Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vp09,
     Vmhd,
 };
 use onair_media::TrackConfig;
@@ -97,6 +97,24 @@ pub fn init_segment(track_id: u32, config: &TrackConfig) -> Result<Bytes, CmafEr
             let codec = Av01 {
                 visual: Visual { data_reference_index: 1, width: w, height: h, ..Default::default() },
                 av1c: av1.av1c.clone(),
+                ..Default::default()
+            };
+            let tkhd = Tkhd {
+                track_id,
+                enabled: true,
+                in_movie: true,
+                width: w.into(),
+                height: h.into(),
+                ..Default::default()
+            };
+            let minf = Minf { vmhd: Some(Vmhd::default()), dinf, stbl: empty_stbl(codec.into()), ..Default::default() };
+            (tkhd, b"vide", minf)
+        }
+        TrackConfig::Vp9(vp9) => {
+            let (w, h) = (clamp_u16(vp9.width), clamp_u16(vp9.height));
+            let codec = Vp09 {
+                visual: Visual { data_reference_index: 1, width: w, height: h, ..Default::default() },
+                vpcc: vp9.vpcc.clone(),
                 ..Default::default()
             };
             let tkhd = Tkhd {
@@ -300,6 +318,21 @@ mod tests {
         assert_eq!((stream["width"].as_i64(), stream["height"].as_i64()), (Some(640), Some(360)));
         assert_eq!(packets.len(), 1);
         assert_eq!(cfg.codec_string(), "av01.0.01M.08");
+    }
+
+    #[test]
+    fn ffprobe_reads_vp9_track() {
+        let record = [1, 0, 0, 0, 0, 21, 0x82, 1, 1, 1, 0, 0];
+        let key = [0x82, 0x49, 0x83, 0x42, 0x00, 0x27, 0xf0, 0x16, 0x76, 0x06, 0x38, 0x24];
+        let cfg = TrackConfig::Vp9(onair_media::Vp9Config::parse(&record, &key).expect("vpcC"));
+        let mut file = init_segment(1, &cfg).expect("init").to_vec();
+        let s = Sample { duration: 3600, cts_offset: 0, keyframe: true, data: Bytes::copy_from_slice(&key) };
+        file.extend_from_slice(&fragment(1, 1, 0, &[s]).expect("frag"));
+        let (stream, packets) = ffprobe(&file);
+        assert_eq!((stream["codec_name"].as_str(), stream["codec_tag_string"].as_str()), (Some("vp9"), Some("vp09")));
+        assert_eq!((stream["width"].as_i64(), stream["height"].as_i64()), (Some(640), Some(360)));
+        assert_eq!(packets.len(), 1);
+        assert_eq!(cfg.codec_string(), "vp09.00.21.08");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Source: Adobe "Video File Format Specification" v10.1, Annex E.4.2 (AUDIODATA) and E.4.3
 //! (VIDEODATA), and the Enhanced RTMP extended video header (veovera "Enhanced RTMP": IsExHeader,
-//! FourCC). H.264 (legacy or `avc1`), HEVC (`hvc1`), AV1 (`av01`) and AAC are decoded; other
-//! FourCCs (`vp09`), multitrack packets and enhanced audio are recognised and reported as unsupported.
+//! FourCC). H.264 (legacy or `avc1`), HEVC (`hvc1`), AV1 (`av01`), VP9 (`vp09`) and AAC are
+//! decoded; other FourCCs, multitrack packets and enhanced audio are reported as unsupported.
 
 use bytes::Bytes;
 
@@ -31,6 +31,8 @@ pub enum VideoCodec {
     Hevc,
     /// AV1: Enhanced RTMP FourCC `av01` (frames are OBUs, no composition time).
     Av1,
+    /// VP9: Enhanced RTMP FourCC `vp09` (no composition time).
+    Vp9,
 }
 
 /// A decoded VIDEODATA body: legacy (E.4.3.1) or Enhanced RTMP (ExVideoTagHeader).
@@ -62,7 +64,7 @@ pub enum VideoTag {
     /// FrameType 5 (a video info/command frame) or PacketType Metadata: carries no picture.
     Command,
     /// Any other codec or packet: a legacy CodecID (e.g. 2 = Sorenson), an Enhanced RTMP FourCC
-    /// other than `avc1`/`hvc1`/`av01` (e.g. `vp09`), a multitrack / ModEx packet, or AV1's
+    /// other than `avc1`/`hvc1`/`av01`/`vp09`, a multitrack / ModEx packet, or AV1's
     /// MPEG2TSSequenceStart.
     Unsupported(String),
 }
@@ -112,7 +114,7 @@ fn si24(b: &[u8]) -> i32 {
 /// Enhanced RTMP (veovera "Enhanced RTMP" v1/v2, ExVideoTagHeader):
 /// `[IsExHeader:1][FrameType:3][PacketType:4][FourCC:4]`, then per PacketType: 0 SequenceStart
 /// (the codec's configuration record), 1 CodedFrames (for `avc1`/`hvc1` an SI24 composition time,
-/// then data; for `av01` data only), 2 SequenceEnd, 3 CodedFramesX (data, composition time 0), 4 Metadata,
+/// then data; for `av01` and `vp09` data only), 2 SequenceEnd, 3 CodedFramesX (data, composition time 0), 4 Metadata,
 /// 5 MPEG2TSSequenceStart, 6 Multitrack, 7 ModEx.
 fn parse_enhanced_video(body: &Bytes, first: u8) -> Result<VideoTag, FlvError> {
     let frame_type = (first >> 4) & 0x07;
@@ -127,6 +129,7 @@ fn parse_enhanced_video(body: &Bytes, first: u8) -> Result<VideoTag, FlvError> {
         b"avc1" => VideoCodec::Avc,
         b"hvc1" => VideoCodec::Hevc,
         b"av01" => VideoCodec::Av1,
+        b"vp09" => VideoCodec::Vp9,
         other => return Ok(VideoTag::Unsupported(format!("enhanced RTMP video '{}'", String::from_utf8_lossy(other)))),
     };
     if frame_type == 5 && packet_type != 4 {
@@ -135,8 +138,8 @@ fn parse_enhanced_video(body: &Bytes, first: u8) -> Result<VideoTag, FlvError> {
     let keyframe = frame_type == 1;
     Ok(match packet_type {
         0 => VideoTag::SequenceHeader { codec, record: body.slice(5..) },
-        // Only avc1 and hvc1 carry a composition time; AV1 has no reordering at this level.
-        1 if codec == VideoCodec::Av1 => VideoTag::Frame { codec, keyframe, cts_ms: 0, data: body.slice(5..) },
+        // Only avc1 and hvc1 carry a composition time; AV1 and VP9 have no reordering at this level.
+        1 if matches!(codec, VideoCodec::Av1 | VideoCodec::Vp9) => VideoTag::Frame { codec, keyframe, cts_ms: 0, data: body.slice(5..) },
         1 => {
             if body.len() < 8 {
                 return Err(FlvError::Truncated { kind: "video", len: body.len(), needed: 8 });
@@ -213,7 +216,8 @@ mod tests {
             parse_video(&Bytes::from_static(b"\x91av01\x12\x00")),
             Ok(VideoTag::Frame { codec: VideoCodec::Av1, keyframe: true, cts_ms: 0, data: Bytes::from_static(&[0x12, 0]) })
         );
-        assert!(matches!(parse_video(&Bytes::from_static(b"\x90vp09\x01")), Ok(VideoTag::Unsupported(s)) if s.contains("vp09")));
+        assert_eq!(parse_video(&Bytes::from_static(b"\x90vp09\x01")), Ok(VideoTag::SequenceHeader { codec: VideoCodec::Vp9, record: Bytes::from_static(&[1]) }));
+        assert!(matches!(parse_video(&Bytes::from_static(b"\x90vvc1\x01")), Ok(VideoTag::Unsupported(s)) if s.contains("vvc1")));
         assert!(matches!(parse_video(&Bytes::from_static(b"\x96\x00hvc1")), Ok(VideoTag::Unsupported(s)) if s.contains("multitrack")));
         assert!(parse_video(&Bytes::from_static(b"\x91hvc1\x00")).is_err());
         assert!(parse_video(&Bytes::from_static(b"\x90hv")).is_err());

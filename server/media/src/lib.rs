@@ -10,6 +10,7 @@ pub mod av1;
 pub mod avc;
 pub mod hevc;
 pub mod timing;
+pub mod vp9;
 
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ pub use aac::AacConfig;
 pub use av1::Av1Config;
 pub use avc::AvcConfig;
 pub use hevc::HevcConfig;
+pub use vp9::Vp9Config;
 
 /// Timescale of every video track: 90 kHz, as in MPEG-TS and most CMAF video (ISO/IEC 23000-19 §9.2).
 pub const VIDEO_TIMESCALE: u32 = 90_000;
@@ -35,6 +37,10 @@ pub enum MediaError {
     /// The AV1CodecConfigurationRecord (AV1 ISOBMFF binding §2.3) could not be parsed.
     #[error("invalid AV1CodecConfigurationRecord: {0}")]
     Av1Config(String),
+    /// The VPCodecConfigurationRecord (VP codec ISOBMFF binding §2.2) or the first key frame's
+    /// header could not be parsed.
+    #[error("invalid VP9 configuration: {0}")]
+    Vp9Config(String),
     /// The record parsed but holds no sequence parameter set (AV1: no sequence header OBU).
     #[error("AVCDecoderConfigurationRecord has no SPS")]
     MissingSps,
@@ -64,6 +70,8 @@ pub enum TrackConfig {
     Hevc(HevcConfig),
     /// AV1 video (Enhanced RTMP `av01`).
     Av1(Av1Config),
+    /// VP9 video (Enhanced RTMP `vp09`).
+    Vp9(Vp9Config),
     /// AAC audio.
     Aac(AacConfig),
 }
@@ -72,7 +80,7 @@ impl TrackConfig {
     /// Video or audio.
     pub fn kind(&self) -> TrackKind {
         match self {
-            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) => TrackKind::Video,
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) | TrackConfig::Vp9(_) => TrackKind::Video,
             TrackConfig::Aac(_) => TrackKind::Audio,
         }
     }
@@ -80,7 +88,7 @@ impl TrackConfig {
     /// Ticks per second of this track's timestamps: 90 000 for video, the sample rate for audio.
     pub fn timescale(&self) -> u32 {
         match self {
-            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) => VIDEO_TIMESCALE,
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) | TrackConfig::Vp9(_) => VIDEO_TIMESCALE,
             TrackConfig::Aac(a) => a.sample_rate,
         }
     }
@@ -91,6 +99,7 @@ impl TrackConfig {
             TrackConfig::Avc(v) => Some((v.width, v.height)),
             TrackConfig::Hevc(v) => Some((v.width, v.height)),
             TrackConfig::Av1(v) => Some((v.width, v.height)),
+            TrackConfig::Vp9(v) => Some((v.width, v.height)),
             TrackConfig::Aac(_) => None,
         }
     }
@@ -101,6 +110,7 @@ impl TrackConfig {
             TrackConfig::Avc(v) => v.frame_rate,
             TrackConfig::Hevc(v) => v.frame_rate,
             TrackConfig::Av1(v) => v.frame_rate,
+            TrackConfig::Vp9(_) => None,
             TrackConfig::Aac(_) => None,
         }
     }
@@ -109,7 +119,7 @@ impl TrackConfig {
     pub fn channels(&self) -> Option<u16> {
         match self {
             TrackConfig::Aac(a) => Some(a.channel_count()),
-            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) => None,
+            TrackConfig::Avc(_) | TrackConfig::Hevc(_) | TrackConfig::Av1(_) | TrackConfig::Vp9(_) => None,
         }
     }
 
@@ -120,6 +130,7 @@ impl TrackConfig {
             TrackConfig::Avc(v) => v.codec_string(),
             TrackConfig::Hevc(v) => v.codec_string(),
             TrackConfig::Av1(v) => v.codec_string(),
+            TrackConfig::Vp9(v) => v.codec_string(),
             TrackConfig::Aac(a) => a.codec_string(),
         }
     }
@@ -135,7 +146,8 @@ pub struct Frame {
     /// True for an IDR picture (a random access point); always true for audio.
     pub keyframe: bool,
     /// For H.264 and HEVC: length-prefixed NAL units (4-byte lengths); for AV1: OBUs with obu_size,
-    /// without temporal delimiters; for AAC: one raw frame without ADTS header.
+    /// without temporal delimiters; for VP9: one frame or superframe; for AAC: one raw frame
+    /// without ADTS header.
     pub data: Bytes,
     /// When the ingest received the message that carried this frame; used for ingest-to-part latency.
     pub received: Instant,

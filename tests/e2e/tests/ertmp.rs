@@ -1,11 +1,13 @@
-//! Enhanced RTMP: HEVC and AV1 published with the `hvc1` and `av01` FourCCs, as OBS 29.1+ sends them.
+//! Enhanced RTMP: HEVC, AV1 and VP9 published with the `hvc1`, `av01` and `vp09` FourCCs, as OBS
+//! 29.1+ (and FFmpeg 6.1+) send them.
 //!
 //! Debian's FFmpeg 5.1 cannot publish Enhanced RTMP, so the publisher here is the `rml_rtmp`
 //! crate's RTMP client session (a third-party RTMP implementation), fed with the samples of files
-//! that FFmpeg encoded from the real sample (libx265, SVT-AV1). The video messages are built as the
+//! that FFmpeg encoded from the real sample (libx265, SVT-AV1, libvpx-vp9). The video messages are built as the
 //! Enhanced RTMP spec lays them out: `[IsExHeader|FrameType|PacketType][FourCC]` followed by the
 //! configuration record (SequenceStart: hvcC / av1C) or the frame (CodedFrames: for `hvc1` an SI24
-//! composition time and length-prefixed NAL units; for `av01` the OBUs). Audio is plain FLV AAC.
+//! composition time and length-prefixed NAL units; for `av01` the OBUs; for `vp09` the frame).
+//! Audio is plain FLV AAC.
 
 mod common;
 
@@ -39,6 +41,25 @@ fn av1_fixture() -> PathBuf {
             .status()
             .expect("ffmpeg");
         assert!(status.success(), "encoding the AV1 fixture failed");
+        std::fs::rename(&tmp, &out).expect("rename");
+    }
+    out
+}
+
+/// The sample as VP9 640x360p25 (libvpx-vp9 realtime, key frame every 2 s) with stereo AAC; 3 loops.
+fn vp9_fixture() -> PathBuf {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bbb-vp9-v1.mp4");
+    if !out.exists() {
+        let tmp = out.with_extension("tmp.mp4");
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "2", "-i"])
+            .arg(shared_media("bigbuckbunny.mp4"))
+            .args(["-t", "15.84", "-vf", "scale=640:360", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"])
+            .args(["-b:v", "800k", "-g", "50", "-keyint_min", "50", "-c:a", "aac", "-ac", "2", "-b:a", "128k"])
+            .arg(&tmp)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "encoding the VP9 fixture failed");
         std::fs::rename(&tmp, &out).expect("rename");
     }
     out
@@ -121,12 +142,16 @@ fn messages(path: &PathBuf) -> (Vec<Message>, Vec<Message>, u64) {
                         a.av1c.encode_body(&mut record).expect("av1C");
                         config = Some((b"av01", record));
                     }
+                    mp4_atom::Codec::Vp09(v) => {
+                        v.vpcc.encode_body(&mut record).expect("vpcC");
+                        config = Some((b"vp09", record));
+                    }
                     _ => {}
                 }
             }
         }
     }
-    let (fourcc, record) = config.expect("an hev1 or av01 sample entry");
+    let (fourcc, record) = config.expect("an hev1, av01 or vp09 sample entry");
     let mut reader = mp4::Mp4Reader::read_header(std::io::Cursor::new(&file), file.len() as u64).expect("mp4");
     let tracks: Vec<(u32, bool, u32)> = reader
         .tracks()
@@ -284,6 +309,27 @@ async fn av1_over_enhanced_rtmp_is_packaged_and_transcoded() {
     assert!(frames >= 25, "decoded {frames} frames of one segment");
     let (codec, _, w, h, frames) = probe_first_segment(&server, "360p").await;
     assert_eq!((codec.as_str(), w, h), ("h264", 640, 360));
+    assert!(frames >= 25, "decoded {frames} frames of the rung's segment");
+    let (played, _) = play(&server).await;
+    assert!(played > 8.0, "played only {played:.1} s");
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vp9_over_enhanced_rtmp_is_packaged_and_transcoded() {
+    let _serial = SERIAL.lock().await;
+    let fixture = tokio::task::spawn_blocking(vp9_fixture).await.expect("join");
+    let (server, stop, publisher) = serve_and_publish(fixture).await;
+    let master = get_text(&server.url("/hls/demo/master.m3u8")).await.expect("master");
+    eprintln!("{master}");
+    assert!(master.contains("CODECS=\"vp09.00.") && master.contains(".08,mp4a.40.2\""), "VP9 source variant:\n{master}");
+    assert_eq!(master.matches("RESOLUTION=640x360").count(), 2, "{master}");
+    let (codec, tag, w, h, frames) = probe_first_segment(&server, "source").await;
+    assert_eq!((codec.as_str(), tag.as_str(), w, h), ("vp9", "vp09", 640, 360));
+    assert!(frames >= 25, "decoded {frames} frames of one segment");
+    let (codec, _, _, _, frames) = probe_first_segment(&server, "360p").await;
+    assert_eq!(codec, "h264");
     assert!(frames >= 25, "decoded {frames} frames of the rung's segment");
     let (played, _) = play(&server).await;
     assert!(played > 8.0, "played only {played:.1} s");

@@ -28,6 +28,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(VideoTag::Frame { codec: VideoCodec::Av1, data, .. }) => {
             let _ = onair_media::av1::strip_temporal_delimiters(&data);
         }
+        Ok(VideoTag::Frame { codec: VideoCodec::Vp9, data, .. }) => {
+            let _ = onair_media::vp9::keyframe_size(&data);
+        }
+        Ok(VideoTag::SequenceHeader { codec: VideoCodec::Vp9, record }) => {
+            let _ = onair_media::Vp9Config::parse(&record, data);
+        }
         Ok(VideoTag::Frame { data, .. }) => {
             let _ = avcc_nal_units(&data, 4);
         }

@@ -14,7 +14,7 @@ use onair_cmaf::{init_segment, PackagedPart, Packager, PackagerConfig};
 use onair_flv::{AudioTag, VideoCodec, VideoTag};
 use onair_media::aac::AAC_FRAME_SAMPLES;
 use onair_media::timing::{ms_to_90khz, AudioClock, RtmpClock};
-use onair_media::{AacConfig, Av1Config, AvcConfig, Frame, HevcConfig, TrackConfig, TrackKind};
+use onair_media::{AacConfig, Av1Config, AvcConfig, Frame, HevcConfig, TrackConfig, TrackKind, Vp9Config};
 use onair_store::{Broadcast, Rendition, RenditionInfo};
 use onair_transcoder::{plan_ladder, EncoderSettings, Output, PlannedRung, Transcoder};
 
@@ -49,6 +49,8 @@ pub struct Publisher {
     audio_clock: Option<AudioClock>,
     anchor: Anchor,
     warned: u32,
+    /// A VP9 SequenceStart waiting for the first key frame, which carries the picture size.
+    pending_vp9: Option<Bytes>,
     packager_config: PackagerConfig,
     transcode: Option<TranscodeConfig>,
     transcoder: Option<Transcoder>,
@@ -76,6 +78,7 @@ impl Publisher {
             audio_clock: None,
             anchor: Arc::new(OnceLock::new()),
             warned: 0,
+            pending_vp9: None,
             packager_config: config,
             transcode,
             transcoder: None,
@@ -111,11 +114,21 @@ impl Publisher {
                 Ok(cfg) => self.set_track(TrackConfig::Av1(cfg))?,
                 Err(e) => self.media_warning("bad AV1 sequence start", &e),
             },
+            Ok(VideoTag::SequenceHeader { codec: VideoCodec::Vp9, record }) => self.pending_vp9 = Some(record),
             Ok(VideoTag::Frame { codec, keyframe, cts_ms, data }) => {
+                if codec == VideoCodec::Vp9 && keyframe {
+                    if let Some(record) = self.pending_vp9.take() {
+                        match Vp9Config::parse(&record, &data) {
+                            Ok(cfg) => self.set_track(TrackConfig::Vp9(cfg))?,
+                            Err(e) => self.media_warning("bad VP9 sequence start", &e),
+                        }
+                    }
+                }
                 let expected = match self.video.as_ref().map(|(_, c)| c) {
                     Some(TrackConfig::Avc(_)) => Some(VideoCodec::Avc),
                     Some(TrackConfig::Hevc(_)) => Some(VideoCodec::Hevc),
                     Some(TrackConfig::Av1(_)) => Some(VideoCodec::Av1),
+                    Some(TrackConfig::Vp9(_)) => Some(VideoCodec::Vp9),
                     _ => None,
                 };
                 if expected != Some(codec) {
@@ -294,7 +307,7 @@ impl Publisher {
             return;
         };
         let Some((width, height)) = source.resolution() else { return };
-        // A source that some players cannot decode (HEVC, AV1) also gets an H.264 rung of its own height.
+        // A source that some players cannot decode (HEVC, AV1, VP9) also gets an H.264 rung of its own height.
         let same_height = !matches!(source, TrackConfig::Avc(_));
         let rungs = plan_ladder(&tc.ladder, width, height, same_height);
         if rungs.is_empty() {
