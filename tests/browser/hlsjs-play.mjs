@@ -6,18 +6,13 @@
 // With "switch", the next level is forced every 2.5 s through hls.nextLevel (a smooth switch at the
 // next fragment; hls.currentLevel would flush the buffer and stall by design).
 import { createRequire } from 'node:module';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const require = createRequire(import.meta.url);
 const [pageUrl, playlistUrl, secondsArg, mode] = process.argv.slice(2);
 const seconds = Number(secondsArg || 10);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage();
   const consoleErrors = [];

@@ -13,7 +13,7 @@
 //                       same way: wall clock minus the PROGRAM-DATE-TIME of the frame on screen.
 // The OnAir page's samples are `{t, latency, buffer, currentTime, rate, server, stalls, rendition}`.
 import { createRequire } from 'node:module';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const require = createRequire(import.meta.url);
 const args = process.argv.slice(2);
@@ -29,12 +29,7 @@ const pids = Object.fromEntries((opt('--pids') || '').split(',').filter(Boolean)
   return [kv.slice(0, i), Number(kv.slice(i + 1))];
 }));
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
-});
+const browser = await launchChromium();
 
 async function onair() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });

@@ -50,83 +50,25 @@ pub fn init_segment(track_id: u32, config: &TrackConfig) -> Result<Bytes, CmafEr
         stco: Some(Stco::default()),
         ..Default::default()
     };
+    let video_track = |(w, h): (u32, u32), sample_entry: &dyn Fn(Visual) -> mp4_atom::Codec| {
+        let (w, h) = (clamp_u16(w), clamp_u16(h));
+        let codec = sample_entry(Visual { data_reference_index: 1, width: w, height: h, ..Default::default() });
+        let tkhd = Tkhd { track_id, enabled: true, in_movie: true, width: w.into(), height: h.into(), ..Default::default() };
+        let minf = Minf { vmhd: Some(Vmhd::default()), dinf: dinf.clone(), stbl: empty_stbl(codec), ..Default::default() };
+        (tkhd, b"vide", minf)
+    };
     let (tkhd, handler, minf) = match config {
-        TrackConfig::Avc(avc) => {
-            let (w, h) = (clamp_u16(avc.width), clamp_u16(avc.height));
-            let codec = Avc1 {
-                visual: Visual { data_reference_index: 1, width: w, height: h, ..Default::default() },
-                avcc: avc.avcc.clone(),
-                btrt: None,
-                colr: None,
-                pasp: None,
-                taic: None,
-                fiel: None,
-                spatial: None,
-            };
-            let tkhd = Tkhd {
-                track_id,
-                enabled: true,
-                in_movie: true,
-                width: w.into(),
-                height: h.into(),
-                ..Default::default()
-            };
-            let minf = Minf { vmhd: Some(Vmhd::default()), dinf, stbl: empty_stbl(codec.into()), ..Default::default() };
-            (tkhd, b"vide", minf)
-        }
+        TrackConfig::Avc(avc) => video_track((avc.width, avc.height), &|visual| {
+            Avc1 { visual, avcc: avc.avcc.clone(), btrt: None, colr: None, pasp: None, taic: None, fiel: None, spatial: None }.into()
+        }),
         TrackConfig::Hevc(hevc) => {
-            let (w, h) = (clamp_u16(hevc.width), clamp_u16(hevc.height));
-            let codec = Hvc1 {
-                visual: Visual { data_reference_index: 1, width: w, height: h, ..Default::default() },
-                hvcc: hevc.hvcc.clone(),
-                ..Default::default()
-            };
-            let tkhd = Tkhd {
-                track_id,
-                enabled: true,
-                in_movie: true,
-                width: w.into(),
-                height: h.into(),
-                ..Default::default()
-            };
-            let minf = Minf { vmhd: Some(Vmhd::default()), dinf, stbl: empty_stbl(codec.into()), ..Default::default() };
-            (tkhd, b"vide", minf)
+            video_track((hevc.width, hevc.height), &|visual| Hvc1 { visual, hvcc: hevc.hvcc.clone(), ..Default::default() }.into())
         }
         TrackConfig::Av1(av1) => {
-            let (w, h) = (clamp_u16(av1.width), clamp_u16(av1.height));
-            let codec = Av01 {
-                visual: Visual { data_reference_index: 1, width: w, height: h, ..Default::default() },
-                av1c: av1.av1c.clone(),
-                ..Default::default()
-            };
-            let tkhd = Tkhd {
-                track_id,
-                enabled: true,
-                in_movie: true,
-                width: w.into(),
-                height: h.into(),
-                ..Default::default()
-            };
-            let minf = Minf { vmhd: Some(Vmhd::default()), dinf, stbl: empty_stbl(codec.into()), ..Default::default() };
-            (tkhd, b"vide", minf)
+            video_track((av1.width, av1.height), &|visual| Av01 { visual, av1c: av1.av1c.clone(), ..Default::default() }.into())
         }
         TrackConfig::Vp9(vp9) => {
-            let (w, h) = (clamp_u16(vp9.width), clamp_u16(vp9.height));
-            let codec = Vp09 {
-                visual: Visual { data_reference_index: 1, width: w, height: h, ..Default::default() },
-                vpcc: vp9.vpcc.clone(),
-                ..Default::default()
-            };
-            let tkhd = Tkhd {
-                track_id,
-                enabled: true,
-                in_movie: true,
-                width: w.into(),
-                height: h.into(),
-                ..Default::default()
-            };
-            let minf = Minf { vmhd: Some(Vmhd::default()), dinf, stbl: empty_stbl(codec.into()), ..Default::default() };
-            (tkhd, b"vide", minf)
+            video_track((vp9.width, vp9.height), &|visual| Vp09 { visual, vpcc: vp9.vpcc.clone(), ..Default::default() }.into())
         }
         TrackConfig::Aac(aac) => {
             let codec = Mp4a {

@@ -159,31 +159,14 @@ impl MediaPlaylist {
             rendition_reports: Vec::new(),
             endlist: false,
         };
-        let mut next = MediaSegment {
-            discontinuity: false,
-            init_uri: String::new(),
-            program_date_time: None,
-            duration: 0.0,
-            uri: None,
-            parts: Vec::new(),
-        };
+        let mut next = MediaSegment::default();
         let mut map_seen = false;
         let mut current_map = String::new();
         let mut extinf: Option<f64> = None;
         for (n, line) in lines(text)? {
             let Some(tag) = line.strip_prefix('#') else {
                 // A segment URI closes the segment being built.
-                let mut seg = std::mem::replace(
-                    &mut next,
-                    MediaSegment {
-                        discontinuity: false,
-                        init_uri: String::new(),
-                        program_date_time: None,
-                        duration: 0.0,
-                        uri: None,
-                        parts: Vec::new(),
-                    },
-                );
+                let mut seg = std::mem::take(&mut next);
                 seg.uri = Some(line.to_string());
                 seg.duration = extinf.take().ok_or(ParseError::Bad { line: n, what: "segment URI without EXTINF" })?;
                 seg.init_uri = current_map.clone();

@@ -123,7 +123,7 @@ pub struct PartEntry {
 }
 
 /// A Media Segment with its parts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct MediaSegment {
     /// EXT-X-DISCONTINUITY before it (§4.4.4.3): timestamps or encoding changed.
     pub discontinuity: bool,

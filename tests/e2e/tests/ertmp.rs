@@ -26,43 +26,20 @@ use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType};
 use rml_rtmp::time::RtmpTimestamp;
 
-/// The sample as AV1 640x360p25 (SVT-AV1, preset 12, key frame every 2 s) with stereo AAC; 3 loops.
+/// The sample as AV1 640x360p25 (SVT-AV1, preset 12), a key frame every 2 s.
 fn av1_fixture() -> PathBuf {
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bbb-av1-v1.mp4");
-    if !out.exists() {
-        let tmp = out.with_extension("tmp.mp4");
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "2", "-i"])
-            .arg(shared_media("bigbuckbunny.mp4"))
-            .args(["-t", "15.84", "-vf", "scale=640:360", "-c:v", "libsvtav1", "-preset", "12", "-b:v", "800k"])
-            .args(["-g", "50", "-svtav1-params", "keyint=50:scd=0", "-c:a", "aac", "-ac", "2", "-b:a", "128k"])
-            .arg(&tmp)
-            .env("SVT_LOG", "1")
-            .status()
-            .expect("ffmpeg");
-        assert!(status.success(), "encoding the AV1 fixture failed");
-        std::fs::rename(&tmp, &out).expect("rename");
-    }
-    out
+    sample_fixture(
+        "bbb-av1-v1.mp4",
+        &["-vf", "scale=640:360", "-c:v", "libsvtav1", "-preset", "12", "-b:v", "800k", "-g", "50", "-svtav1-params", "keyint=50:scd=0"],
+    )
 }
 
-/// The sample as VP9 640x360p25 (libvpx-vp9 realtime, key frame every 2 s) with stereo AAC; 3 loops.
+/// The sample as VP9 640x360p25 (libvpx-vp9 realtime), a key frame every 2 s.
 fn vp9_fixture() -> PathBuf {
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bbb-vp9-v1.mp4");
-    if !out.exists() {
-        let tmp = out.with_extension("tmp.mp4");
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "2", "-i"])
-            .arg(shared_media("bigbuckbunny.mp4"))
-            .args(["-t", "15.84", "-vf", "scale=640:360", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"])
-            .args(["-b:v", "800k", "-g", "50", "-keyint_min", "50", "-c:a", "aac", "-ac", "2", "-b:a", "128k"])
-            .arg(&tmp)
-            .status()
-            .expect("ffmpeg");
-        assert!(status.success(), "encoding the VP9 fixture failed");
-        std::fs::rename(&tmp, &out).expect("rename");
-    }
-    out
+    sample_fixture(
+        "bbb-vp9-v1.mp4",
+        &["-vf", "scale=640:360", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "800k", "-g", "50", "-keyint_min", "50"],
+    )
 }
 
 /// Reads back `rendition`'s first complete segment (with its init segment) with ffprobe, decoding
@@ -294,21 +271,20 @@ async fn hevc_over_enhanced_rtmp_is_packaged_and_transcoded() {
     let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn av1_over_enhanced_rtmp_is_packaged_and_transcoded() {
-    let _serial = SERIAL.lock().await;
-    let fixture = tokio::task::spawn_blocking(av1_fixture).await.expect("join");
+/// A 640x360 source in `codec` (ffprobe's name; sample entry `tag`, CODECS prefix `codecs`):
+/// packaged as such, an H.264 rung at its own height for players without that codec, and the
+/// OnAir player plays the channel.
+async fn small_source_is_packaged_and_transcoded(fixture: PathBuf, codecs: &str, codec: &str, tag: &str) {
     let (server, stop, publisher) = serve_and_publish(fixture).await;
     let master = get_text(&server.url("/hls/demo/master.m3u8")).await.expect("master");
     eprintln!("{master}");
-    assert!(master.contains("CODECS=\"av01.0.") && master.contains("M.08,mp4a.40.2\""), "AV1 source variant:\n{master}");
-    // An AV1 source keeps an H.264 rung at its own height (360p) for players without AV1.
+    assert!(master.contains(&format!("CODECS=\"{codecs}")) && master.contains(".08,mp4a.40.2\""), "{codec} source variant:\n{master}");
     assert_eq!(master.matches("RESOLUTION=640x360").count(), 2, "{master}");
-    let (codec, tag, w, h, frames) = probe_first_segment(&server, "source").await;
-    assert_eq!((codec.as_str(), tag.as_str(), w, h), ("av1", "av01", 640, 360));
+    let (got, got_tag, w, h, frames) = probe_first_segment(&server, "source").await;
+    assert_eq!((got.as_str(), got_tag.as_str(), w, h), (codec, tag, 640, 360));
     assert!(frames >= 25, "decoded {frames} frames of one segment");
-    let (codec, _, w, h, frames) = probe_first_segment(&server, "360p").await;
-    assert_eq!((codec.as_str(), w, h), ("h264", 640, 360));
+    let (got, _, w, h, frames) = probe_first_segment(&server, "360p").await;
+    assert_eq!((got.as_str(), w, h), ("h264", 640, 360));
     assert!(frames >= 25, "decoded {frames} frames of the rung's segment");
     let (played, _) = play(&server).await;
     assert!(played > 8.0, "played only {played:.1} s");
@@ -317,22 +293,15 @@ async fn av1_over_enhanced_rtmp_is_packaged_and_transcoded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn av1_over_enhanced_rtmp_is_packaged_and_transcoded() {
+    let _serial = SERIAL.lock().await;
+    let fixture = tokio::task::spawn_blocking(av1_fixture).await.expect("join");
+    small_source_is_packaged_and_transcoded(fixture, "av01.0.", "av1", "av01").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn vp9_over_enhanced_rtmp_is_packaged_and_transcoded() {
     let _serial = SERIAL.lock().await;
     let fixture = tokio::task::spawn_blocking(vp9_fixture).await.expect("join");
-    let (server, stop, publisher) = serve_and_publish(fixture).await;
-    let master = get_text(&server.url("/hls/demo/master.m3u8")).await.expect("master");
-    eprintln!("{master}");
-    assert!(master.contains("CODECS=\"vp09.00.") && master.contains(".08,mp4a.40.2\""), "VP9 source variant:\n{master}");
-    assert_eq!(master.matches("RESOLUTION=640x360").count(), 2, "{master}");
-    let (codec, tag, w, h, frames) = probe_first_segment(&server, "source").await;
-    assert_eq!((codec.as_str(), tag.as_str(), w, h), ("vp9", "vp09", 640, 360));
-    assert!(frames >= 25, "decoded {frames} frames of one segment");
-    let (codec, _, _, _, frames) = probe_first_segment(&server, "360p").await;
-    assert_eq!(codec, "h264");
-    assert!(frames >= 25, "decoded {frames} frames of the rung's segment");
-    let (played, _) = play(&server).await;
-    assert!(played > 8.0, "played only {played:.1} s");
-    stop.store(true, Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || publisher.join()).await;
+    small_source_is_packaged_and_transcoded(fixture, "vp09.00.", "vp9", "vp09").await;
 }

@@ -22,34 +22,38 @@ pub fn shared_media(name: &str) -> PathBuf {
     p
 }
 
-static FIXTURE: Mutex<Option<PathBuf>> = Mutex::new(None);
-
-/// The real sample (Big Buck Bunny, 720p25, 5.1 AAC) encoded once the way OBS would send it:
-/// x264 with a key frame every 2 s, stereo AAC; three loops (15.84 s), so publishing it with
-/// `-c copy -stream_loop -1` costs no CPU.
-pub fn obs_like_fixture() -> PathBuf {
-    let mut guard = FIXTURE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = guard.as_ref() {
-        return p.clone();
-    }
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bbb-obs-like-v1.mp4");
+/// Encodes three loops (15.84 s) of the real sample (Big Buck Bunny) once into
+/// `target/tmp/{name}` with the ffmpeg output options `args` (codecs, rates, key frames), so tests
+/// can publish it with `-c copy -stream_loop -1` at no CPU cost. Concurrent callers wait for one
+/// encode.
+pub fn sample_fixture(name: &str, args: &[&str]) -> PathBuf {
+    static ENCODING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = ENCODING.lock().unwrap_or_else(|e| e.into_inner());
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     if !out.exists() {
         let tmp = out.with_extension("tmp.mp4");
         let status = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "2", "-i"])
             .arg(shared_media("bigbuckbunny.mp4"))
-            .args([
-                "-t", "15.84", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "50",
-                "-keyint_min", "50", "-sc_threshold", "0", "-b:v", "1500k", "-c:a", "aac", "-ac", "2", "-b:a", "128k",
-            ])
+            .args(["-t", "15.84"])
+            .args(args)
+            .args(["-c:a", "aac", "-ac", "2", "-b:a", "128k"])
             .arg(&tmp)
+            .env("SVT_LOG", "1")
             .status()
             .expect("ffmpeg must be installed (infra/setup.sh)");
-        assert!(status.success(), "encoding the fixture failed");
+        assert!(status.success(), "encoding the fixture {name} failed");
         std::fs::rename(&tmp, &out).expect("rename fixture");
     }
-    *guard = Some(out.clone());
     out
+}
+
+/// The sample encoded the way OBS would send it: x264 720p25 with a key frame every 2 s, stereo AAC.
+pub fn obs_like_fixture() -> PathBuf {
+    sample_fixture(
+        "bbb-obs-like-v1.mp4",
+        &["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-b:v", "1500k"],
+    )
 }
 
 /// A running in-process server with its own data directory.
@@ -132,31 +136,12 @@ impl TestServer {
     }
 }
 
-/// The sample (Big Buck Bunny) as HEVC 720p25 (libx265, `hev1` sample entry) with a key frame every
-/// 2 s, and stereo AAC; 3 loops (15.84 s).
+/// The sample as HEVC 720p25 (libx265, `hev1` sample entry), a key frame every 2 s.
 pub fn hevc_fixture() -> PathBuf {
-    static DONE: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut guard = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = guard.as_ref() {
-        return p.clone();
-    }
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bbb-hevc-v1.mp4");
-    if !out.exists() {
-        let tmp = out.with_extension("tmp.mp4");
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "2", "-i"])
-            .arg(shared_media("bigbuckbunny.mp4"))
-            .args(["-t", "15.84", "-c:v", "libx265", "-preset", "ultrafast", "-b:v", "1500k"])
-            .args(["-x265-params", "keyint=50:min-keyint=50:scenecut=0:info=0:log-level=error", "-tag:v", "hev1"])
-            .args(["-c:a", "aac", "-ac", "2", "-b:a", "128k"])
-            .arg(&tmp)
-            .status()
-            .expect("ffmpeg");
-        assert!(status.success(), "encoding the HEVC fixture failed");
-        std::fs::rename(&tmp, &out).expect("rename");
-    }
-    *guard = Some(out.clone());
-    out
+    sample_fixture(
+        "bbb-hevc-v1.mp4",
+        &["-c:v", "libx265", "-preset", "ultrafast", "-b:v", "1500k", "-x265-params", "keyint=50:min-keyint=50:scenecut=0:info=0:log-level=error", "-tag:v", "hev1"],
+    )
 }
 
 /// An ffmpeg process publishing over RTMP; killed on drop.
