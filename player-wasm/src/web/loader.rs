@@ -278,21 +278,21 @@ async fn append(
     media_url: &str,
     p: Position,
     whole: bool,
-    fetched: net::Fetched,
+    mut fetched: net::Fetched,
     kind: Kind,
     generation: u32,
 ) -> Result<(), String> {
     let seg = pl.segment(p.msn).ok_or("appended position is not in the playlist")?;
     let init_url = resolve(media_url, &seg.init_uri);
     if cur.init_url.as_deref() != Some(init_url.as_str()) {
-        let init = net::get(&init_url, 5000.0).await.map_err(|e| format!("{e} for {init_url}"))?;
+        let mut init = net::get(&init_url, 5000.0).await.map_err(|e| format!("{e} for {init_url}"))?;
         let mime = {
             let st = shared.borrow();
             let (main, audio) = mime_types(&st.master, st.video_variant.min(st.master.variants.len().saturating_sub(1)));
             if kind == Kind::Audio { audio.unwrap_or(main) } else { main }
         };
         sb.change_type(&mime).await.map_err(|e| e.to_string())?;
-        sb.append(&init.body).await.map_err(|e| e.to_string())?;
+        sb.append(&mut init.body).await.map_err(|e| e.to_string())?;
         cur.timescale = fmp4::timescale(&init.body).map_err(|e| e.to_string())?;
         cur.init_url = Some(init_url);
     }
@@ -309,14 +309,14 @@ async fn append(
         sb.set_offset(t - tfdt as f64 / f64::from(cur.timescale)).await.map_err(|e| e.to_string())?;
         cur.domain = Some(key);
     }
-    if let Err(e) = sb.append(&fetched.body).await {
+    if let Err(e) = sb.append(&mut fetched.body).await {
         if !e.quota {
             return Err(e.to_string());
         }
         // Out of room: drop what was played more than 5 s ago and retry once.
         let ct = shared.borrow().video.current_time();
         let _ = sb.remove(0.0, ct - 5.0).await;
-        sb.append(&fetched.body).await.map_err(|e| e.to_string())?;
+        sb.append(&mut fetched.body).await.map_err(|e| e.to_string())?;
     }
     cur.next_pdt = Some(start + duration);
     cur.pos = Some(p);

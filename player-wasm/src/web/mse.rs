@@ -56,11 +56,10 @@ impl Track {
         r.map(|_| ()).map_err(|e| err(op, &e))
     }
 
-    /// Appends an init segment or media fragment.
-    pub(crate) async fn append(&self, data: &[u8]) -> Result<(), MseError> {
+    /// Appends an init segment or media fragment (the browser copies it out of wasm memory).
+    pub(crate) async fn append(&self, data: &mut [u8]) -> Result<(), MseError> {
         self.settle("append").await?;
-        let mut copy = data.to_vec();
-        self.sb.append_buffer_with_u8_array(&mut copy).map_err(|e| err("appendBuffer", &e))?;
+        self.sb.append_buffer_with_u8_array(data).map_err(|e| err("appendBuffer", &e))?;
         self.settle("append").await
     }
 

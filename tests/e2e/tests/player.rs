@@ -107,8 +107,8 @@ async fn fails_over_to_the_other_server_when_its_server_dies() {
         .spawn()
         .expect("ffmpeg");
     let _publisher = Publisher { child: publisher };
-    wait_for_segments(&a.base_url(), 2).await;
-    wait_for_segments(&b.base_url(), 2).await;
+    wait_renditions_at(&a.base_url(), "demo", &["source"], 2).await;
+    wait_renditions_at(&b.base_url(), "demo", &["source"], 2).await;
     let pids = format!("{}={},{}={}", a.base_url(), a.child.id(), b.base_url(), b.child.id());
     let report = play_with_onair(
         &format!("{}/watch/demo", a.base_url()),

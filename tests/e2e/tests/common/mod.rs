@@ -111,28 +111,7 @@ impl TestServer {
 
     /// Waits until each of `renditions` lists at least `segments` complete segments.
     pub async fn wait_renditions(&self, channel: &str, renditions: &[&str], segments: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ok = async {
-                let master = get_text(&self.url(&format!("/hls/{channel}/master.m3u8"))).await?;
-                for rendition in renditions {
-                    if !master.contains(&format!("{rendition}/index.m3u8")) {
-                        return None;
-                    }
-                    let media = get_text(&self.url(&format!("/hls/{channel}/{rendition}/index.m3u8"))).await?;
-                    if media.matches("#EXTINF").count() < segments {
-                        return None;
-                    }
-                }
-                Some(())
-            }
-            .await;
-            if ok.is_some() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "channel {channel} did not reach {segments} segments");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_renditions_at(&self.url(""), channel, renditions, segments).await;
     }
 }
 
@@ -403,16 +382,30 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Waits until `base`'s demo channel lists `segments` complete source segments.
-pub async fn wait_for_segments(base: &str, segments: usize) {
+/// Waits (up to 60 s) until the Multivariant Playlist of `channel` on the server at `base`
+/// (e.g. `http://127.0.0.1:8080`) names each of `renditions` and each lists at least `segments`
+/// complete segments.
+pub async fn wait_renditions_at(base: &str, channel: &str, renditions: &[&str], segments: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(text) = get_text(&format!("{base}/hls/demo/source/index.m3u8")).await {
-            if text.matches("#EXTINF").count() >= segments {
-                return;
+        let ok = async {
+            let master = get_text(&format!("{base}/hls/{channel}/master.m3u8")).await?;
+            for rendition in renditions {
+                if !master.contains(&format!("{rendition}/index.m3u8")) {
+                    return None;
+                }
+                let media = get_text(&format!("{base}/hls/{channel}/{rendition}/index.m3u8")).await?;
+                if media.matches("#EXTINF").count() < segments {
+                    return None;
+                }
             }
+            Some(())
         }
-        assert!(Instant::now() < deadline, "{base} did not reach {segments} segments");
+        .await;
+        if ok.is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base}: channel {channel} did not reach {segments} segments");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
