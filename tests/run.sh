@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the tests need (infra/setup.sh), runs every Rust test, unit
-# and end to end (ffmpeg, ffprobe, the m3u8 parser and hls.js in headless Chromium), then a short
-# fuzz smoke run (tests/fuzz), and ends with one line that totals every test binary's result.
+# The whole test suite: installs what the tests need (infra/setup.sh), enforces the workspace lints
+# (clippy with warnings as errors, rustdoc with warnings as errors), runs every Rust test, unit and
+# end to end (ffmpeg, ffprobe, the m3u8 parser and hls.js in headless Chromium) without stopping at
+# the first failing binary, then a short fuzz smoke run (tests/fuzz), and ends with one line that
+# totals every test binary's result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash infra/setup.sh test
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked -j2 2>&1 | tee "$log" || status=$?
+cargo clippy --workspace --all-targets --locked -j2 -- -D warnings || status=$?
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -j2 || status=$?
+cargo test --workspace --locked -j2 --no-fail-fast 2>&1 | tee "$log" || status=$?
 if [ "$status" -eq 0 ]; then
   bash tests/fuzz/smoke.sh || status=$?
 fi

@@ -8,6 +8,9 @@ use crate::MediaError;
 /// Sampling frequencies by `samplingFrequencyIndex` (ISO/IEC 14496-3 Table 1.18).
 const SAMPLE_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 
+/// Lowest sampling rate accepted, Hz (the lowest of Table 1.18).
+pub const MIN_SAMPLE_RATE: u32 = 7350;
+
 /// Samples per AAC frame (AAC-LC, HE-AAC core): every access unit decodes to 1024 samples per channel.
 pub const AAC_FRAME_SAMPLES: u32 = 1024;
 
@@ -41,8 +44,10 @@ impl AacConfig {
             15 => r.read::<24, u32>().map_err(|_| err("truncated explicit frequency"))?,
             i => *SAMPLE_RATES.get(usize::from(i)).ok_or_else(|| err("reserved frequency index"))?,
         };
-        if sample_rate == 0 {
-            return Err(err("zero sampling frequency"));
+        // Below the lowest table rate every 1024-sample frame lasts over 139 ms and ms-based
+        // clocks round durations to 0 (1-29 Hz): refuse instead of building endless parts.
+        if sample_rate < MIN_SAMPLE_RATE {
+            return Err(err("explicit sampling frequency below 7350 Hz"));
         }
         let channels: u8 = r.read::<4, u8>().map_err(|_| err("truncated channel configuration"))?;
         Ok(AacConfig { asc: Bytes::copy_from_slice(asc), object_type, sample_rate, channels })
@@ -84,5 +89,20 @@ mod tests {
     fn rejects_bad_input() {
         assert!(AacConfig::parse(&[]).is_err());
         assert!(AacConfig::parse(&[0x17, 0x80]).is_err()); // frequency index 14 is reserved
+    }
+
+    /// AAC-LC stereo with an explicit (index 15) sampling frequency of `hz`.
+    fn explicit(hz: u32) -> Vec<u8> {
+        let bits: u64 = (2 << 35) | (15 << 31) | (u64::from(hz) << 7) | (2 << 3);
+        bits.to_be_bytes()[3..].to_vec()
+    }
+
+    #[test]
+    fn explicit_frequencies_below_the_table_are_refused() {
+        for hz in [1, 20, 29, 7349] {
+            assert!(AacConfig::parse(&explicit(hz)).is_err(), "{hz} Hz");
+        }
+        let ok = AacConfig::parse(&explicit(8000)).expect("8 kHz");
+        assert_eq!((ok.sample_rate, ok.channels), (8000, 2));
     }
 }

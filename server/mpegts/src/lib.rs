@@ -17,6 +17,10 @@ use bytes::{Bytes, BytesMut};
 pub const PACKET_SIZE: usize = 188;
 /// Largest PES we reassemble, bytes; larger ones are dropped (a 4K key frame is a few MB).
 pub const MAX_PES_SIZE: usize = 8 << 20;
+/// Elementary streams taken from a PMT; the rest are ignored (an encoder sends two or three).
+pub const MAX_STREAMS: usize = 8;
+/// PES bytes held across all PIDs at once; a PES that would pass it is dropped.
+pub const MAX_BUFFERED_BYTES: usize = 16 << 20;
 
 /// Elementary stream types we recognise (ISO/IEC 13818-1 Table 2-34 and its amendments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +70,12 @@ pub enum TsError {
     /// A table or PES header was malformed.
     #[error("malformed {0}")]
     Malformed(&'static str),
-    /// A PES grew past [`MAX_PES_SIZE`] and was dropped.
-    #[error("PES larger than {MAX_PES_SIZE} bytes dropped")]
+    /// A PES grew past [`MAX_PES_SIZE`], or all PIDs together past [`MAX_BUFFERED_BYTES`], and was dropped.
+    #[error("PES larger than {MAX_PES_SIZE} bytes (or {MAX_BUFFERED_BYTES} buffered in all) dropped")]
     PesTooLarge,
+    /// The PMT listed more than [`MAX_STREAMS`] elementary streams; the extra ones are ignored.
+    #[error("PMT lists {0} elementary streams; only the first {MAX_STREAMS} are read")]
+    TooManyStreams(usize),
 }
 
 #[derive(Debug, Default)]
@@ -236,16 +243,37 @@ impl TsDemuxer {
         }
         let info_len = usize::from(body[7] & 0x0f) << 8 | usize::from(body[8]);
         let mut rest = body.get(9 + info_len..).unwrap_or_default();
+        let mut streams = HashMap::new();
+        let mut listed = 0;
         while rest.len() >= 5 {
             let kind = StreamKind::from_type(rest[0]);
             let pid = u16::from(rest[1] & 0x1f) << 8 | u16::from(rest[2]);
             let es_info = usize::from(rest[3] & 0x0f) << 8 | usize::from(rest[4]);
-            self.streams.insert(pid, kind);
+            listed += 1;
+            if streams.len() < MAX_STREAMS {
+                streams.insert(pid, kind);
+            }
             rest = rest.get(5 + es_info..).unwrap_or_default();
         }
+        if listed > MAX_STREAMS {
+            self.errors.push(TsError::TooManyStreams(listed));
+        }
+        // A new PMT replaces the old one: PIDs no longer listed drop their buffers.
+        self.pes.retain(|pid, _| streams.contains_key(pid));
+        self.streams = streams;
+    }
+
+    /// PES bytes buffered over every PID.
+    fn buffered(&self) -> usize {
+        self.pes.values().map(|a| a.data.len()).sum()
     }
 
     fn start_pes(&mut self, pid: u16, payload: &[u8]) {
+        if self.buffered() + payload.len() > MAX_BUFFERED_BYTES {
+            self.errors.push(TsError::PesTooLarge);
+            self.pes.remove(&pid);
+            return;
+        }
         let a = self.pes.entry(pid).or_default();
         *a = PesAssembly::default();
         if payload.len() < 9 || payload[..3] != [0, 0, 1] {
@@ -280,8 +308,9 @@ impl TsDemuxer {
     }
 
     fn continue_pes(&mut self, pid: u16, payload: &[u8]) {
+        let others = self.buffered();
         let Some(a) = self.pes.get_mut(&pid).filter(|a| a.active) else { return };
-        if a.data.len() + payload.len() > MAX_PES_SIZE {
+        if a.data.len() + payload.len() > MAX_PES_SIZE || others + payload.len() > MAX_BUFFERED_BYTES {
             self.errors.push(TsError::PesTooLarge);
             *a = PesAssembly::default();
             return;
@@ -314,6 +343,51 @@ mod tests {
         assert_eq!(c.extend((1 << 33) - 100), (1 << 33) - 100);
         assert_eq!(c.extend(50), (1 << 33) + 50);
         assert_eq!(c.extend(20), (1 << 33) + 20);
+    }
+
+    /// A TS packet on `pid` with `payload` (padded with 0xff), PUSI set when `start`.
+    fn packet(pid: u16, start: bool, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x47, (u8::from(start) << 6) | (pid >> 8) as u8, pid as u8, 0x10];
+        p.extend_from_slice(payload);
+        p.resize(PACKET_SIZE, 0xff);
+        p
+    }
+
+    /// A PMT section listing `pids` as H.264 streams (CRC not checked by the demuxer).
+    fn pmt(pids: impl Iterator<Item = u16>) -> Vec<u8> {
+        let entries: Vec<u8> = pids.flat_map(|pid| [0x1b, 0xe0 | (pid >> 8) as u8, pid as u8, 0xf0, 0]).collect();
+        let len = 9 + entries.len() + 4;
+        let mut s = vec![0, 0x02, 0xb0 | (len >> 8) as u8, len as u8, 0, 1, 0xc1, 0, 0, 0xe1, 0x00, 0xf0, 0];
+        s.extend_from_slice(&entries);
+        s.extend_from_slice(&[0; 4]);
+        s
+    }
+
+    #[test]
+    fn streams_and_buffered_bytes_are_bounded() {
+        let mut d = TsDemuxer::new();
+        // PAT: program 1 on PMT PID 0x100.
+        d.push(&packet(0, true, &[0, 0x00, 0xb0, 13, 0, 1, 0xc1, 0, 0, 0, 1, 0xe1, 0x00, 0, 0, 0, 0]));
+        d.push(&packet(0x100, true, &pmt(0x200..0x220)));
+        assert_eq!(d.streams.len(), MAX_STREAMS);
+        assert!(d.take_errors().contains(&TsError::TooManyStreams(32)));
+        // Unbounded PES (length 0) on every stream, never finished: the total stays capped.
+        let header = [0, 0, 1, 0xe0, 0, 0, 0x80, 0x80, 5, 0x21, 0, 1, 0, 1];
+        for pid in 0x200..0x208u16 {
+            d.push(&packet(pid, true, &header));
+        }
+        let body = vec![0u8; PACKET_SIZE - 4];
+        let mut chunk = Vec::new();
+        for pid in 0x200..0x208u16 {
+            for _ in 0..50 {
+                chunk.extend_from_slice(&packet(pid, false, &body));
+            }
+        }
+        for _ in 0..(3 * MAX_BUFFERED_BYTES / chunk.len()) {
+            d.push(&chunk);
+            assert!(d.buffered() <= MAX_BUFFERED_BYTES);
+        }
+        assert!(d.take_errors().contains(&TsError::PesTooLarge));
     }
 
     #[test]

@@ -25,10 +25,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Public host name printed in the OBS settings; default: derived from the listen addresses.
     pub public_host: Option<String>,
+    /// HTTP connection limits and timeouts.
+    pub http: HttpConfig,
     /// LL-HLS packaging.
     pub hls: HlsConfig,
     /// RTMP ingest limits.
     pub rtmp: RtmpConfig,
+    /// SRT ingest limits.
+    pub srt: SrtConfig,
     /// The ABR ladder.
     pub transcode: TranscodeConfig,
     /// Protocol-independent ingest behaviour.
@@ -95,11 +99,24 @@ pub struct IngestConfig {
     /// A publisher with the right key takes a live channel over from the one attached (which is
     /// disconnected) instead of being refused. Default false.
     pub takeover: bool,
+    /// Longest key-frame interval (segment) accepted, ms; a publisher that sends no key frame for
+    /// longer is disconnected. Default 10 000, like hosted services that reject long intervals.
+    pub max_gop_ms: u64,
+    /// Track configuration changes (new sequence headers) a publisher may make per minute; one
+    /// more disconnects it. Default 6.
+    pub max_reconfigurations_per_minute: usize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { reconnect_grace_ms: 10_000, max_publishers: 100, max_bitrate_kbps: 50_000, takeover: false }
+        IngestConfig {
+            reconnect_grace_ms: 10_000,
+            max_publishers: 100,
+            max_bitrate_kbps: 50_000,
+            takeover: false,
+            max_gop_ms: 10_000,
+            max_reconfigurations_per_minute: 6,
+        }
     }
 }
 
@@ -116,6 +133,9 @@ pub struct TranscodeConfig {
     /// Rungs; those at or above the source's height are skipped. Default 720p30 3 Mbit/s,
     /// 480p30 1.2 Mbit/s, 360p30 600 kbit/s. Under load the last rungs shed frames first.
     pub ladder: Vec<onair_transcoder::Rung>,
+    /// Most rungs encoded at once, server-wide; a channel that starts when they are taken gets
+    /// fewer rungs (its cheapest ones), or the source only. Default 3 per CPU core.
+    pub max_rungs: usize,
 }
 
 impl Default for TranscodeConfig {
@@ -125,6 +145,46 @@ impl Default for TranscodeConfig {
             preset: "veryfast".into(),
             tune: "zerolatency".into(),
             ladder: onair_transcoder::Rung::default_ladder(),
+            max_rungs: 3 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// HTTP connection limits and timeouts (see `serve.rs`). Blocking playlist reloads and hinted
+/// parts keep their own 3 × target-duration bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request head must arrive within this, ms, counted from the connection's start or the
+    /// end of the previous response: it bounds slowloris peers and idle keep-alive connections.
+    /// Default 10 000.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moves for this long while the server waits on it is closed,
+    /// ms: a peer that stops reading a response, a stalled HTTP/2 connection. Default 60 000.
+    pub idle_timeout_ms: u64,
+    /// Time to answer a non-blocking request (pages, API, metrics, player files), ms. Default 10 000.
+    pub request_timeout_ms: u64,
+    /// Most open connections, server-wide; more are answered 503 and closed. Default 20 000.
+    pub max_connections: usize,
+    /// Most open connections from one client address. Default 100.
+    pub max_connections_per_ip: usize,
+    /// Most concurrent HTTP/2 streams per connection. Default 100.
+    pub max_streams_per_connection: u32,
+    /// Networks exempt from the connection caps (relays, CDNs, load generators), as CIDRs, e.g.
+    /// `["10.0.0.0/8", "127.0.0.1/32"]`. Default none.
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            request_timeout_ms: 10_000,
+            max_connections: 20_000,
+            max_connections_per_ip: 100,
+            max_streams_per_connection: 100,
+            trusted: Vec::new(),
         }
     }
 }
@@ -183,6 +243,26 @@ impl Default for RtmpConfig {
     }
 }
 
+/// SRT ingest settings and per-connection limits (the bit-rate cap is `ingest.max_bitrate_kbps`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SrtConfig {
+    /// Application in the `streamid` (`publish:live/KEY`). Default `live`.
+    pub app: String,
+    /// Most simultaneous SRT connections (handshaking or publishing). Default 1000.
+    pub max_connections: usize,
+    /// Time allowed for the caller to finish the SRT handshake (and prove the passphrase), ms. Default 10 000.
+    pub handshake_timeout_ms: u64,
+    /// A publisher that sends nothing for this long is disconnected, ms. Default 30 000.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        SrtConfig { app: "live".into(), max_connections: 1000, handshake_timeout_ms: 10_000, idle_timeout_ms: 30_000 }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -191,8 +271,10 @@ impl Default for Config {
             srt_addr: ([0, 0, 0, 0], 9000).into(),
             data_dir: PathBuf::from("onair-data"),
             public_host: None,
+            http: HttpConfig::default(),
             hls: HlsConfig::default(),
             rtmp: RtmpConfig::default(),
+            srt: SrtConfig::default(),
             transcode: TranscodeConfig::default(),
             ingest: IngestConfig::default(),
             playback: PlaybackConfig::default(),
@@ -249,6 +331,9 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if !(50..=5000).contains(&self.hls.part_target_ms) {
             return Err(ConfigError::OutOfRange("hls.part_target_ms must be within 50..=5000".into()));
+        }
+        if self.ingest.max_gop_ms < 1000 {
+            return Err(ConfigError::OutOfRange("ingest.max_gop_ms must be at least 1000".into()));
         }
         if self.hls.window_segments < 3 {
             return Err(ConfigError::OutOfRange("hls.window_segments must be at least 3".into()));

@@ -18,6 +18,9 @@ use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
+use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
 use crate::config::PlaybackConfig;
 use crate::playback::Signer;
@@ -34,6 +37,10 @@ pub struct Web {
     pub signer: Signer,
     /// Directory served at `/player/` (the `wasm-pack` output).
     pub player_dir: PathBuf,
+    /// Time to answer a page, API, metrics or player-file request (408 after it).
+    pub request_timeout: Duration,
+    /// Cancelled at shutdown: playlist requests get 503.
+    pub shutdown: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -58,8 +65,11 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .route("/metrics", get(metrics_text))
         .merge(api)
         .nest_service("/player", ServiceBuilder::new().layer(CompressionLayer::new()).service(ServeDir::new(&web.player_dir)))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, web.request_timeout))
         .with_state(state.clone());
-    let origin = onair_origin::router(OriginState { store }).layer(middleware::from_fn_with_state(state, require_token));
+    // The origin's blocking requests bound themselves (3 × target duration).
+    let origin = onair_origin::router(OriginState { store, shutdown: web.shutdown.clone() })
+        .layer(middleware::from_fn_with_state(state, require_token));
     front.merge(origin)
 }
 
@@ -177,7 +187,6 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use onair_store::TimelineConfig;
-    use std::time::Duration;
     use tower::ServiceExt;
 
     fn web(require_token: bool) -> Web {
@@ -185,6 +194,8 @@ mod tests {
             playback: PlaybackConfig { require_token, peers: vec!["http://peer:8080/".into()], ..PlaybackConfig::default() },
             signer: Signer::new(Some("k"), Duration::from_secs(60)),
             player_dir: PathBuf::from("/nonexistent"),
+            request_timeout: Duration::from_secs(10),
+            shutdown: CancellationToken::new(),
         }
     }
 

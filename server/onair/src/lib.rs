@@ -8,4 +8,5 @@ pub mod http;
 pub mod ingest;
 pub mod observability;
 pub mod playback;
+pub mod serve;
 pub mod server;

@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Serve { .. } => {
-            let running = onair::server::start(&config).await.context("starting the server")?;
+            let mut running = onair::server::start(&config).await.context("starting the server")?;
             let host = config.public_host.clone().unwrap_or_else(|| display_host(running.rtmp_addr));
             let http_host = config.public_host.clone().unwrap_or_else(|| display_host(running.http_addr));
             let rtmp_url = format!("rtmp://{host}:{}/{}", running.rtmp_addr.port(), config.rtmp.app);
@@ -109,9 +109,13 @@ async fn main() -> anyhow::Result<()> {
             );
             let http_port = running.http_addr.port();
             println!("watch http://{http_host}:{http_port}/ (channels), http://{http_host}:{http_port}/watch/CHANNEL (player), http://{http_host}:{http_port}/hls/CHANNEL/master.m3u8 (LL-HLS)");
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
             tokio::select! {
-                _ = running.wait() => {}
-                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+                failed = running.wait() => {
+                    failed.context("the server stopped")?;
+                }
+                _ = tokio::signal::ctrl_c() => running.shutdown().await,
+                _ = terminate.recv() => running.shutdown().await,
             }
         }
     }

@@ -12,13 +12,9 @@
 //! - transcoding: `transcode_dropped_frames_total{rendition,reason}`, `transcode_lag_seconds`,
 //!   `transcode_errors_total{kind}`.
 
-use std::pin::Pin;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -43,66 +39,4 @@ pub fn init_logging() {
 /// Counts an ingest error of `kind` (e.g. `rtmp_protocol`, `bad_stream_key`, `media`).
 pub fn ingest_error(kind: &'static str) {
     metrics::counter!("onair_errors_total", "kind" => kind).increment(1);
-}
-
-/// A TCP listener for axum that keeps `onair_http_open_connections` up to date.
-#[derive(Debug)]
-pub struct CountingListener(pub TcpListener);
-
-/// A connection counted in `onair_http_open_connections` until dropped.
-#[derive(Debug)]
-pub struct CountedStream(TcpStream);
-
-impl Drop for CountedStream {
-    fn drop(&mut self) {
-        metrics::gauge!("onair_http_open_connections").decrement(1.0);
-    }
-}
-
-impl axum::serve::Listener for CountingListener {
-    type Io = CountedStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        let _ = stream.set_nodelay(true);
-        metrics::gauge!("onair_http_open_connections").increment(1.0);
-        (CountedStream(stream), addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-impl AsyncRead for CountedStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for CountedStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
 }

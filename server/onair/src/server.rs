@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use onair_store::{Store, TimelineConfig};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::channels::{Channel, ChannelError, Channels};
 use crate::config::Config;
 use crate::ingest::gate::Gate;
 use crate::ingest::rtmp::RtmpIngest;
-use crate::observability::{prometheus, CountingListener};
+use crate::observability::prometheus;
 
 /// Errors from starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +33,7 @@ pub enum StartError {
     Channels(#[from] ChannelError),
 }
 
-/// A running server. Dropping it stops the listeners.
+/// A running server. Dropping it stops its tasks.
 #[derive(Debug)]
 pub struct Running {
     /// Bound HTTP address (useful when configured with port 0).
@@ -47,82 +48,130 @@ pub struct Running {
     pub channels: Channels,
     /// The in-RAM store.
     pub store: Arc<Store>,
-    tasks: Vec<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<&'static str>,
 }
 
+/// Why a running server stopped by itself.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An essential task (a listener, the sweeper) ended or panicked: the server cannot go on.
+    #[error("essential task {0} stopped")]
+    TaskStopped(&'static str),
+    /// An essential task panicked.
+    #[error("essential task panicked: {0}")]
+    TaskPanicked(String),
+}
+
+/// Time the listeners get to stop after a graceful shutdown starts.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
 impl Running {
-    /// Waits until a listener task ends (they run until the process stops).
-    pub async fn wait(mut self) {
-        if let Some(t) = self.tasks.pop() {
-            let _ = t.await;
+    /// Waits while every essential task runs; returns the first one's failure (each runs until
+    /// shutdown, so any end is a failure). Errors: [`RunError`].
+    pub async fn wait(&mut self) -> Result<(), RunError> {
+        match self.tasks.join_next().await {
+            None => Ok(()),
+            Some(Ok(name)) => Err(RunError::TaskStopped(name)),
+            Some(Err(e)) => Err(RunError::TaskPanicked(e.to_string())),
         }
+    }
+
+    /// Graceful shutdown: stops accepting publishers and viewers, answers blocked and new playlist
+    /// requests with 503 (players fail over; playlists get no EXT-X-ENDLIST), lets in-flight
+    /// responses finish, and returns within a few seconds.
+    pub async fn shutdown(mut self) {
+        tracing::info!("shutting down: refusing new work, draining HTTP");
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(SHUTDOWN_LIMIT, async { while self.tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!("tasks did not stop in time; aborting them");
+        }
+    }
+
+    /// The token whose cancellation starts the shutdown (as [`Running::shutdown`] does).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.shutdown.cancel();
+        self.tasks.abort_all();
     }
 }
 
-/// Opens the channel database (creating channel `demo` if there are no channels yet), binds both
+/// Raises the open-file limit to its hard limit (every connection is a file descriptor).
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
+/// Opens the channel database (creating channel `demo` if there are no channels yet), binds the
 /// listeners and spawns their tasks. Errors: [`StartError`].
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let _ = prometheus();
+    raise_file_limit();
     let channels = Channels::open(&config.data_dir).await?;
     let created_demo = if channels.list().await?.is_empty() { Some(channels.create("demo").await?) } else { None };
     let store = Arc::new(Store::new(TimelineConfig {
         part_target: f64::from(config.hls.part_target_ms) / 1000.0,
         min_target_duration: config.hls.min_target_duration_s,
         window_segments: config.hls.window_segments,
+        max_segment: Duration::from_millis(config.ingest.max_gop_ms),
     }));
-    let http = TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
-    let rtmp = TcpListener::bind(config.rtmp_addr)
-        .await
-        .map_err(|source| StartError::Bind { what: "RTMP", addr: config.rtmp_addr, source })?;
-    let http_addr = http.local_addr().map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
-    let rtmp_addr = rtmp.local_addr().map_err(|source| StartError::Bind { what: "RTMP", addr: config.rtmp_addr, source })?;
-    let (srt_listener, srt_incoming, srt_addr) =
-        crate::ingest::srt::bind(config.srt_addr).await.map_err(|source| StartError::Bind { what: "SRT", addr: config.srt_addr, source })?;
+    let bind = |what: &'static str, addr: SocketAddr| move |source| StartError::Bind { what, addr, source };
+    let http = TcpListener::bind(config.http_addr).await.map_err(bind("HTTP", config.http_addr))?;
+    let rtmp = TcpListener::bind(config.rtmp_addr).await.map_err(bind("RTMP", config.rtmp_addr))?;
+    let http_addr = http.local_addr().map_err(bind("HTTP", config.http_addr))?;
+    let rtmp_addr = rtmp.local_addr().map_err(bind("RTMP", config.rtmp_addr))?;
+    let (srt_listener, srt_incoming, srt_addr) = crate::ingest::srt::bind(config.srt_addr).await.map_err(bind("SRT", config.srt_addr))?;
     let gate = Gate::new(config.clone(), channels.clone(), store.clone());
-    let ingest = RtmpIngest::new(gate.clone());
-    let srt = crate::ingest::srt::SrtIngest::new(gate.clone());
+    let shutdown = CancellationToken::new();
     let web = crate::http::Web {
         playback: config.playback.clone(),
         signer: crate::playback::Signer::new(config.playback.token_secret.as_deref(), Duration::from_secs(config.playback.token_ttl_s)),
         player_dir: config.web.player_dir.clone(),
+        request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+        shutdown: shutdown.clone(),
     };
     if !config.web.player_dir.join("onair_player.js").exists() {
         tracing::warn!(dir = %config.web.player_dir.display(), "the Wasm player is not built; the watch page will not play (run: bash infra/setup.sh)");
     }
     let app = crate::http::app(store.clone(), web);
-    let sweeper_store = store.clone();
+    let mut tasks = JoinSet::new();
     let grace = Duration::from_millis(config.ingest.reconnect_grace_ms);
-    let tasks = vec![
-        tokio::spawn(async move {
-            // Interrupted broadcasts end after the grace period; ended ones stay readable for a
-            // minute so players can finish, then are freed.
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tick.tick().await;
-                for channel in sweeper_store.sweep(grace, Duration::from_secs(60)) {
-                    tracing::info!(channel, "publisher did not come back within the grace period; broadcast ended");
-                    metrics::gauge!("onair_live_channels").set(sweeper_store.live_count() as f64);
-                }
+    let (sweeper_store, stop) = (store.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        // Interrupted broadcasts end after the grace period; ended ones stay readable for a
+        // minute so players can finish, then are freed.
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
+            for channel in sweeper_store.sweep(grace, Duration::from_secs(60)) {
+                tracing::info!(channel, "publisher did not come back within the grace period; broadcast ended");
+                metrics::gauge!("onair_live_channels").set(sweeper_store.live_count() as f64);
             }
-        }),
-        tokio::spawn(ingest.run(rtmp)),
-        tokio::spawn(srt.run(srt_listener, srt_incoming)),
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(CountingListener(http), app).await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        }),
-    ];
+        }
+        "sweeper"
+    });
+    let (rtmp_ingest, stop) = (RtmpIngest::new(gate.clone()), shutdown.clone());
+    tasks.spawn(async move {
+        rtmp_ingest.run(rtmp, stop).await;
+        "RTMP listener"
+    });
+    let (srt, stop) = (crate::ingest::srt::SrtIngest::new(gate.clone()), shutdown.clone());
+    tasks.spawn(async move {
+        srt.run(srt_listener, srt_incoming, stop).await;
+        "SRT listener"
+    });
+    let (http_config, stop) = (config.http.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        crate::serve::serve(http, app, http_config, stop).await;
+        "HTTP listener"
+    });
     tracing::info!(%http_addr, %rtmp_addr, %srt_addr, data_dir = %config.data_dir.display(), "OnAir is up");
-    Ok(Running { http_addr, rtmp_addr, srt_addr, created_demo, channels, store, tasks })
+    Ok(Running { http_addr, rtmp_addr, srt_addr, created_demo, channels, store, shutdown, tasks })
 }

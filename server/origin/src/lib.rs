@@ -24,12 +24,16 @@ use onair_hls::cache::{cache_control, Response as CacheKind};
 use onair_store::Store;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
+use tokio_util::sync::CancellationToken;
 
 /// Shared state of the origin routes.
 #[derive(Debug, Clone)]
 pub struct OriginState {
     /// The store the routes read from.
     pub store: Arc<Store>,
+    /// Cancelled when the server shuts down: blocked and new playlist requests then get 503 (no
+    /// EXT-X-ENDLIST: the broadcast did not end, this server is going away), so players fail over.
+    pub shutdown: CancellationToken,
 }
 
 /// The origin's routes under `/hls`, with CORS and gzip for playlists.
@@ -48,13 +52,15 @@ pub fn router(state: OriginState) -> Router {
 /// Content type of playlists (RFC 8216bis §4).
 pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 
-/// An error response with a Cache-Control lifetime for `kind` and a short text body; counted in
+/// An error response (Cache-Control: the error lifetime for `kind`, `no-store` for a 5xx), with a short text body; counted in
 /// `onair_http_errors_total{kind}`.
 pub(crate) fn error(status: StatusCode, kind: CacheKind, td: u32, reason: &str, metric_kind: &'static str) -> Response {
     metrics::counter!("onair_http_errors_total", "kind" => metric_kind).increment(1);
     tracing::debug!(%status, reason, "request refused");
     let mut resp = (status, format!("{reason}\n")).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cache_control(kind, false, td)) {
+    // A 5xx says "this server, now": a cache must not hand it to the next viewer.
+    let cc = if status.is_server_error() { "no-store".to_string() } else { cache_control(kind, false, td) };
+    if let Ok(v) = HeaderValue::from_str(&cc) {
         resp.headers_mut().insert(header::CACHE_CONTROL, v);
     }
     resp

@@ -16,7 +16,7 @@ use crate::{error, playlists, valid_name, OriginState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resource {
     Playlist,
-    Init(usize),
+    Init(u64),
     Part(u64),
     Segment(u64),
 }
@@ -60,12 +60,12 @@ pub(crate) async fn rendition_file(
         return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found");
     };
     match resource {
-        Resource::Playlist => playlists::media_playlist(broadcast, r, query).await,
+        Resource::Playlist => playlists::media_playlist(&state, broadcast, r, query).await,
         Resource::Init(id) => match r.init_segment(id) {
             Some(init) => media_response(&r, vec![init]),
             None => error(StatusCode::NOT_FOUND, CacheKind::Media, r.target_duration(), "no such init segment", "not_found"),
         },
-        Resource::Part(id) => part(&r, id).await,
+        Resource::Part(id) => part(&state, &r, id).await,
         Resource::Segment(msn) => match r.segment(msn) {
             Some(parts) => media_response(&r, parts),
             None => error(StatusCode::NOT_FOUND, CacheKind::Media, r.target_duration(), "segment not available", "not_found"),
@@ -74,7 +74,7 @@ pub(crate) async fn rendition_file(
 }
 
 /// Serves part `id`; if it is the hinted next part, waits (at most 3 × TD) until it is written.
-async fn part(r: &Rendition, id: u64) -> Response {
+async fn part(state: &OriginState, r: &Rendition, id: u64) -> Response {
     let td = r.target_duration();
     if let Some(p) = r.part(id) {
         return media_response(r, vec![p.data]);
@@ -86,7 +86,12 @@ async fn part(r: &Rendition, id: u64) -> Response {
     let mut rx = r.subscribe();
     let limit = Duration::from_secs(3 * u64::from(td));
     let started = std::time::Instant::now();
-    let ready = tokio::time::timeout(limit, rx.wait_for(|p| p.next_part_id > id || p.ended)).await.is_ok_and(|r| r.is_ok());
+    let ready = tokio::select! {
+        w = tokio::time::timeout(limit, rx.wait_for(|p| p.next_part_id > id || p.ended)) => w.is_ok_and(|p| p.is_some()),
+        _ = state.shutdown.cancelled() => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, CacheKind::Media, td, "server is shutting down", "shutting_down");
+        }
+    };
     metrics::histogram!("onair_hinted_part_wait_seconds").record(started.elapsed().as_secs_f64());
     match (ready, r.part(id)) {
         (true, Some(p)) => media_response(r, vec![p.data]),

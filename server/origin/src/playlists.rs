@@ -39,6 +39,9 @@ pub(crate) fn edge_of(p: &Position) -> LiveEdge {
 /// `GET /hls/{channel}/master.m3u8`.
 pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel): Path<String>) -> Response {
     let td = 2;
+    if state.shutdown.is_cancelled() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, CacheKind::Playlist, td, "server is shutting down", "shutting_down");
+    }
     let Some(b) = valid_name(&channel).then(|| state.store.get(&channel)).flatten() else {
         return error(StatusCode::NOT_FOUND, CacheKind::Playlist, td, "channel is not live", "not_found");
     };
@@ -112,8 +115,16 @@ fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
 }
 
 /// `GET /hls/{channel}/{rendition}/index.m3u8[?_HLS_msn=M[&_HLS_part=P]][&_HLS_skip=YES]`.
-pub(crate) async fn media_playlist(broadcast: Arc<Broadcast>, rendition: Arc<Rendition>, pairs: Vec<(String, String)>) -> Response {
+pub(crate) async fn media_playlist(
+    state: &OriginState,
+    broadcast: Arc<Broadcast>,
+    rendition: Arc<Rendition>,
+    pairs: Vec<(String, String)>,
+) -> Response {
     let td = rendition.target_duration();
+    if state.shutdown.is_cancelled() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, CacheKind::Playlist, td, "server is shutting down", "shutting_down");
+    }
     let directives = match Directives::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         Ok(d) => d,
         Err(e) => return error(StatusCode::BAD_REQUEST, CacheKind::Playlist, td, &e.to_string(), "bad_directive"),
@@ -135,9 +146,12 @@ pub(crate) async fn media_playlist(broadcast: Arc<Broadcast>, rendition: Arc<Ren
             let started = std::time::Instant::now();
             let mut rx = rendition.subscribe();
             let limit = Duration::from_secs(3 * u64::from(td));
-            let waited = tokio::time::timeout(limit, rx.wait_for(|p| edge_of(p).satisfies(&wait_for) || p.ended))
-                .await
-                .is_ok_and(|r| r.is_ok());
+            let waited = tokio::select! {
+                w = tokio::time::timeout(limit, rx.wait_for(|p| edge_of(p).satisfies(&wait_for) || p.ended)) => w.is_ok_and(|p| p.is_some()),
+                _ = state.shutdown.cancelled() => {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, kind, td, "server is shutting down", "shutting_down");
+                }
+            };
             metrics::histogram!("onair_playlist_block_seconds").record(started.elapsed().as_secs_f64());
             if !waited {
                 return error(StatusCode::SERVICE_UNAVAILABLE, kind, td, "the requested part did not appear in time", "block_timeout");
@@ -149,7 +163,7 @@ pub(crate) async fn media_playlist(broadcast: Arc<Broadcast>, rendition: Arc<Ren
 }
 
 /// URI of init segment `id`: `init.mp4` for the first, `init{id}.mp4` after a configuration change.
-fn init_uri(id: usize) -> String {
+fn init_uri(id: u64) -> String {
     if id == 0 {
         "init.mp4".into()
     } else {

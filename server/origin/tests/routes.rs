@@ -9,12 +9,20 @@ use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use onair_origin::{router, OriginState};
-use onair_store::{Rendition, RenditionInfo, Store, TimelineConfig};
+use onair_store::{NewPart, Placement, RenditionInfo, RenditionWriter, Session, Store, TimelineConfig};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-fn setup() -> (axum::Router, Arc<Store>, Arc<Rendition>) {
+struct Setup {
+    app: axum::Router,
+    session: Session,
+    writer: RenditionWriter,
+    shutdown: CancellationToken,
+}
+
+fn setup() -> Setup {
     let store = Arc::new(Store::new(TimelineConfig::default()));
-    let (b, _) = store.start("demo", false).expect("start");
+    let session = store.start("demo", false).expect("start");
     let info = RenditionInfo {
         name: "source".into(),
         is_video: true,
@@ -25,14 +33,16 @@ fn setup() -> (axum::Router, Arc<Store>, Arc<Rendition>) {
         nominal_bitrate: None,
         timescale: 90_000,
     };
-    let r = b.add_rendition(info, Bytes::from_static(b"init"));
-    (router(OriginState { store: store.clone() }), store, r)
+    let writer = session.writer(info, Bytes::from_static(b"init")).expect("writer");
+    let shutdown = CancellationToken::new();
+    Setup { app: router(OriginState { store, shutdown: shutdown.clone() }), session, writer, shutdown }
 }
 
-fn add_parts(r: &Rendition, n: u64) {
+fn add_parts(w: &RenditionWriter, n: u64) {
     for i in 0..n {
-        let id = r.position().next_part_id;
-        r.append_part(id.is_multiple_of(10), SystemTime::now(), 18_000, id.is_multiple_of(10), Bytes::from(vec![i as u8; 8]));
+        let id = w.rendition().position().next_part_id;
+        let part = NewPart { program_date_time: SystemTime::now(), duration: 18_000, independent: id.is_multiple_of(10), data: Bytes::from(vec![i as u8; 8]) };
+        w.append(Placement::Next { starts_segment: id.is_multiple_of(10) }, part).expect("append");
     }
 }
 
@@ -46,18 +56,18 @@ async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String, String) {
 
 #[tokio::test(start_paused = true)]
 async fn blocking_request_times_out_with_503_after_three_target_durations() {
-    let (app, _store, r) = setup();
+    let Setup { app, writer: r, session: _session, .. } = setup();
     add_parts(&r, 3);
     let started = tokio::time::Instant::now();
     let (status, cc, _) = get(&app, "/hls/demo/source/index.m3u8?_HLS_msn=0&_HLS_part=5").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(started.elapsed(), Duration::from_secs(6), "3 x TD with TD = 2 s");
-    assert_eq!(cc, "public, max-age=8");
+    assert_eq!(cc, "no-store", "a 503 is about this server now: never cached");
 }
 
 #[tokio::test(start_paused = true)]
 async fn blocking_request_wakes_when_the_part_lands() {
-    let (app, _store, r) = setup();
+    let Setup { app, writer: r, session: _session, .. } = setup();
     add_parts(&r, 3);
     let app2 = app.clone();
     let waiter = tokio::spawn(async move { get(&app2, "/hls/demo/source/index.m3u8?_HLS_msn=0&_HLS_part=4").await });
@@ -75,7 +85,7 @@ async fn blocking_request_wakes_when_the_part_lands() {
 
 #[tokio::test(start_paused = true)]
 async fn part_past_segment_end_means_next_segment_and_endlist_releases_waiters() {
-    let (app, _store, r) = setup();
+    let Setup { app, session, writer: r, .. } = setup();
     add_parts(&r, 10); // segment 0: parts 0..=9
     let app2 = app.clone();
     // Part 12 of segment 0 does not exist: it means part 0 of segment 1.
@@ -92,7 +102,7 @@ async fn part_past_segment_end_means_next_segment_and_endlist_releases_waiters()
         tokio::spawn(async move { get(&app4, "/hls/demo/source/part11.m4s").await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    r.end();
+    session.end();
     let (status, _, body) = waiter.await.expect("join");
     assert_eq!(status, StatusCode::OK);
     assert!(body.ends_with("#EXT-X-ENDLIST\n") && !body.contains("PRELOAD-HINT"));
@@ -101,7 +111,7 @@ async fn part_past_segment_end_means_next_segment_and_endlist_releases_waiters()
 
 #[tokio::test]
 async fn bad_requests_and_unknown_resources() {
-    let (app, _store, r) = setup();
+    let Setup { app, writer: r, session: _session, .. } = setup();
     add_parts(&r, 3);
     assert_eq!(get(&app, "/hls/demo/source/index.m3u8?_HLS_part=1").await.0, StatusCode::BAD_REQUEST);
     assert_eq!(get(&app, "/hls/demo/source/index.m3u8?_HLS_msn=3").await.0, StatusCode::BAD_REQUEST);
@@ -116,4 +126,30 @@ async fn bad_requests_and_unknown_resources() {
     let (status, _, body) = get(&app, "/hls/demo/master.m3u8").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("RESOLUTION=1280x720") && body.contains("source/index.m3u8"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_answers_blocked_and_new_playlist_requests_with_503_without_endlist() {
+    let Setup { app, writer, shutdown, session: _session } = setup();
+    add_parts(&writer, 3);
+    let app2 = app.clone();
+    let blocked = tokio::spawn(async move { get(&app2, "/hls/demo/source/index.m3u8?_HLS_msn=0&_HLS_part=4").await });
+    let app3 = app.clone();
+    let hinted = tokio::spawn(async move { get(&app3, "/hls/demo/source/part3.m4s").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!blocked.is_finished() && !hinted.is_finished());
+    let started = tokio::time::Instant::now();
+    shutdown.cancel();
+    let (status, cc, _) = blocked.await.expect("join");
+    assert_eq!((status, cc.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "no-store"));
+    assert_eq!(hinted.await.expect("join").0, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_millis(10), "released at once");
+    for uri in ["/hls/demo/source/index.m3u8", "/hls/demo/master.m3u8"] {
+        let (status, _, body) = get(&app, uri).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert!(!body.contains("ENDLIST"));
+    }
+    assert!(!writer.rendition().position().ended, "the broadcast did not end");
+    // Media already produced is still served while the server drains.
+    assert_eq!(get(&app, "/hls/demo/source/part1.m4s").await.0, StatusCode::OK);
 }

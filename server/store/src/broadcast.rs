@@ -1,13 +1,16 @@
-//! Broadcasts (one per live channel) and the store that indexes them by channel name.
+//! Broadcasts (one per live channel), their lifecycle state machine, and the store that indexes
+//! them by channel name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use tokio::sync::watch;
 
+use bytes::Bytes;
+
 use crate::rendition::{Rendition, RenditionInfo, TimelineConfig};
+use crate::writer::Session;
 
 /// Errors from starting a broadcast.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -17,25 +20,35 @@ pub enum StoreError {
     AlreadyLive(String),
 }
 
-/// A channel's live broadcast: its renditions, live until [`Broadcast::end`]. A publisher that
-/// drops [`interrupts`](Broadcast::interrupt) it; one that comes back on the same key within the
-/// grace period resumes it (same playlists, after a discontinuity).
+/// Where a broadcast is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A publisher is attached.
+    Live,
+    /// The publisher's connection dropped at this time; it may come back within the grace period.
+    Interrupted(SystemTime),
+    /// Over at this time: every playlist has EXT-X-ENDLIST.
+    Ended(SystemTime),
+}
+
+/// A broadcast's whole lifecycle state, changed in one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastState {
+    /// Live, interrupted or ended.
+    pub phase: Phase,
+    /// Id of the publish session that owns the broadcast; bumped on every resume or takeover.
+    pub session: u64,
+}
+
+/// A channel's live broadcast: its renditions and its [`BroadcastState`]. Only the owning
+/// [`Session`] changes the state (or the store's sweep, for an interrupted one past its grace period).
 #[derive(Debug)]
 pub struct Broadcast {
     channel: String,
     started: SystemTime,
     config: TimelineConfig,
     renditions: RwLock<Vec<Arc<Rendition>>>,
-    state: RwLock<State>,
-    /// Id of the publish session writing into it; bumped on every resume or takeover.
-    session: watch::Sender<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Live,
-    Interrupted(SystemTime),
-    Ended(SystemTime),
+    pub(crate) state: watch::Sender<BroadcastState>,
 }
 
 /// A line of the live-channel directory.
@@ -64,81 +77,82 @@ impl Broadcast {
         self.started
     }
 
-    /// Adds a rendition; if one of that name exists (a resumed publish, or a new codec
-    /// configuration), it continues after a discontinuity with the new init segment instead.
-    pub fn add_rendition(&self, info: RenditionInfo, init: Bytes) -> Arc<Rendition> {
+    /// The rendition called `name`.
+    pub fn rendition(&self, name: &str) -> Option<Arc<Rendition>> {
+        self.read_renditions().iter().find(|r| r.name() == name).cloned()
+    }
+
+    /// All renditions, video first in the order added.
+    pub fn renditions(&self) -> Vec<Arc<Rendition>> {
+        self.read_renditions().clone()
+    }
+
+    fn read_renditions(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Rendition>>> {
+        self.renditions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The rendition `info.name`, created with `info` and `init` if absent; if it existed, the pair
+    /// comes back unused.
+    pub(crate) fn rendition_or_insert(&self, info: RenditionInfo, init: Bytes) -> (Arc<Rendition>, Option<(RenditionInfo, Bytes)>) {
         let mut list = self.renditions.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = list.iter().find(|x| x.name() == info.name) {
-            existing.restart(info, init);
-            return existing.clone();
+        if let Some(r) = list.iter().find(|r| r.name() == info.name) {
+            return (r.clone(), Some((info, init)));
         }
         let r = Arc::new(Rendition::new(info, init, self.config));
         list.push(r.clone());
-        r
+        (r, None)
     }
 
-    /// Ends rendition `name` and removes it from the broadcast (a failed transcode rung).
-    pub fn remove_rendition(&self, name: &str) {
+    /// Ends rendition `name` and removes it from the broadcast.
+    pub(crate) fn remove_rendition(&self, name: &str) {
         let mut list = self.renditions.write().unwrap_or_else(|e| e.into_inner());
         if let Some(pos) = list.iter().position(|r| r.name() == name) {
             list.remove(pos).end();
         }
     }
 
-    /// The rendition called `name`.
-    pub fn rendition(&self, name: &str) -> Option<Arc<Rendition>> {
-        self.renditions().into_iter().find(|r| r.name() == name)
+    /// The lifecycle state now.
+    pub fn state(&self) -> BroadcastState {
+        *self.state.borrow()
     }
 
-    /// All renditions, video first in the order added.
-    pub fn renditions(&self) -> Vec<Arc<Rendition>> {
-        self.renditions.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Sees every state change: a takeover (the session id moves), an interruption, the end.
+    pub fn subscribe_state(&self) -> watch::Receiver<BroadcastState> {
+        self.state.subscribe()
     }
 
-    fn state(&self) -> State {
-        *self.state.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn set_state(&self, s: State) {
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = s;
-    }
-
-    /// Id of the publish session that owns the broadcast now.
-    pub fn session(&self) -> u64 {
-        *self.session.borrow()
-    }
-
-    /// Sees the session id change when another publisher takes the broadcast over.
-    pub fn subscribe_session(&self) -> watch::Receiver<u64> {
-        self.session.subscribe()
-    }
-
-    /// Ends the broadcast: every rendition's playlist gets EXT-X-ENDLIST.
-    pub fn end(&self) {
-        if !matches!(self.state(), State::Ended(_)) {
-            self.set_state(State::Ended(SystemTime::now()));
+    /// Changes the phase to `to` if `from` accepts the current state; true if it changed. The
+    /// check and the change are one step (under the watch channel's lock).
+    pub(crate) fn transition(&self, from: impl FnOnce(&BroadcastState) -> bool, to: Phase) -> bool {
+        let changed = self.state.send_if_modified(|s| {
+            if from(s) {
+                s.phase = to;
+                true
+            } else {
+                false
+            }
+        });
+        if changed && matches!(to, Phase::Ended(_)) {
+            for r in self.renditions() {
+                r.end();
+            }
         }
-        for r in self.renditions() {
-            r.end();
-        }
-    }
-
-    /// The publisher is gone but may come back: playlists stay open (no EXT-X-ENDLIST) until the
-    /// publisher resumes or [`Store::sweep`] ends the broadcast after the grace period.
-    pub fn interrupt(&self) {
-        if self.state() == State::Live {
-            self.set_state(State::Interrupted(SystemTime::now()));
-        }
+        changed
     }
 
     /// True while a publisher is attached.
     pub fn is_live(&self) -> bool {
-        self.state() == State::Live
+        self.state().phase == Phase::Live
     }
 
-    /// True between [`Broadcast::interrupt`] and a resume or the end.
+    /// True between an interruption and a resume or the end.
     pub fn is_interrupted(&self) -> bool {
-        matches!(self.state(), State::Interrupted(_))
+        matches!(self.state().phase, Phase::Interrupted(_))
+    }
+
+    /// True once ended.
+    pub fn is_ended(&self) -> bool {
+        matches!(self.state().phase, Phase::Ended(_))
     }
 }
 
@@ -155,23 +169,39 @@ impl Store {
         Store { config, broadcasts: RwLock::new(HashMap::new()) }
     }
 
-    /// Starts a broadcast on `channel` and returns it with the new session's id: resumes an
-    /// interrupted one (its renditions continue after a discontinuity as the publisher re-declares
-    /// its tracks), takes over a live one when `takeover` is set (the old session sees
-    /// [`Broadcast::subscribe_session`] change and must stop writing), or replaces an ended one.
+    /// The renditions' settings.
+    pub fn config(&self) -> TimelineConfig {
+        self.config
+    }
+
+    /// Starts a publish session on `channel`: resumes an interrupted broadcast (its renditions
+    /// continue after a discontinuity as the publisher re-declares its tracks), takes over a live
+    /// one when `takeover` is set (the old session's writers are refused from then on), or starts
+    /// a new broadcast in place of an ended one.
     /// Errors: [`StoreError::AlreadyLive`] while another publisher is attached and `takeover` is off.
-    pub fn start(&self, channel: &str, takeover: bool) -> Result<(Arc<Broadcast>, u64), StoreError> {
+    pub fn start(&self, channel: &str, takeover: bool) -> Result<Session, StoreError> {
         let mut map = self.broadcasts.write().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = map.get(channel) {
-            match b.state() {
-                State::Live if !takeover => return Err(StoreError::AlreadyLive(channel.to_string())),
-                State::Live | State::Interrupted(_) => {
-                    b.set_state(State::Live);
-                    let session = b.session() + 1;
-                    b.session.send_replace(session);
-                    return Ok((b.clone(), session));
+            let mut refused = false;
+            let mut session = 0;
+            b.state.send_if_modified(|s| match s.phase {
+                Phase::Live if !takeover => {
+                    refused = true;
+                    false
                 }
-                State::Ended(_) => {}
+                Phase::Live | Phase::Interrupted(_) => {
+                    s.phase = Phase::Live;
+                    s.session += 1;
+                    session = s.session;
+                    true
+                }
+                Phase::Ended(_) => false,
+            });
+            if refused {
+                return Err(StoreError::AlreadyLive(channel.to_string()));
+            }
+            if session > 0 {
+                return Ok(Session::new(b.clone(), session));
             }
         }
         let b = Arc::new(Broadcast {
@@ -179,11 +209,10 @@ impl Store {
             started: SystemTime::now(),
             config: self.config,
             renditions: RwLock::new(Vec::new()),
-            state: RwLock::new(State::Live),
-            session: watch::Sender::new(1),
+            state: watch::Sender::new(BroadcastState { phase: Phase::Live, session: 1 }),
         });
         map.insert(channel.to_string(), b.clone());
-        Ok((b, 1))
+        Ok(Session::new(b, 1))
     }
 
     /// The current (live or recently ended) broadcast of `channel`.
@@ -201,7 +230,7 @@ impl Store {
                 started: b.started,
                 live: b.is_live(),
                 reconnecting: b.is_interrupted(),
-                renditions: b.renditions().iter().map(|r| r.name()).collect(),
+                renditions: b.read_renditions().iter().map(|r| r.name().to_string()).collect(),
             })
             .collect();
         out.sort_by(|a, b| a.channel.cmp(&b.channel));
@@ -221,56 +250,11 @@ impl Store {
         let mut ended = Vec::new();
         let mut map = self.broadcasts.write().unwrap_or_else(|e| e.into_inner());
         for b in map.values() {
-            if let State::Interrupted(at) = b.state() {
-                if older(at, grace) {
-                    b.end();
-                    ended.push(b.channel.clone());
-                }
+            if b.transition(|s| matches!(s.phase, Phase::Interrupted(at) if older(at, grace)), Phase::Ended(now)) {
+                ended.push(b.channel.clone());
             }
         }
-        map.retain(|_, b| !matches!(b.state(), State::Ended(at) if older(at, linger)));
+        map.retain(|_, b| !matches!(b.state().phase, Phase::Ended(at) if older(at, linger)));
         ended
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_live_broadcast_per_channel() {
-        let store = Store::new(TimelineConfig::default());
-        let (b, session) = store.start("demo", false).expect("start");
-        assert_eq!(session, 1);
-        assert_eq!(store.start("demo", false).err(), Some(StoreError::AlreadyLive("demo".into())));
-        assert_eq!(store.live_count(), 1);
-        b.end();
-        assert_eq!(store.live_count(), 0);
-        let (b2, _) = store.start("demo", false).expect("restart after end");
-        assert!(b2.is_live());
-        b2.end();
-        store.sweep(Duration::ZERO, Duration::ZERO);
-        assert!(store.get("demo").is_none());
-    }
-
-    #[test]
-    fn interrupted_broadcast_resumes_or_ends_after_grace() {
-        let store = Store::new(TimelineConfig::default());
-        let (b, _) = store.start("demo", false).expect("start");
-        b.interrupt();
-        assert!(b.is_interrupted() && !b.is_live());
-        assert_eq!(store.live_count(), 0);
-        let (resumed, session) = store.start("demo", false).expect("resume");
-        assert!(Arc::ptr_eq(&b, &resumed) && resumed.is_live() && session == 2);
-        let watcher = resumed.subscribe_session();
-        let (taken, session) = store.start("demo", true).expect("takeover");
-        assert!(Arc::ptr_eq(&b, &taken) && session == 3);
-        assert!(watcher.has_changed().unwrap_or(false));
-        resumed.interrupt();
-        assert!(store.sweep(Duration::from_secs(60), Duration::from_secs(60)).is_empty());
-        assert_eq!(store.sweep(Duration::ZERO, Duration::from_secs(60)), vec!["demo".to_string()]);
-        assert!(!b.is_live() && !b.is_interrupted());
-        let (fresh, _) = store.start("demo", false).expect("new broadcast");
-        assert!(!Arc::ptr_eq(&b, &fresh));
     }
 }

@@ -1,11 +1,15 @@
-//! One rendition's timeline: segments of parts, with a watch channel announcing each new part.
+//! One rendition's timeline: segments of parts, inside a watch channel that announces each change.
 
 use std::collections::VecDeque;
-use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::watch;
+
+use crate::writer::WriteError;
+
+/// Init segments held per rendition; identical ones share an id, and the oldest unused ones go first.
+pub const MAX_INIT_SEGMENTS: usize = 8;
 
 /// Window and timing settings of a rendition timeline.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,11 +20,14 @@ pub struct TimelineConfig {
     pub min_target_duration: u32,
     /// Segments listed in the Media Playlist.
     pub window_segments: usize,
+    /// Longest segment a writer may build (a key-frame interval); a part that would make the open
+    /// segment longer is refused with [`WriteError::SegmentTooLong`].
+    pub max_segment: Duration,
 }
 
 impl Default for TimelineConfig {
     fn default() -> Self {
-        TimelineConfig { part_target: 0.2, min_target_duration: 2, window_segments: 12 }
+        TimelineConfig { part_target: 0.2, min_target_duration: 2, window_segments: 12, max_segment: Duration::from_secs(10) }
     }
 }
 
@@ -45,7 +52,7 @@ pub struct RenditionInfo {
     pub timescale: u32,
 }
 
-/// Where the live edge of a rendition is; sent on the watch channel after every change.
+/// Where the live edge of a rendition is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Position {
     /// Media Sequence Number of the newest segment (complete or open), if any part exists.
@@ -58,6 +65,45 @@ pub struct Position {
     pub ended: bool,
 }
 
+/// A finished Partial Segment handed to [`crate::RenditionWriter::append`].
+#[derive(Debug, Clone)]
+pub struct NewPart {
+    /// Wall clock time of its first sample (EXT-X-PROGRAM-DATE-TIME when it starts a segment).
+    pub program_date_time: SystemTime,
+    /// Duration in the rendition's timescale (ticks).
+    pub duration: u64,
+    /// Starts with a sync sample (EXT-X-PART INDEPENDENT=YES).
+    pub independent: bool,
+    /// The `moof`+`mdat` bytes.
+    pub data: Bytes,
+}
+
+/// Where an appended part goes in the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// This store numbers it: the next part id; `starts_segment` opens a new segment with the next
+    /// Media Sequence Number (closing the open one).
+    Next {
+        /// Opens a new segment.
+        starts_segment: bool,
+    },
+    /// The numbering comes from elsewhere (a relay mirroring its upstream): part `part_id` of
+    /// segment `msn`. A new `msn` opens that segment; numbers only move forward (gaps are allowed,
+    /// for a relay joining late or an upstream that restarted), and an existing segment only takes
+    /// the part id right after its last one.
+    At {
+        /// Media Sequence Number of the part's segment.
+        msn: u64,
+        /// The part's id (its URI is `part{id}.m4s`).
+        part_id: u64,
+        /// The segment has EXT-X-DISCONTINUITY before it (used when it opens).
+        discontinuity: bool,
+        /// The segment's Discontinuity Sequence Number: EXT-X-DISCONTINUITY tags up to and
+        /// including its own (RFC 8216bis §4.4.3.3; used when it opens).
+        discontinuity_sequence: u64,
+    },
+}
+
 #[derive(Debug, Clone)]
 struct Part {
     duration: u64,
@@ -68,10 +114,12 @@ struct Part {
 #[derive(Debug, Clone)]
 struct Segment {
     msn: u64,
-    /// Index of its init segment in `Timeline::inits`.
-    init_id: usize,
+    /// Id of its init segment.
+    init_id: u64,
     /// EXT-X-DISCONTINUITY before it: the encoder restarted or changed its configuration.
     discontinuity: bool,
+    /// Discontinuity tags up to and including its own.
+    discontinuity_sequence: u64,
     first_part_id: u64,
     program_date_time: SystemTime,
     duration: u64,
@@ -81,19 +129,71 @@ struct Segment {
     evicted_at: Option<SystemTime>,
 }
 
-#[derive(Debug, Default)]
-struct Timeline {
-    /// Init segments, oldest first; a segment names its own.
-    inits: Vec<Bytes>,
+/// The whole mutable state of a rendition; lives inside the watch channel.
+#[derive(Debug)]
+pub(crate) struct Timeline {
+    info: RenditionInfo,
+    /// (id, bytes), oldest first; a segment names its own by id.
+    inits: VecDeque<(u64, Bytes)>,
+    current_init: u64,
+    next_init_id: u64,
     /// The next segment starts after a discontinuity.
     pending_discontinuity: bool,
-    /// Discontinuities in segments dropped from the playlist window (EXT-X-DISCONTINUITY-SEQUENCE).
-    dropped_discontinuities: u64,
     segments: VecDeque<Segment>,
     next_msn: u64,
     next_part_id: u64,
     longest_segment: u64,
     ended: bool,
+}
+
+impl Timeline {
+    fn position(&self) -> Position {
+        let last = self.segments.back();
+        Position {
+            last_msn: last.map(|s| s.msn),
+            last_part: last.map(|s| s.parts.len().saturating_sub(1) as u32).unwrap_or(0),
+            next_part_id: self.next_part_id,
+            ended: self.ended,
+        }
+    }
+
+    fn target_duration(&self, config: &TimelineConfig) -> u32 {
+        let longest = (self.longest_segment as f64 / f64::from(self.info.timescale.max(1))).round() as u32;
+        config.min_target_duration.max(longest).max(1)
+    }
+
+    /// Closes the open segment; the next one starts after EXT-X-DISCONTINUITY.
+    fn break_timeline(&mut self) {
+        if let Some(last) = self.segments.back_mut() {
+            last.complete = true;
+            self.pending_discontinuity = true;
+        }
+    }
+
+    /// Adds init segment `data` (reusing the id of an identical one held) and makes it current.
+    fn set_init(&mut self, data: Bytes, id: Option<u64>) -> u64 {
+        let known = self.inits.iter().find(|(i, d)| id.map_or(*d == data, |id| *i == id)).map(|(i, _)| *i);
+        let id = match known {
+            Some(i) => i,
+            None => {
+                let id = id.unwrap_or(self.next_init_id);
+                self.next_init_id = self.next_init_id.max(id + 1);
+                self.inits.push_back((id, data));
+                id
+            }
+        };
+        self.current_init = id;
+        while self.inits.len() > MAX_INIT_SEGMENTS {
+            // The oldest that no held segment uses, else simply the oldest (never the current one).
+            let unused = self.inits.iter().position(|(i, _)| *i != id && !self.segments.iter().any(|s| s.init_id == *i));
+            let victim = unused.or_else(|| self.inits.iter().position(|(i, _)| *i != id));
+            match victim {
+                Some(v) => drop(self.inits.remove(v)),
+                None => break,
+            }
+        }
+        id
+    }
 }
 
 /// A reference to a part's bytes and facts, for serving it.
@@ -117,7 +217,7 @@ pub struct SegmentSnapshot {
     /// Wall clock time of its first sample (EXT-X-PROGRAM-DATE-TIME).
     pub program_date_time: SystemTime,
     /// Id of its init segment (see [`Rendition::init_segment`]).
-    pub init_id: usize,
+    pub init_id: u64,
     /// EXT-X-DISCONTINUITY before it.
     pub discontinuity: bool,
     /// Duration in seconds (of the parts so far, for the open segment).
@@ -133,7 +233,7 @@ pub struct SegmentSnapshot {
 pub struct Snapshot {
     /// Segments in the playlist window, oldest first; the last one may be open.
     pub segments: Vec<SegmentSnapshot>,
-    /// EXT-X-DISCONTINUITY-SEQUENCE: discontinuities before the first listed segment.
+    /// EXT-X-DISCONTINUITY-SEQUENCE: discontinuity tags before the first listed segment.
     pub discontinuity_sequence: u64,
     /// EXT-X-TARGETDURATION in whole seconds.
     pub target_duration: u32,
@@ -145,161 +245,207 @@ pub struct Snapshot {
     pub ended: bool,
 }
 
-/// One rendition of a broadcast: init segment plus a sliding window of segments and parts.
+/// Waits for a rendition's live edge to move (blocking playlist reload, hinted parts).
+#[derive(Debug)]
+pub struct Watcher(watch::Receiver<Timeline>);
+
+impl Watcher {
+    /// Resolves with the first [`Position`] (the current one included) for which `ready` is true.
+    /// `None` if the rendition is gone. Cancel-safe; bound it with a timeout.
+    pub async fn wait_for(&mut self, mut ready: impl FnMut(&Position) -> bool) -> Option<Position> {
+        self.0.wait_for(|t| ready(&t.position())).await.ok().map(|t| t.position())
+    }
+}
+
+/// One rendition of a broadcast: init segments plus a sliding window of segments and parts.
+/// Readers use its methods; writes go through its one [`crate::RenditionWriter`].
 #[derive(Debug)]
 pub struct Rendition {
-    info: RwLock<RenditionInfo>,
+    name: String,
     config: TimelineConfig,
-    timeline: RwLock<Timeline>,
-    position: watch::Sender<Position>,
+    timeline: watch::Sender<Timeline>,
+    /// Session id of the writer that holds it (0: none).
+    pub(crate) claimed_by: std::sync::atomic::AtomicU64,
 }
 
 impl Rendition {
-    /// A rendition with init segment `init` (ftyp+moov bytes).
-    pub fn new(info: RenditionInfo, init: Bytes, config: TimelineConfig) -> Self {
-        let timeline = Timeline { inits: vec![init], ..Default::default() };
-        Rendition { info: RwLock::new(info), config, timeline: RwLock::new(timeline), position: watch::Sender::new(Position::default()) }
+    /// A rendition with init segment `init` (ftyp+moov bytes) as init id 0.
+    pub(crate) fn new(info: RenditionInfo, init: Bytes, config: TimelineConfig) -> Self {
+        let name = info.name.clone();
+        let timeline = Timeline {
+            info,
+            inits: VecDeque::from([(0, init)]),
+            current_init: 0,
+            next_init_id: 1,
+            pending_discontinuity: false,
+            segments: VecDeque::new(),
+            next_msn: 0,
+            next_part_id: 0,
+            longest_segment: 0,
+            ended: false,
+        };
+        Rendition { name, config, timeline: watch::Sender::new(timeline), claimed_by: Default::default() }
     }
 
     /// Facts about the rendition (they change only at a discontinuity).
     pub fn info(&self) -> RenditionInfo {
-        self.info.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.timeline.borrow().info.clone()
     }
 
     /// The rendition's name (never changes).
-    pub fn name(&self) -> String {
-        self.info.read().unwrap_or_else(|e| e.into_inner()).name.clone()
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Init segment number `id` (0 is the first), if it exists.
-    pub fn init_segment(&self, id: usize) -> Option<Bytes> {
-        self.read().inits.get(id).cloned()
+    /// Init segment `id` (ids are stable: 0 is the first, each new configuration gets the next), if held.
+    pub fn init_segment(&self, id: u64) -> Option<Bytes> {
+        self.timeline.borrow().inits.iter().find(|(i, _)| *i == id).map(|(_, d)| d.clone())
     }
 
-    /// Continues the rendition after its encoder restarted or changed configuration: the open
-    /// segment is closed, and the next segment starts with EXT-X-DISCONTINUITY and, if `init` differs
-    /// from the current one, a new EXT-X-MAP (RFC 8216bis §4.4.4.3, §4.4.4.5). Media Sequence
-    /// Numbers and part ids continue, so players need no reload.
-    pub fn restart(&self, info: RenditionInfo, init: Bytes) {
-        let mut t = self.write();
-        if t.ended {
-            return;
-        }
-        if t.inits.last() != Some(&init) {
-            t.inits.push(init);
-        }
-        if let Some(last) = t.segments.back_mut() {
-            last.complete = true;
-            t.pending_discontinuity = true;
-        }
-        *self.info.write().unwrap_or_else(|e| e.into_inner()) = info;
-        let pos = Self::position_of(&t);
-        drop(t);
-        self.position.send_replace(pos);
-    }
-
-    /// A receiver that sees every new [`Position`].
-    pub fn subscribe(&self) -> watch::Receiver<Position> {
-        self.position.subscribe()
+    /// A watcher of the live edge.
+    pub fn subscribe(&self) -> Watcher {
+        Watcher(self.timeline.subscribe())
     }
 
     /// The current position.
     pub fn position(&self) -> Position {
-        *self.position.borrow()
+        self.timeline.borrow().position()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Timeline> {
-        self.timeline.read().unwrap_or_else(|e| e.into_inner())
+    /// Continues after the writer's encoder restarted or changed configuration: the open segment
+    /// is closed, and the next starts with EXT-X-DISCONTINUITY and, if `init` is new, a new
+    /// EXT-X-MAP (RFC 8216bis §4.4.4.3, §4.4.4.5). Numbering continues, so players need no reload.
+    /// `init_id` imports the upstream's id (a relay); `None` numbers it here. Returns the init id.
+    pub(crate) fn reconfigure(&self, info: RenditionInfo, init: Bytes, init_id: Option<u64>) -> u64 {
+        let mut id = 0;
+        self.timeline.send_modify(|t| {
+            if t.ended {
+                id = t.current_init;
+                return;
+            }
+            t.break_timeline();
+            t.info = info;
+            id = t.set_init(init, init_id);
+        });
+        id
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Timeline> {
-        self.timeline.write().unwrap_or_else(|e| e.into_inner())
+    /// Closes the open segment; the next part starts a new one after a discontinuity (a writer went away).
+    pub(crate) fn interrupt(&self) {
+        self.timeline.send_if_modified(|t| {
+            let open = t.segments.back().is_some_and(|s| !s.complete);
+            t.break_timeline();
+            open
+        });
     }
 
-    /// Appends a finished part. `starts_segment` opens a new segment (closing the previous one);
-    /// `program_date_time` is the wall clock of its first sample; `duration` is in the rendition's
-    /// timescale. Returns the part's id. Ignored after [`Rendition::end`].
-    pub fn append_part(&self, starts_segment: bool, program_date_time: SystemTime, duration: u64, independent: bool, data: Bytes) -> u64 {
-        let mut t = self.write();
-        if t.ended {
-            return t.next_part_id;
+    /// Appends a finished part at `placement`; returns its id. Errors: [`WriteError::Ended`],
+    /// [`WriteError::SegmentTooLong`], [`WriteError::Numbering`] (an [`Placement::At`] that goes backwards).
+    pub(crate) fn append(&self, placement: Placement, part: NewPart) -> Result<u64, WriteError> {
+        let mut result = Ok(0);
+        let mut raised = None;
+        self.timeline.send_if_modified(|t| {
+            result = self.append_to(t, placement, part);
+            if result.is_ok() {
+                let before = t.target_duration(&self.config);
+                let open = t.segments.back().map_or(0, |s| s.duration);
+                t.longest_segment = t.longest_segment.max(open);
+                let after = t.target_duration(&self.config);
+                if after > before && after > self.config.min_target_duration {
+                    raised = Some(after);
+                }
+                self.evict(t);
+            }
+            result.is_ok()
+        });
+        if let Some(td) = raised {
+            // RFC 8216bis §4.4.3.1 wants a constant EXT-X-TARGETDURATION: tell the operator why it moved.
+            metrics::counter!("onair_target_duration_raised_total").increment(1);
+            tracing::warn!(
+                rendition = self.name,
+                target_duration_s = td,
+                "segment longer than the target duration: the encoder's key-frame interval is too long (use 1-2 s)"
+            );
         }
-        let id = t.next_part_id;
-        if starts_segment || t.segments.is_empty() {
+        result
+    }
+
+    fn append_to(&self, t: &mut Timeline, placement: Placement, part: NewPart) -> Result<u64, WriteError> {
+        if t.ended {
+            return Err(WriteError::Ended);
+        }
+        let open = t.segments.back().filter(|s| !s.complete).map(|s| s.msn);
+        let (opens, msn, id, discontinuity, dseq) = match placement {
+            Placement::Next { starts_segment } => {
+                let opens = starts_segment || open.is_none();
+                let last_dseq = t.segments.back().map_or(0, |s| s.discontinuity_sequence);
+                let disc = opens && t.pending_discontinuity;
+                (opens, t.next_msn, t.next_part_id, disc, last_dseq + u64::from(disc))
+            }
+            Placement::At { msn, part_id, discontinuity, discontinuity_sequence } => {
+                let numbering = |reason: &'static str| WriteError::Numbering { msn, part_id, reason };
+                if part_id < t.next_part_id {
+                    return Err(numbering("part id is not after the last part"));
+                }
+                if open == Some(msn) {
+                    if part_id != t.next_part_id {
+                        return Err(numbering("a part is missing inside the segment"));
+                    }
+                    (false, msn, part_id, false, 0)
+                } else if t.segments.back().is_some_and(|s| s.msn >= msn) {
+                    return Err(numbering("Media Sequence Number is not after the last segment"));
+                } else {
+                    (true, msn, part_id, discontinuity, discontinuity_sequence)
+                }
+            }
+        };
+        let timescale = u64::from(t.info.timescale.max(1));
+        let max = self.config.max_segment.as_millis() as u64 * timescale / 1000;
+        let so_far = if opens { 0 } else { t.segments.back().map_or(0, |s| s.duration) };
+        if so_far + part.duration > max {
+            return Err(WriteError::SegmentTooLong { max_ms: self.config.max_segment.as_millis() as u64 });
+        }
+        if opens {
             if let Some(last) = t.segments.back_mut() {
                 last.complete = true;
             }
-            let msn = t.next_msn;
-            t.next_msn += 1;
-            let discontinuity = std::mem::take(&mut t.pending_discontinuity);
-            let init_id = t.inits.len().saturating_sub(1);
+            t.pending_discontinuity = false;
             t.segments.push_back(Segment {
                 msn,
-                init_id,
+                init_id: t.current_init,
                 discontinuity,
+                discontinuity_sequence: dseq,
                 first_part_id: id,
-                program_date_time,
+                program_date_time: part.program_date_time,
                 duration: 0,
                 parts: Vec::new(),
                 complete: false,
                 evicted_at: None,
             });
+            t.next_msn = msn + 1;
         }
-        let Some(seg) = t.segments.back_mut() else { return id };
-        seg.parts.push(Part { duration, independent, data });
-        seg.duration += duration;
-        let seg_duration = seg.duration;
-        let td_before = self.target_duration_of(&t);
-        t.longest_segment = t.longest_segment.max(seg_duration);
-        let td_after = self.target_duration_of(&t);
-        if td_after > td_before && td_after > self.config.min_target_duration {
-            // RFC 8216bis §4.4.3.1 wants a constant EXT-X-TARGETDURATION: tell the operator why it moved.
-            metrics::counter!("onair_target_duration_raised_total").increment(1);
-            tracing::warn!(
-                rendition = self.name(),
-                target_duration_s = td_after,
-                "segment longer than the target duration: the encoder's key-frame interval is too long (use 1-2 s)"
-            );
-        }
-        t.next_part_id += 1;
-        self.evict(&mut t);
-        let pos = Self::position_of(&t);
-        drop(t);
-        self.position.send_replace(pos);
-        id
+        let Some(seg) = t.segments.back_mut() else { return Err(WriteError::Ended) };
+        seg.duration += part.duration;
+        seg.parts.push(Part { duration: part.duration, independent: part.independent, data: part.data });
+        t.next_part_id = id + 1;
+        Ok(id)
     }
 
     /// Marks the rendition ended: the open segment is complete and the playlist gets EXT-X-ENDLIST.
-    pub fn end(&self) {
-        let mut t = self.write();
-        t.ended = true;
-        if let Some(last) = t.segments.back_mut() {
-            last.complete = true;
-        }
-        let pos = Self::position_of(&t);
-        drop(t);
-        self.position.send_replace(pos);
-    }
-
-    fn position_of(t: &Timeline) -> Position {
-        let last = t.segments.back();
-        Position {
-            last_msn: last.map(|s| s.msn),
-            last_part: last.map(|s| s.parts.len().saturating_sub(1) as u32).unwrap_or(0),
-            next_part_id: t.next_part_id,
-            ended: t.ended,
-        }
-    }
-
-    fn target_duration_of(&self, t: &Timeline) -> u32 {
-        let timescale = self.info.read().unwrap_or_else(|e| e.into_inner()).timescale;
-        let longest = (t.longest_segment as f64 / f64::from(timescale)).round() as u32;
-        self.config.min_target_duration.max(longest).max(1)
+    pub(crate) fn end(&self) {
+        self.timeline.send_if_modified(|t| {
+            let changed = !t.ended;
+            t.ended = true;
+            if let Some(last) = t.segments.back_mut() {
+                last.complete = true;
+            }
+            changed
+        });
     }
 
     fn evict(&self, t: &mut Timeline) {
         let now = SystemTime::now();
-        let keep = Duration::from_secs(3 * u64::from(self.target_duration_of(t)));
+        let keep = Duration::from_secs(3 * u64::from(t.target_duration(&self.config)));
         let window = self.config.window_segments.max(1);
         let listed_from = t.segments.len().saturating_sub(window);
         for seg in t.segments.iter_mut().take(listed_from) {
@@ -309,9 +455,7 @@ impl Rendition {
             let expired = front.evicted_at.is_some_and(|at| now.duration_since(at).unwrap_or_default() >= keep);
             // A hard cap keeps memory bounded even if the clock misbehaves.
             if expired || t.segments.len() > 4 * window + 8 {
-                if t.segments.pop_front().is_some_and(|s| s.discontinuity) {
-                    t.dropped_discontinuities += 1;
-                }
+                t.segments.pop_front();
             } else {
                 break;
             }
@@ -320,14 +464,12 @@ impl Rendition {
 
     /// A copy of the playlist window's metadata.
     pub fn snapshot(&self) -> Snapshot {
-        let t = self.read();
-        let ts = f64::from(self.info.read().unwrap_or_else(|e| e.into_inner()).timescale);
-        let discontinuity_sequence = t.dropped_discontinuities
-            + t.segments.iter().filter(|s| s.evicted_at.is_some() && s.discontinuity).count() as u64;
-        let segments = t
-            .segments
+        let t = self.timeline.borrow();
+        let ts = f64::from(t.info.timescale.max(1));
+        let listed: Vec<&Segment> = t.segments.iter().filter(|s| s.evicted_at.is_none()).collect();
+        let discontinuity_sequence = listed.first().map_or(0, |s| s.discontinuity_sequence - u64::from(s.discontinuity));
+        let segments = listed
             .iter()
-            .filter(|s| s.evicted_at.is_none())
             .map(|s| SegmentSnapshot {
                 msn: s.msn,
                 first_part_id: s.first_part_id,
@@ -342,7 +484,7 @@ impl Rendition {
         Snapshot {
             segments,
             discontinuity_sequence,
-            target_duration: self.target_duration_of(&t),
+            target_duration: t.target_duration(&self.config),
             part_target: self.config.part_target,
             next_part_id: t.next_part_id,
             ended: t.ended,
@@ -351,7 +493,7 @@ impl Rendition {
 
     /// The bytes of part `id`, if it is still held.
     pub fn part(&self, id: u64) -> Option<PartRef> {
-        let t = self.read();
+        let t = self.timeline.borrow();
         let idx = t.segments.partition_point(|s| s.first_part_id + s.parts.len() as u64 <= id);
         let seg = t.segments.get(idx)?;
         let index = id.checked_sub(seg.first_part_id)?;
@@ -361,22 +503,22 @@ impl Rendition {
 
     /// The parts of complete segment `msn`, in order (a segment is the concatenation of its parts).
     pub fn segment(&self, msn: u64) -> Option<Vec<Bytes>> {
-        let t = self.read();
-        let first = t.segments.front()?.msn;
-        let seg = t.segments.get(usize::try_from(msn.checked_sub(first)?).ok()?)?;
+        let t = self.timeline.borrow();
+        let idx = t.segments.partition_point(|s| s.msn < msn);
+        let seg = t.segments.get(idx).filter(|s| s.msn == msn)?;
         seg.complete.then(|| seg.parts.iter().map(|p| p.data.clone()).collect())
     }
 
     /// Target duration in whole seconds as of now.
     pub fn target_duration(&self) -> u32 {
-        self.target_duration_of(&self.read())
+        self.timeline.borrow().target_duration(&self.config)
     }
 
     /// Bits per second: (peak, average) over the complete segments held, or over the parts so far
     /// when no segment is complete yet. `None` before the first part.
     pub fn bitrate(&self) -> Option<(u64, u64)> {
-        let t = self.read();
-        let ts = f64::from(self.info.read().unwrap_or_else(|e| e.into_inner()).timescale);
+        let t = self.timeline.borrow();
+        let ts = f64::from(t.info.timescale.max(1));
         let rate = |bytes: u64, dur: u64| if dur == 0 { 0.0 } else { bytes as f64 * 8.0 * ts / dur as f64 };
         let complete: Vec<(u64, u64)> = t
             .segments
@@ -393,105 +535,5 @@ impl Rendition {
             (peak, complete.iter().map(|c| c.0).sum(), complete.iter().map(|c| c.1).sum())
         };
         Some((peak.ceil() as u64, rate(total_bytes, total_dur).ceil() as u64))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rendition(window: usize) -> Rendition {
-        let info = RenditionInfo {
-            name: "source".into(),
-            is_video: true,
-            codec: "avc1.64001f".into(),
-            resolution: Some((1280, 720)),
-            frame_rate: Some(25.0),
-            channels: None,
-            nominal_bitrate: None,
-            timescale: 90_000,
-        };
-        Rendition::new(info, Bytes::from_static(b"init"), TimelineConfig { window_segments: window, ..Default::default() })
-    }
-
-    #[test]
-    fn parts_segments_and_positions() {
-        let r = rendition(3);
-        let now = SystemTime::now();
-        assert_eq!(r.position().last_msn, None);
-        for i in 0..12u64 {
-            let id = r.append_part(i % 5 == 0, now, 18_000, i % 5 == 0, Bytes::from(vec![i as u8; 10]));
-            assert_eq!(id, i);
-        }
-        let pos = r.position();
-        assert_eq!((pos.last_msn, pos.last_part, pos.next_part_id), (Some(2), 1, 12));
-        let part = r.part(7).expect("part 7");
-        assert_eq!((part.msn, part.index, part.data[0]), (1, 2, 7));
-        assert!(r.part(12).is_none());
-        assert_eq!(r.segment(1).expect("segment 1").len(), 5);
-        assert!(r.segment(2).is_none(), "open segment is not served whole");
-        let snap = r.snapshot();
-        assert_eq!(snap.segments.len(), 3);
-        assert!((snap.segments[0].duration - 1.0).abs() < 1e-9);
-        assert_eq!(snap.target_duration, 2);
-        r.end();
-        assert!(r.position().ended);
-        assert!(r.segment(2).is_some());
-    }
-
-    #[test]
-    fn window_evicts_but_keeps_parts_downloadable() {
-        let r = rendition(2);
-        let now = SystemTime::now();
-        for i in 0..10u64 {
-            r.append_part(true, now, 90_000, true, Bytes::from_static(b"p"));
-            assert!(r.snapshot().segments.len() <= 2, "after {i}");
-        }
-        // Evicted from the playlist a moment ago: still downloadable (3 x TD has not passed).
-        assert!(r.part(0).is_some());
-        let snap = r.snapshot();
-        assert_eq!(snap.segments.first().map(|s| s.msn), Some(8));
-    }
-
-    #[test]
-    fn restart_continues_numbering_after_a_discontinuity() {
-        let r = rendition(10);
-        let now = SystemTime::now();
-        r.append_part(true, now, 90_000, true, Bytes::from_static(b"a"));
-        r.append_part(false, now, 90_000, false, Bytes::from_static(b"b"));
-        let mut info = r.info();
-        info.resolution = Some((640, 360));
-        r.restart(info, Bytes::from_static(b"init2"));
-        assert!(r.segment(0).is_some(), "the interrupted segment is complete");
-        r.append_part(true, now, 90_000, true, Bytes::from_static(b"c"));
-        let snap = r.snapshot();
-        assert_eq!(snap.segments.iter().map(|s| (s.msn, s.discontinuity, s.init_id)).collect::<Vec<_>>(), vec![(0, false, 0), (1, true, 1)]);
-        assert_eq!(r.init_segment(1).as_deref(), Some(&b"init2"[..]));
-        assert_eq!(r.info().resolution, Some((640, 360)));
-        assert_eq!(r.part(2).map(|p| (p.msn, p.index)), Some((1, 0)));
-        // The same init again does not add a version.
-        r.restart(r.info(), Bytes::from_static(b"init2"));
-        r.append_part(true, now, 90_000, true, Bytes::from_static(b"d"));
-        assert_eq!(r.snapshot().segments.last().map(|s| (s.discontinuity, s.init_id)), Some((true, 1)));
-    }
-
-    #[test]
-    fn long_gop_raises_target_duration() {
-        let r = rendition(5);
-        let now = SystemTime::now();
-        r.append_part(true, now, 90_000 * 5, true, Bytes::from_static(b"p"));
-        r.append_part(false, now, 90_000 / 4, false, Bytes::from_static(b"p"));
-        assert_eq!(r.target_duration(), 5);
-    }
-
-    #[tokio::test]
-    async fn waiters_wake_on_new_part() {
-        let r = std::sync::Arc::new(rendition(3));
-        let mut rx = r.subscribe();
-        let r2 = r.clone();
-        let waiter = tokio::spawn(async move { rx.wait_for(|p| p.last_part == 1).await.map(|p| p.next_part_id).ok() });
-        r2.append_part(true, SystemTime::now(), 1, true, Bytes::new());
-        r2.append_part(false, SystemTime::now(), 1, false, Bytes::new());
-        assert_eq!(waiter.await.expect("join"), Some(2));
     }
 }

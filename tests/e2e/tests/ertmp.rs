@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,9 +20,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use mp4_atom::{Any, Atom, Decode};
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType};
-use rml_rtmp::time::RtmpTimestamp;
 
 /// The sample as AV1 640x360p25 (SVT-AV1, preset 12), a key frame every 2 s.
 fn av1_fixture() -> PathBuf {
@@ -174,66 +169,9 @@ fn messages(path: &PathBuf) -> (Vec<Message>, Vec<Message>, u64) {
 /// Publishes `path` in a loop, in real time, over RTMP with the rml_rtmp client, until `stop`.
 fn publish_ertmp(addr: std::net::SocketAddr, key: String, path: PathBuf, stop: Arc<AtomicBool>) {
     let (header, media, loop_ms) = messages(&path);
-    let mut sock = TcpStream::connect(addr).expect("connect");
-    sock.set_nodelay(true).expect("nodelay");
-    let mut hs = Handshake::new(PeerType::Client);
-    sock.write_all(&hs.generate_outbound_p0_and_p1().expect("c0c1")).expect("write");
-    let mut buf = vec![0u8; 8192];
-    let leftover = loop {
-        let n = sock.read(&mut buf).expect("read");
-        assert!(n > 0, "server closed during the handshake");
-        match hs.process_bytes(&buf[..n]).expect("handshake") {
-            HandshakeProcessResult::InProgress { response_bytes } => sock.write_all(&response_bytes).expect("write"),
-            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
-                sock.write_all(&response_bytes).expect("write");
-                break remaining_bytes;
-            }
-        }
-    };
-    let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).expect("session");
-    let send = |sock: &mut TcpStream, r: ClientSessionResult| {
-        if let ClientSessionResult::OutboundResponse(p) = r {
-            sock.write_all(&p.bytes).expect("write");
-        }
-    };
-    // Feeds input until `event` is raised.
-    let mut pending = leftover;
-    let mut wait_for = |sock: &mut TcpStream, session: &mut ClientSession, want: fn(&ClientSessionEvent) -> bool| loop {
-        let input = if pending.is_empty() {
-            let n = sock.read(&mut buf).expect("read");
-            assert!(n > 0, "server closed the connection");
-            buf[..n].to_vec()
-        } else {
-            std::mem::take(&mut pending)
-        };
-        let mut done = false;
-        for r in session.handle_input(&input).expect("input") {
-            match r {
-                ClientSessionResult::RaisedEvent(e) => {
-                    assert!(!matches!(e, ClientSessionEvent::ConnectionRequestRejected { .. }), "rejected: {e:?}");
-                    done |= want(&e);
-                }
-                other => send(sock, other),
-            }
-        }
-        if done {
-            return;
-        }
-    };
-    send(&mut sock, session.request_connection("live".into()).expect("connect"));
-    wait_for(&mut sock, &mut session, |e| matches!(e, ClientSessionEvent::ConnectionRequestAccepted));
-    send(&mut sock, session.request_publishing(key, PublishRequestType::Live).expect("publish"));
-    wait_for(&mut sock, &mut session, |e| matches!(e, ClientSessionEvent::PublishRequestAccepted));
-    // Drain what the server sends from now on, so its window never fills.
-    let mut reader = sock.try_clone().expect("clone");
-    std::thread::spawn(move || while matches!(reader.read(&mut [0u8; 4096]), Ok(n) if n > 0) {});
-    let emit = |sock: &mut TcpStream, session: &mut ClientSession, (ms, video, body): &Message| {
-        let ts = RtmpTimestamp::new(*ms as u32);
-        let r = if *video { session.publish_video_data(body.clone(), ts, false) } else { session.publish_audio_data(body.clone(), ts, false) };
-        send(sock, r.expect("serialize"));
-    };
-    for m in &header {
-        emit(&mut sock, &mut session, m);
+    let mut client = RtmpClient::publish(addr, &key);
+    for (ms, video, body) in &header {
+        client.send(*ms, *video, body.clone()).expect("header");
     }
     let started = Instant::now();
     for lap in 0.. {
@@ -245,7 +183,7 @@ fn publish_ertmp(addr: std::net::SocketAddr, key: String, path: PathBuf, stop: A
             if let Some(wait) = Duration::from_millis(at).checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }
-            emit(&mut sock, &mut session, &(at, *video, body.clone()));
+            client.send(at, *video, body.clone()).expect("send");
         }
     }
 }

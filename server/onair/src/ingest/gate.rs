@@ -8,7 +8,8 @@ use onair_store::{Store, StoreError};
 
 use crate::channels::{Channel, Channels};
 use crate::config::Config;
-use crate::ingest::publisher::Publisher;
+use crate::ingest::ladder::RungBudget;
+use crate::ingest::publisher::{PublishPolicy, Publisher};
 use crate::observability::ingest_error;
 
 /// Why a publish was refused. Each protocol answers with its own code.
@@ -28,18 +29,32 @@ pub enum Refusal {
     Database,
 }
 
+impl Refusal {
+    /// The `onair_errors_total{kind}` label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::UnknownKey => "bad_stream_key",
+            Refusal::AlreadyLive(_) => "already_live",
+            Refusal::ServerFull => "too_many_publishers",
+            Refusal::Database => "channel_db",
+        }
+    }
+}
+
 /// Shared admission state.
 #[derive(Debug)]
 pub struct Gate {
     config: Config,
     channels: Channels,
     store: Arc<Store>,
+    budget: RungBudget,
 }
 
 impl Gate {
     /// A gate over `channels` and `store` with the server's configuration.
     pub fn new(config: Config, channels: Channels, store: Arc<Store>) -> Arc<Self> {
-        Arc::new(Gate { config, channels, store })
+        let budget = RungBudget::new(config.transcode.max_rungs);
+        Arc::new(Gate { config, channels, store, budget })
     }
 
     /// The server configuration.
@@ -56,6 +71,19 @@ impl Gate {
         })
     }
 
+    /// The refusal [`Gate::admit`] would give channel `channel` now for being live or the server
+    /// being full, if any, without changing anything (a protocol that must finish a handshake
+    /// before admitting uses it to answer with its own refusal code first).
+    pub fn precheck(&self, channel: &str) -> Option<Refusal> {
+        let ingest = &self.config.ingest;
+        let broadcast = self.store.get(channel);
+        if broadcast.as_ref().is_some_and(|b| b.is_live()) && !ingest.takeover {
+            return Some(Refusal::AlreadyLive(channel.to_string()));
+        }
+        let rejoining = broadcast.is_some_and(|b| b.is_interrupted() || (ingest.takeover && b.is_live()));
+        (self.store.live_count() >= ingest.max_publishers && !rejoining).then_some(Refusal::ServerFull)
+    }
+
     /// Admits a publisher with stream key `key` from `peer` over `protocol`, logging and counting
     /// a refusal. Errors: [`Refusal`].
     pub async fn admit(&self, key: &str, peer: SocketAddr, protocol: &'static str) -> Result<Publisher, Refusal> {
@@ -65,15 +93,14 @@ impl Gate {
             return Err(Refusal::UnknownKey);
         };
         let ingest = &self.config.ingest;
-        let rejoining = self.store.get(&channel.name).is_some_and(|b| b.is_interrupted() || (ingest.takeover && b.is_live()));
-        if self.store.live_count() >= ingest.max_publishers && !rejoining {
+        if self.precheck(&channel.name) == Some(Refusal::ServerFull) {
             ingest_error("too_many_publishers");
             tracing::warn!(%peer, protocol, channel = channel.name, limit = ingest.max_publishers, "publish refused: server has its maximum of publishers");
             return Err(Refusal::ServerFull);
         }
         match self.store.start(&channel.name, ingest.takeover) {
-            Ok((broadcast, _session)) => {
-                let resumed = !broadcast.renditions().is_empty();
+            Ok(session) => {
+                let resumed = !session.broadcast().renditions().is_empty();
                 tracing::info!(%peer, protocol, channel = channel.name, resumed, "publish started");
                 metrics::gauge!("onair_live_channels").set(self.store.live_count() as f64);
                 let hls = &self.config.hls;
@@ -82,8 +109,14 @@ impl Gate {
                     min_segment_ms: hls.min_segment_ms,
                     audio_only_segment_ms: hls.min_target_duration_s * 1000,
                 };
-                let transcode = self.config.transcode.enabled.then(|| self.config.transcode.clone());
-                Ok(Publisher::new(broadcast, cfg, transcode, ingest.reconnect_grace_ms > 0))
+                let policy = PublishPolicy {
+                    packager: cfg,
+                    transcode: self.config.transcode.enabled.then(|| self.config.transcode.clone()),
+                    budget: self.budget.clone(),
+                    resumable: ingest.reconnect_grace_ms > 0,
+                    max_reconfigurations_per_minute: ingest.max_reconfigurations_per_minute,
+                };
+                Ok(Publisher::new(session, policy))
             }
             Err(StoreError::AlreadyLive(name)) => {
                 ingest_error("already_live");

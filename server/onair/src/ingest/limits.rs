@@ -1,7 +1,56 @@
-//! Per-connection ingest limits that do not belong to a protocol: the bit-rate cap.
+//! Ingest limits that do not belong to a protocol: the per-connection bit-rate cap and the
+//! per-listener connection cap.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// At most `limit` connections at once on a listener, counted in the gauge `name`.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    active: Arc<AtomicUsize>,
+    limit: usize,
+    gauge: &'static str,
+}
+
+impl ConnectionLimit {
+    /// A cap of `limit` connections reported in gauge `gauge` (e.g. `onair_rtmp_connections`).
+    pub fn new(limit: usize, gauge: &'static str) -> Self {
+        ConnectionLimit { active: Arc::new(AtomicUsize::new(0)), limit, gauge }
+    }
+
+    /// A slot for one more connection, or `None` at the cap. The slot is given back when dropped,
+    /// also when the connection's task panics.
+    pub fn try_take(&self) -> Option<ConnectionSlot> {
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.limit).then_some(n + 1))
+            .ok()?;
+        metrics::gauge!(self.gauge).increment(1.0);
+        Some(ConnectionSlot(self.clone()))
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// The cap.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// One counted connection (see [`ConnectionLimit::try_take`]).
+#[derive(Debug)]
+pub struct ConnectionSlot(ConnectionLimit);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(self.0.gauge).decrement(1.0);
+    }
+}
 
 /// Average ingest bit rate over a sliding window, checked against a cap.
 #[derive(Debug)]
@@ -47,6 +96,26 @@ impl BitrateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_slots_are_capped_and_given_back_even_on_panic() {
+        let limit = ConnectionLimit::new(2, "test_connections");
+        let a = limit.try_take().expect("first");
+        let b = limit.try_take().expect("second");
+        assert!(limit.try_take().is_none());
+        drop(a);
+        let c = limit.try_take().expect("after one left");
+        let moved = limit.clone();
+        let panicked = std::thread::spawn(move || {
+            let _slot = c;
+            panic!("connection task panics");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert_eq!(moved.open(), 1, "the panicking task's slot came back");
+        drop(b);
+        assert_eq!(limit.open(), 0);
+    }
 
     #[test]
     fn flags_sustained_excess_only() {

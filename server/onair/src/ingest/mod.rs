@@ -2,6 +2,7 @@
 //! protocol-agnostic [`publisher::Publisher`], which packages media into the store.
 
 pub mod gate;
+pub mod ladder;
 pub mod limits;
 pub mod publisher;
 pub mod rtmp;

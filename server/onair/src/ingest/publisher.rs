@@ -3,9 +3,10 @@
 //! It keeps each track's clock (RTMP ms → 90 kHz video ticks, sample-counted audio), feeds the
 //! packager, anchors EXT-X-PROGRAM-DATE-TIME on the wall clock at the first frame, and appends the
 //! resulting parts to the broadcast's renditions. With transcoding on, it also feeds the source
-//! video to a [`Transcoder`] whose rungs are packaged the same way on the transcode thread.
+//! video to the ABR ladder ([`Ladder`]) whose rungs are packaged the same way on the transcode thread.
 //! Dropping it ends the broadcast.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,35 +16,92 @@ use onair_flv::{AudioTag, VideoCodec, VideoTag};
 use onair_media::aac::AAC_FRAME_SAMPLES;
 use onair_media::timing::{ms_to_90khz, AudioClock, RtmpClock};
 use onair_media::{AacConfig, Av1Config, AvcConfig, Frame, HevcConfig, TrackConfig, TrackKind, Vp9Config};
-use onair_store::{Broadcast, Rendition, RenditionInfo};
-use onair_transcoder::{plan_ladder, EncoderSettings, Output, PlannedRung, Transcoder};
+use onair_store::{Broadcast, NewPart, Placement, RenditionInfo, RenditionWriter, Session, WriteError};
+use onair_transcoder::{plan_ladder, EncoderSettings};
 
 use crate::config::TranscodeConfig;
+use crate::ingest::ladder::{Ladder, RungBudget, RungSink};
 use crate::observability::ingest_error;
 
 /// Wall clock and media time (ms) of a broadcast's first frame, shared with the transcode thread.
-type Anchor = Arc<OnceLock<(SystemTime, u64)>>;
+pub(crate) type Anchor = Arc<OnceLock<(SystemTime, u64)>>;
 
 /// Rendition name of the passed-through source video.
 pub const SOURCE_RENDITION: &str = "source";
 /// Rendition name of the audio track.
 pub const AUDIO_RENDITION: &str = "audio";
 
-/// Errors that end a publish (the media cannot be packaged at all).
+/// Errors that end a publish; the connection is closed with this reason.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// A box could not be written.
     #[error("packaging failed: {0}")]
     Cmaf(#[from] onair_cmaf::CmafError),
+    /// No key frame within `ingest.max_gop_ms`: the open segment would grow without bound.
+    #[error("no key frame for more than {max_ms} ms: set the encoder's keyframe interval to 1-2 s")]
+    KeyframeIntervalTooLong {
+        /// The bound, ms.
+        max_ms: u64,
+    },
+    /// More track configuration changes within a minute than `ingest.max_reconfigurations_per_minute`.
+    #[error("{0} track configuration changes within a minute: refused")]
+    ReconfigurationStorm(usize),
+    /// Another publisher took the channel over, or the broadcast ended.
+    #[error("another publisher took the channel over")]
+    TakenOver,
+}
+
+impl PublishError {
+    /// The `onair_errors_total{kind}` label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PublishError::Cmaf(_) => "packaging",
+            PublishError::KeyframeIntervalTooLong { .. } => "gop_too_long",
+            PublishError::ReconfigurationStorm(_) => "reconfiguration_storm",
+            PublishError::TakenOver => "taken_over",
+        }
+    }
+}
+
+impl From<WriteError> for PublishError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::SegmentTooLong { max_ms } => PublishError::KeyframeIntervalTooLong { max_ms },
+            _ => PublishError::TakenOver,
+        }
+    }
+}
+
+/// How a publisher behaves beyond packaging: what the gate hands every new publisher.
+#[derive(Debug, Clone)]
+pub struct PublishPolicy {
+    /// Packaging policy.
+    pub packager: PackagerConfig,
+    /// The ABR ladder, when transcoding is on.
+    pub transcode: Option<TranscodeConfig>,
+    /// The server-wide rung budget.
+    pub budget: RungBudget,
+    /// On a dropped connection, keep the broadcast open for the publisher to come back.
+    pub resumable: bool,
+    /// Track configuration changes allowed per minute (the first declaration of each track is free).
+    pub max_reconfigurations_per_minute: usize,
+}
+
+/// A track being published: its rendition writer and configuration.
+#[derive(Debug)]
+struct Track {
+    writer: RenditionWriter,
+    config: TrackConfig,
 }
 
 /// One live publish of a channel.
 #[derive(Debug)]
 pub struct Publisher {
-    broadcast: Arc<Broadcast>,
+    session: Session,
+    policy: PublishPolicy,
     packager: Packager,
-    video: Option<(Arc<Rendition>, TrackConfig)>,
-    audio: Option<(Arc<Rendition>, TrackConfig)>,
+    video: Option<Track>,
+    audio: Option<Track>,
     video_clock: RtmpClock,
     audio_ms: RtmpClock,
     audio_clock: Option<AudioClock>,
@@ -51,26 +109,18 @@ pub struct Publisher {
     warned: u32,
     /// A VP9 SequenceStart waiting for the first key frame, which carries the picture size.
     pending_vp9: Option<Bytes>,
-    packager_config: PackagerConfig,
-    transcode: Option<TranscodeConfig>,
-    transcoder: Option<Transcoder>,
-    /// True once a key frame went to the transcoder (it must start on one).
-    transcoder_fed: bool,
-    /// On a dropped connection, keep the broadcast open for the publisher to come back.
-    resumable: bool,
-    /// The broadcast session this publisher owns (see [`Broadcast::session`]).
-    session: u64,
+    ladder: Ladder,
+    /// When each track configuration change of the last minute happened.
+    reconfigurations: VecDeque<Instant>,
 }
 
 impl Publisher {
-    /// A publisher writing into `broadcast` with the given packaging policy; `transcode` enables
-    /// the ABR ladder; `resumable` keeps the broadcast open when the connection drops
-    /// ([`Publisher::interrupt`]).
-    pub fn new(broadcast: Arc<Broadcast>, config: PackagerConfig, transcode: Option<TranscodeConfig>, resumable: bool) -> Self {
-        let session = broadcast.session();
+    /// A publisher writing into `session`'s broadcast with `policy`.
+    pub fn new(session: Session, policy: PublishPolicy) -> Self {
         Publisher {
-            broadcast,
-            packager: Packager::new(config),
+            session,
+            packager: Packager::new(policy.packager),
+            policy,
             video: None,
             audio: None,
             video_clock: RtmpClock::default(),
@@ -79,23 +129,19 @@ impl Publisher {
             anchor: Arc::new(OnceLock::new()),
             warned: 0,
             pending_vp9: None,
-            packager_config: config,
-            transcode,
-            transcoder: None,
-            transcoder_fed: false,
-            resumable,
-            session,
+            ladder: Ladder::Off,
+            reconfigurations: VecDeque::new(),
         }
     }
 
     /// False once another publisher took the broadcast over; this one must stop.
     pub fn owns_broadcast(&self) -> bool {
-        self.broadcast.session() == self.session
+        self.session.owns()
     }
 
     /// The broadcast being written.
     pub fn broadcast(&self) -> &Arc<Broadcast> {
-        &self.broadcast
+        self.session.broadcast()
     }
 
     /// Handles an FLV video tag body with RTMP timestamp `ts` (ms) received at `received`.
@@ -124,7 +170,7 @@ impl Publisher {
                         }
                     }
                 }
-                let expected = match self.video.as_ref().map(|(_, c)| c) {
+                let expected = match self.video.as_ref().map(|t| &t.config) {
                     Some(TrackConfig::Avc(_)) => Some(VideoCodec::Avc),
                     Some(TrackConfig::Hevc(_)) => Some(VideoCodec::Hevc),
                     Some(TrackConfig::Av1(_)) => Some(VideoCodec::Av1),
@@ -178,7 +224,7 @@ impl Publisher {
     /// Declares the AAC track (an identical one is ignored). Errors: [`PublishError`].
     pub fn set_audio_config(&mut self, cfg: AacConfig) -> Result<(), PublishError> {
         let track = TrackConfig::Aac(cfg.clone());
-        if self.audio.as_ref().is_some_and(|(_, c)| *c == track) {
+        if self.audio.as_ref().is_some_and(|t| t.config == track) {
             return Ok(());
         }
         self.audio_clock = Some(AudioClock::new(cfg.sample_rate, AAC_FRAME_SAMPLES));
@@ -193,14 +239,9 @@ impl Publisher {
         }
         self.anchor.get_or_init(|| (SystemTime::now(), dts / 90));
         let frame = Frame { dts, cts_offset, keyframe, data, received };
-        if let Some(t) = self.transcoder.as_mut() {
-            if keyframe || self.transcoder_fed {
-                self.transcoder_fed = t.push(&frame) || self.transcoder_fed;
-            }
-        }
+        self.ladder.push(&frame);
         let parts = self.packager.push(TrackKind::Video, frame)?;
-        self.store(parts);
-        Ok(())
+        self.store(parts)
     }
 
     /// Adds one raw AAC frame whose timestamp is `ms` milliseconds on this publisher's timeline
@@ -210,8 +251,7 @@ impl Publisher {
         self.anchor.get_or_init(|| (SystemTime::now(), ms));
         let frame = Frame { dts: clock.next_dts(ms), cts_offset: 0, keyframe: true, data, received };
         let parts = self.packager.push(TrackKind::Audio, frame)?;
-        self.store(parts);
-        Ok(())
+        self.store(parts)
     }
 
     /// Counts and logs (rate-limited) a media problem that does not end the publish.
@@ -227,24 +267,30 @@ impl Publisher {
     /// The connection dropped: flushes the last parts and leaves the broadcast open for the
     /// publisher to resume within the grace period (or ends it if this publisher is not resumable).
     pub fn interrupt(mut self) {
-        let resumable = self.resumable;
+        let resumable = self.policy.resumable;
         self.end(resumable);
     }
 
     fn end(&mut self, interrupt: bool) {
-        // Closing the transcoder's queue lets its thread finish; its late parts are ignored once ended.
-        self.transcoder = None;
+        // Closing the transcoder's queue lets its thread finish; its late parts are refused once
+        // the session is no longer live.
+        self.ladder = Ladder::Off;
         if !self.owns_broadcast() {
             return; // taken over: the new publisher writes now
         }
         match self.packager.flush() {
-            Ok(parts) => self.store(parts),
-            Err(e) => tracing::warn!(channel = self.broadcast.channel(), error = %e, "could not flush last parts"),
+            Ok(parts) => {
+                if let Err(e) = self.store(parts) {
+                    tracing::debug!(channel = self.broadcast().channel(), error = %e, "last parts not stored");
+                }
+            }
+            Err(e) => tracing::warn!(channel = self.broadcast().channel(), error = %e, "could not flush last parts"),
         }
+        // Conditional on this session still owning the broadcast: a resume that landed meanwhile wins.
         if interrupt {
-            self.broadcast.interrupt();
+            self.session.interrupt();
         } else {
-            self.broadcast.end();
+            self.session.end();
         }
     }
 
@@ -253,8 +299,11 @@ impl Publisher {
             TrackKind::Video => &self.video,
             TrackKind::Audio => &self.audio,
         };
-        if slot.as_ref().is_some_and(|(_, c)| *c == config) {
+        if slot.as_ref().is_some_and(|t| t.config == config) {
             return Ok(()); // encoders resend identical sequence headers
+        }
+        if slot.is_some() {
+            self.count_reconfiguration()?;
         }
         let (name, track_id) = match config.kind() {
             TrackKind::Video => (SOURCE_RENDITION, 1),
@@ -271,70 +320,85 @@ impl Publisher {
             nominal_bitrate: None,
             timescale: config.timescale(),
         };
-        tracing::info!(channel = self.broadcast.channel(), rendition = name, codec = %info.codec, resolution = ?info.resolution, "track configured");
-        let rendition = self.broadcast.add_rendition(info, init);
+        tracing::info!(channel = self.broadcast().channel(), rendition = name, codec = %info.codec, resolution = ?info.resolution, "track configured");
+        let slot = match config.kind() {
+            TrackKind::Video => &mut self.video,
+            TrackKind::Audio => &mut self.audio,
+        };
+        match slot {
+            Some(track) => {
+                track.writer.reconfigure(info, init)?;
+                track.config = config.clone();
+            }
+            None => *slot = Some(Track { writer: self.session.writer(info, init)?, config: config.clone() }),
+        }
         self.packager.set_track(&config);
         if config.kind() == TrackKind::Video {
-            self.start_transcoder(&config);
-        }
-        match config.kind() {
-            TrackKind::Video => self.video = Some((rendition, config)),
-            TrackKind::Audio => self.audio = Some((rendition, config)),
+            self.start_ladder(&config);
         }
         Ok(())
     }
 
-    fn store(&self, parts: Vec<PackagedPart>) {
+    /// Counts a track configuration change; too many within a minute end the publish.
+    fn count_reconfiguration(&mut self) -> Result<(), PublishError> {
+        let now = Instant::now();
+        while self.reconfigurations.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+            self.reconfigurations.pop_front();
+        }
+        self.reconfigurations.push_back(now);
+        let changes = self.reconfigurations.len();
+        if changes > self.policy.max_reconfigurations_per_minute {
+            return Err(PublishError::ReconfigurationStorm(changes));
+        }
+        Ok(())
+    }
+
+    fn store(&self, parts: Vec<PackagedPart>) -> Result<(), PublishError> {
         for part in parts {
-            let rendition = match part.kind {
+            let track = match part.kind {
                 TrackKind::Video => self.video.as_ref(),
                 TrackKind::Audio => self.audio.as_ref(),
             };
-            if let Some((rendition, _)) = rendition {
-                append_part(rendition, part, &self.anchor);
+            if let Some(track) = track {
+                append_part(&track.writer, part, &self.anchor)?;
             }
         }
+        Ok(())
     }
 
-    /// (Re)starts the ladder for a new source configuration; a source too small for any rung gets none.
-    fn start_transcoder(&mut self, source: &TrackConfig) {
-        self.transcoder = None;
-        self.transcoder_fed = false;
-        let Some(tc) = &self.transcode else {
+    /// (Re)starts the ladder for a new source configuration, within the server's rung budget; a
+    /// source too small for any rung gets none.
+    fn start_ladder(&mut self, source: &TrackConfig) {
+        let mut previous = std::mem::take(&mut self.ladder);
+        previous.release_budget();
+        let channel = self.broadcast().channel().to_string();
+        let Some(tc) = &self.policy.transcode else {
             if !matches!(source, TrackConfig::Avc(_)) {
-                tracing::warn!(channel = self.broadcast.channel(), codec = %source.codec_string(), "non-H.264 source with transcoding off: players without that codec cannot play this channel");
+                tracing::warn!(channel, codec = %source.codec_string(), "non-H.264 source with transcoding off: players without that codec cannot play this channel");
             }
             return;
         };
         let Some((width, height)) = source.resolution() else { return };
         // A source that some players cannot decode (HEVC, AV1, VP9) also gets an H.264 rung of its own height.
         let same_height = !matches!(source, TrackConfig::Avc(_));
-        let rungs = plan_ladder(&tc.ladder, width, height, same_height);
+        let mut rungs = plan_ladder(&tc.ladder, width, height, same_height);
         if rungs.is_empty() {
-            tracing::info!(channel = self.broadcast.channel(), width, height, "no ladder rung below the source size");
+            tracing::info!(channel, width, height, "no ladder rung below the source size");
+            return;
+        }
+        let permit = self.policy.budget.take(rungs.len());
+        if permit.granted() < rungs.len() {
+            // Keep the cheapest rungs: they reach the viewers with the weakest networks.
+            let dropped: Vec<String> = rungs.drain(..rungs.len() - permit.granted()).map(|r| r.name).collect();
+            metrics::counter!("onair_transcode_rungs_refused_total").increment(dropped.len() as u64);
+            tracing::warn!(channel, ?dropped, budget = tc.max_rungs, "transcode budget spent: channel gets fewer rungs");
+        }
+        if rungs.is_empty() {
             return;
         }
         let settings = EncoderSettings { preset: tc.preset.clone(), tune: tc.tune.clone(), ..Default::default() };
-        let mut sink = RungSink {
-            session: self.session,
-            broadcast: self.broadcast.clone(),
-            anchor: self.anchor.clone(),
-            packager_config: self.packager_config,
-            source_fps: source.frame_rate(),
-            state: rungs.iter().map(|_| None).collect(),
-            rungs: rungs.clone(),
-        };
-        let names: Vec<&str> = rungs.iter().map(|r| r.name.as_str()).collect();
-        match Transcoder::start(source, rungs.clone(), settings, move |o| sink.handle(o)) {
-            Ok(t) => {
-                tracing::info!(channel = self.broadcast.channel(), rungs = ?names, "transcoding started");
-                self.transcoder = Some(t);
-            }
-            Err(e) => {
-                ingest_error("transcode_start");
-                tracing::error!(channel = self.broadcast.channel(), error = %e, "transcoding could not start; serving the source only");
-            }
-        }
+        let sink = RungSink::new(self.session.reference(), channel, self.anchor.clone(), self.policy.packager, source.frame_rate(), rungs.clone());
+        self.ladder = Ladder::start(previous, source, rungs, settings, sink, permit);
     }
 
     fn media_warning(&mut self, what: &str, detail: &dyn std::fmt::Display) {
@@ -342,14 +406,14 @@ impl Publisher {
         // Log the first few, then every 100th, so a broken encoder cannot flood the log.
         self.warned += 1;
         if self.warned <= 5 || self.warned.is_multiple_of(100) {
-            tracing::warn!(channel = self.broadcast.channel(), count = self.warned, "{what}: {detail}");
+            tracing::warn!(channel = self.broadcast().channel(), count = self.warned, "{what}: {detail}");
         }
     }
 }
 
-/// Appends a packaged part to `rendition`, with EXT-X-PROGRAM-DATE-TIME from the broadcast's anchor,
-/// and records the parts-produced and ingest-to-part metrics.
-fn append_part(rendition: &Rendition, part: PackagedPart, anchor: &Anchor) {
+/// Appends a packaged part through `writer`, with EXT-X-PROGRAM-DATE-TIME from the broadcast's
+/// anchor, and records the parts-produced and ingest-to-part metrics. Errors: [`WriteError`].
+pub(crate) fn append_part(writer: &RenditionWriter, part: PackagedPart, anchor: &Anchor) -> Result<u64, WriteError> {
     let start_ms = part.start * 1000 / u64::from(part.timescale);
     let pdt = match anchor.get() {
         Some(&(wall, ms0)) if start_ms >= ms0 => wall + Duration::from_millis(start_ms - ms0),
@@ -357,79 +421,22 @@ fn append_part(rendition: &Rendition, part: PackagedPart, anchor: &Anchor) {
         None => SystemTime::now(),
     };
     let now = Instant::now();
-    rendition.append_part(part.starts_segment, pdt, part.duration, part.independent, part.data);
-    let name = rendition.name();
+    let placement = Placement::Next { starts_segment: part.starts_segment };
+    let new = NewPart { program_date_time: pdt, duration: part.duration, independent: part.independent, data: part.data };
+    let id = writer.append(placement, new)?;
+    let name = writer.rendition().name().to_string();
     metrics::counter!("onair_parts_produced_total", "rendition" => name.clone()).increment(1);
     let latency = metrics::histogram!("onair_ingest_to_part_seconds", "rendition" => name);
     for r in &part.received {
         latency.record(now.duration_since(*r).as_secs_f64());
     }
-}
-
-/// Packages the transcoder's output into rung renditions, on the transcode thread.
-struct RungSink {
-    session: u64,
-    broadcast: Arc<Broadcast>,
-    anchor: Anchor,
-    packager_config: PackagerConfig,
-    source_fps: Option<f64>,
-    rungs: Vec<PlannedRung>,
-    state: Vec<Option<(Arc<Rendition>, Packager)>>,
-}
-
-impl RungSink {
-    fn handle(&mut self, out: Output) {
-        if self.broadcast.session() != self.session {
-            return; // taken over or resumed by a newer publish session
-        }
-        match out {
-            Output::Config { rung, config } => {
-                let r = &self.rungs[rung];
-                let track = TrackConfig::Avc(config);
-                let init = match init_segment(1, &track) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        tracing::error!(rendition = r.name, error = %e, "cannot write the rung's init segment");
-                        return;
-                    }
-                };
-                let info = RenditionInfo {
-                    name: r.name.clone(),
-                    is_video: true,
-                    codec: track.codec_string(),
-                    resolution: Some((r.width, r.height)),
-                    frame_rate: Some(self.source_fps.unwrap_or(30.0).min(f64::from(r.max_fps))),
-                    channels: None,
-                    nominal_bitrate: Some(u64::from(r.bitrate_kbps) * 1000),
-                    timescale: track.timescale(),
-                };
-                let rendition = self.broadcast.add_rendition(info, init);
-                let mut packager = Packager::new(self.packager_config);
-                packager.set_track(&track);
-                self.state[rung] = Some((rendition, packager));
-            }
-            Output::Frame { rung, frame } => {
-                let Some((rendition, packager)) = self.state.get_mut(rung).and_then(|s| s.as_mut()) else { return };
-                match packager.push(TrackKind::Video, frame) {
-                    Ok(parts) => parts.into_iter().for_each(|p| append_part(rendition, p, &self.anchor)),
-                    Err(e) => tracing::warn!(rendition = rendition.name(), error = %e, "packaging a rung failed"),
-                }
-            }
-            Output::Failed { rung, error } => {
-                ingest_error("transcode_rung");
-                if let Some((rendition, _)) = self.state[rung].take() {
-                    tracing::error!(rendition = rendition.name(), error, "rung removed");
-                    self.broadcast.remove_rendition(&rendition.name());
-                }
-            }
-        }
-    }
+    Ok(id)
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        if self.broadcast.is_live() && self.owns_broadcast() {
-            let resumable = self.resumable;
+        if self.broadcast().is_live() && self.owns_broadcast() {
+            let resumable = self.policy.resumable;
             self.end(resumable);
         }
     }

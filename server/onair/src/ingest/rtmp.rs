@@ -6,17 +6,17 @@
 //! that stops reading time out instead of blocking forever.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onair_rtmp::{Limits, ServerSession, SessionEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{IngestConfig, RtmpConfig};
 use crate::ingest::gate::{Gate, Refusal};
-use crate::ingest::limits::BitrateLimit;
+use crate::ingest::limits::{BitrateLimit, ConnectionLimit};
 use crate::ingest::publisher::Publisher;
 use crate::observability::ingest_error;
 
@@ -29,25 +29,29 @@ pub struct RtmpIngest {
     ingest: IngestConfig,
     /// Admission of publishers.
     gate: Arc<Gate>,
-    /// Open connections.
-    active: AtomicUsize,
+    /// Open connections, capped at `rtmp.max_connections`.
+    connections: ConnectionLimit,
 }
 
 impl RtmpIngest {
     /// Shared ingest state.
     pub fn new(gate: Arc<Gate>) -> Arc<Self> {
         Arc::new(RtmpIngest {
+            connections: ConnectionLimit::new(gate.config().rtmp.max_connections, "onair_rtmp_connections"),
             config: gate.config().rtmp.clone(),
             ingest: gate.config().ingest.clone(),
             gate,
-            active: AtomicUsize::new(0),
         })
     }
 
-    /// Accepts connections forever.
-    pub async fn run(self: Arc<Self>, listener: TcpListener) {
+    /// Accepts connections until `shutdown` is cancelled.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.cancelled() => return,
+            };
+            let (stream, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "RTMP accept failed");
@@ -55,21 +59,18 @@ impl RtmpIngest {
                     continue;
                 }
             };
-            if self.active.load(Ordering::Relaxed) >= self.config.max_connections {
+            let Some(slot) = self.connections.try_take() else {
                 ingest_error("too_many_connections");
                 tracing::warn!(%peer, limit = self.config.max_connections, "RTMP connection refused: too many connections");
                 continue;
-            }
+            };
             let this = self.clone();
-            this.active.fetch_add(1, Ordering::Relaxed);
-            metrics::gauge!("onair_rtmp_connections").increment(1.0);
             tokio::spawn(async move {
+                let _slot = slot; // given back even if the task panics
                 let _ = stream.set_nodelay(true);
                 if let Err(reason) = this.connection(stream, peer).await {
                     tracing::info!(%peer, "RTMP connection closed: {reason}");
                 }
-                this.active.fetch_sub(1, Ordering::Relaxed);
-                metrics::gauge!("onair_rtmp_connections").decrement(1.0);
             });
         }
     }
@@ -89,7 +90,7 @@ impl RtmpIngest {
         let mut publisher: Option<Publisher> = None;
         let mut buf = vec![0u8; 64 * 1024];
         let mut bitrate = BitrateLimit::new(self.ingest.max_bitrate_kbps, Duration::from_secs(5));
-        let mut session_rx: Option<tokio::sync::watch::Receiver<u64>> = None;
+        let mut session_rx: Option<tokio::sync::watch::Receiver<onair_store::BroadcastState>> = None;
         let opened = Instant::now();
         let handshake_limit = Duration::from_millis(self.config.handshake_timeout_ms);
         let idle_limit = Duration::from_millis(self.config.idle_timeout_ms);
@@ -120,7 +121,7 @@ impl RtmpIngest {
                         ingest_error("taken_over");
                         break Err("another publisher took the channel over".to_string());
                     }
-                    session_rx = publisher.as_ref().map(|p| p.broadcast().subscribe_session());
+                    session_rx = publisher.as_ref().map(|p| p.broadcast().subscribe_state());
                     continue;
                 }
             };
@@ -146,26 +147,27 @@ impl RtmpIngest {
                 let _ = self.flush(&mut stream, &mut session).await;
                 break Err(format!("protocol error: {e}"));
             }
+            let mut refused = None;
             while let Some(event) = session.poll_event() {
                 match event {
                     SessionEvent::Connected { app } => tracing::debug!(%peer, app, "RTMP connect"),
                     SessionEvent::PublishRequested { app, stream_key } => {
                         publisher = self.authorize(&mut session, peer, &app, &stream_key).await;
-                        session_rx = publisher.as_ref().map(|p| p.broadcast().subscribe_session());
+                        session_rx = publisher.as_ref().map(|p| p.broadcast().subscribe_state());
                     }
                     SessionEvent::Video { timestamp, payload } => {
                         if let Some(p) = publisher.as_mut() {
                             if let Err(e) = p.on_video(timestamp, &payload, received) {
-                                ingest_error("packaging");
-                                tracing::warn!(%peer, error = %e, "packaging failed");
+                                refused = Some(e);
+                                break;
                             }
                         }
                     }
                     SessionEvent::Audio { timestamp, payload } => {
                         if let Some(p) = publisher.as_mut() {
                             if let Err(e) = p.on_audio(timestamp, &payload, received) {
-                                ingest_error("packaging");
-                                tracing::warn!(%peer, error = %e, "packaging failed");
+                                refused = Some(e);
+                                break;
                             }
                         }
                     }
@@ -176,6 +178,12 @@ impl RtmpIngest {
                         }
                     }
                 }
+            }
+            if let Some(e) = refused {
+                ingest_error(e.kind());
+                let channel = publisher.as_ref().map(|p| p.broadcast().channel().to_string());
+                tracing::warn!(%peer, channel, error = %e, "publisher disconnected");
+                break Err(format!("publish refused: {e}"));
             }
             if let Err(e) = self.flush(&mut stream, &mut session).await {
                 break Err(e);
@@ -234,3 +242,4 @@ impl RtmpIngest {
         }
     }
 }
+

@@ -22,7 +22,10 @@ use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 
 use crate::ingest::gate::{Gate, Refusal};
-use crate::ingest::publisher::Publisher;
+use crate::config::SrtConfig;
+use crate::ingest::limits::{BitrateLimit, ConnectionLimit};
+use crate::ingest::publisher::{PublishError, Publisher};
+use tokio_util::sync::CancellationToken;
 use crate::observability::ingest_error;
 
 /// Why a `streamid` was not accepted.
@@ -71,20 +74,38 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(SrtListener, SrtIncoming
 #[derive(Debug)]
 pub struct SrtIngest {
     gate: Arc<Gate>,
+    config: SrtConfig,
+    max_bitrate_kbps: u64,
+    connections: ConnectionLimit,
 }
 
 impl SrtIngest {
-    /// SRT ingest admitting publishers through `gate`.
+    /// SRT ingest admitting publishers through `gate`, with the `[srt]` limits.
     pub fn new(gate: Arc<Gate>) -> Arc<Self> {
-        Arc::new(SrtIngest { gate })
+        let config = gate.config().srt.clone();
+        let connections = ConnectionLimit::new(config.max_connections, "onair_srt_connections");
+        let max_bitrate_kbps = gate.config().ingest.max_bitrate_kbps;
+        Arc::new(SrtIngest { gate, config, max_bitrate_kbps, connections })
     }
 
-    /// Answers connection requests forever; each accepted one runs in its own task.
-    pub async fn run(self: Arc<Self>, _listener: SrtListener, mut incoming: SrtIncoming) {
-        while let Some(request) = incoming.incoming().next().await {
+    /// Answers connection requests until `shutdown` is cancelled; each runs in its own task.
+    pub async fn run(self: Arc<Self>, _listener: SrtListener, mut incoming: SrtIncoming, shutdown: CancellationToken) {
+        loop {
+            let request = tokio::select! {
+                r = incoming.incoming().next() => r,
+                _ = shutdown.cancelled() => return,
+            };
+            let Some(request) = request else { return };
+            let peer = request.remote();
+            let Some(slot) = self.connections.try_take() else {
+                ingest_error("too_many_connections");
+                tracing::warn!(%peer, limit = self.connections.limit(), "SRT connection refused: too many connections");
+                let _ = request.reject(RejectReason::Server(ServerRejectReason::Overload)).await;
+                continue;
+            };
             let this = self.clone();
             tokio::spawn(async move {
-                let peer = request.remote();
+                let _slot = slot; // given back even if the task panics
                 if let Err(reason) = this.connection(request).await {
                     tracing::info!(%peer, "SRT connection closed: {reason}");
                 }
@@ -92,96 +113,114 @@ impl SrtIngest {
         }
     }
 
+    async fn reject(request: ConnectionRequest, reason: ServerRejectReason, kind: &'static str, why: String) -> Result<(), String> {
+        ingest_error(kind);
+        let _ = request.reject(RejectReason::Server(reason)).await;
+        Err(format!("refused: {why}"))
+    }
+
     async fn connection(&self, request: ConnectionRequest) -> Result<(), String> {
         let peer = request.remote();
         let stream_id = request.stream_id().map(|s| s.to_string()).unwrap_or_default();
-        let app_expected = self.gate.config().rtmp.app.clone();
         let (app, key) = match parse_stream_id(&stream_id) {
             Ok(v) => v,
             Err(e) => {
-                ingest_error("bad_stream_id");
                 let reason = match e {
                     StreamIdError::NotPublish => ServerRejectReason::BadMode,
                     StreamIdError::Unrecognised => ServerRejectReason::BadRequest,
                 };
-                let _ = request.reject(RejectReason::Server(reason)).await;
-                return Err(format!("refused: {e}"));
+                return Self::reject(request, reason, "bad_stream_id", e.to_string()).await;
             }
         };
-        if app != app_expected {
-            ingest_error("bad_app");
-            let _ = request.reject(RejectReason::Server(ServerRejectReason::Notfound)).await;
-            return Err(format!("refused: unknown application {app:?}"));
+        if app != self.config.app {
+            return Self::reject(request, ServerRejectReason::Notfound, "bad_app", format!("unknown application {app:?}")).await;
         }
-        // The passphrase is the channel's; look it up before admitting.
-        let passphrase = match self.gate.channel(&key).await {
-            Ok(Some(c)) => c.srt_passphrase,
-            Ok(None) => None,
-            Err(_) => {
-                let _ = request.reject(RejectReason::Server(ServerRejectReason::InternalServerError)).await;
-                return Err("refused: channel database error".into());
+        let channel = match self.gate.channel(&key).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                tracing::warn!(%peer, protocol = "srt", "publish refused: unknown stream key");
+                return Self::reject(request, ServerRejectReason::Unauthorized, "bad_stream_key", "unknown stream key".into()).await;
             }
+            Err(_) => return Self::reject(request, ServerRejectReason::InternalServerError, "channel_db", "channel database error".into()).await,
         };
-        let publisher = match self.gate.admit(&key, peer, "srt").await {
-            Ok(p) => p,
-            Err(refusal) => {
-                let reason = match refusal {
-                    Refusal::UnknownKey => ServerRejectReason::Unauthorized,
-                    Refusal::AlreadyLive(_) => ServerRejectReason::Conflict,
-                    Refusal::ServerFull => ServerRejectReason::Overload,
-                    Refusal::Database => ServerRejectReason::InternalServerError,
-                };
-                let _ = request.reject(RejectReason::Server(reason)).await;
-                return Err(format!("refused: {refusal}"));
-            }
-        };
-        let key_settings = match passphrase {
+        // Refusals that need no handshake get their SRT reject code; admission itself waits until
+        // the caller proved it has the passphrase, so a wrong one can never touch a live broadcast.
+        if let Some(refusal) = self.gate.precheck(&channel.name) {
+            return Self::reject(request, reject_reason(&refusal), refusal.kind(), refusal.to_string()).await;
+        }
+        let key_settings = match channel.srt_passphrase {
             Some(p) => match p.try_into() {
                 Ok(passphrase) => Some(KeySettings { key_size: request.key_size(), passphrase }),
                 Err(_) => None,
             },
             None => None,
         };
-        let mut socket = match request.accept(key_settings).await {
-            Ok(s) => s,
-            Err(e) => {
-                // Wrong or missing passphrase, or the caller went away. A broadcast that never had
-                // media ends; one being resumed stays open for the rest of its grace period.
+        let handshake = Duration::from_millis(self.config.handshake_timeout_ms);
+        let mut socket = match tokio::time::timeout(handshake, request.accept(key_settings)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
                 ingest_error("srt_handshake");
-                if publisher.broadcast().renditions().is_empty() {
-                    publisher.finish();
-                } else {
-                    publisher.interrupt();
-                }
+                tracing::warn!(%peer, channel = channel.name, "SRT handshake failed (wrong or missing passphrase?): {e}");
                 return Err(format!("handshake failed (wrong or missing passphrase?): {e}"));
             }
+            Err(_) => {
+                ingest_error("handshake_timeout");
+                return Err("handshake did not complete in time".into());
+            }
         };
-        let idle = Duration::from_millis(self.gate.config().rtmp.idle_timeout_ms);
+        let publisher = self.gate.admit(&key, peer, "srt").await.map_err(|r| format!("refused after the handshake: {r}"))?;
+        let mut state = publisher.broadcast().subscribe_state();
+        let channel_name = publisher.broadcast().channel().to_string();
+        let idle = Duration::from_millis(self.config.idle_timeout_ms);
+        let mut bitrate = BitrateLimit::new(self.max_bitrate_kbps, Duration::from_secs(5));
         let mut session = TsSession::new(publisher);
         let result = loop {
-            let next = tokio::time::timeout(idle, socket.next()).await;
-            match next {
+            let next = tokio::select! {
+                n = tokio::time::timeout(idle, socket.next()) => n,
+                _ = state.changed() => {
+                    if session.publisher.owns_broadcast() {
+                        continue;
+                    }
+                    ingest_error("taken_over");
+                    break Err("another publisher took the channel over".to_string());
+                }
+            };
+            let data = match next {
                 Err(_) => {
                     ingest_error("idle_timeout");
                     break Err("timed out waiting for data".to_string());
                 }
                 Ok(None) => break Ok(()),
                 Ok(Some(Err(e))) => break Err(format!("receive error: {e}")),
-                Ok(Some(Ok((_, data)))) => {
-                    let channel = session.publisher.broadcast().channel().to_string();
-                    metrics::counter!("onair_ingest_bytes_total", "channel" => channel).increment(data.len() as u64);
-                    session.push(&data, Instant::now());
-                    if !session.publisher.owns_broadcast() {
-                        ingest_error("taken_over");
-                        break Err("another publisher took the channel over".to_string());
-                    }
-                }
+                Ok(Some(Ok((_, data)))) => data,
+            };
+            let received = Instant::now();
+            metrics::counter!("onair_ingest_bytes_total", "channel" => channel_name.clone()).increment(data.len() as u64);
+            if let Some(rate) = bitrate.record(received, data.len() as u64) {
+                ingest_error("bitrate_exceeded");
+                tracing::warn!(%peer, channel = channel_name, kbps = rate / 1000, "publisher disconnected: bit rate above the limit");
+                break Err(format!("ingest bit rate {} kbit/s is above the limit of {} kbit/s", rate / 1000, self.max_bitrate_kbps));
+            }
+            if let Err(e) = session.push(&data, received) {
+                ingest_error(e.kind());
+                tracing::warn!(%peer, channel = channel_name, error = %e, "publisher disconnected");
+                break Err(format!("publish refused: {e}"));
             }
         };
         // SRT has no "unpublish" message: a closed or lost connection may come back within the grace period.
         session.finish();
         self.gate.update_live_gauge();
         result
+    }
+}
+
+/// The SRT reject code for an admission refusal.
+fn reject_reason(refusal: &Refusal) -> ServerRejectReason {
+    match refusal {
+        Refusal::UnknownKey => ServerRejectReason::Unauthorized,
+        Refusal::AlreadyLive(_) => ServerRejectReason::Conflict,
+        Refusal::ServerFull => ServerRejectReason::Overload,
+        Refusal::Database => ServerRejectReason::InternalServerError,
     }
 }
 
@@ -199,28 +238,31 @@ impl TsSession {
         TsSession { publisher, demuxer: TsDemuxer::new(), parameter_sets: None, audio_config: None }
     }
 
-    fn push(&mut self, data: &[u8], received: Instant) {
+    fn push(&mut self, data: &[u8], received: Instant) -> Result<(), PublishError> {
         for pes in self.demuxer.push(data) {
-            self.pes(pes, received);
+            self.pes(pes, received)?;
         }
         for e in self.demuxer.take_errors() {
             self.publisher.warn("MPEG-TS", &e);
         }
+        Ok(())
     }
 
     fn finish(mut self) {
         for pes in self.demuxer.flush() {
-            self.pes(pes, Instant::now());
+            if self.pes(pes, Instant::now()).is_err() {
+                break;
+            }
         }
         self.publisher.interrupt();
     }
 
-    fn pes(&mut self, pes: PesPacket, received: Instant) {
+    fn pes(&mut self, pes: PesPacket, received: Instant) -> Result<(), PublishError> {
         let (Some(pts), Some(dts)) = (pes.pts, pes.dts) else {
             self.publisher.warn("PES without timestamps", &pes.pid);
-            return;
+            return Ok(());
         };
-        let result = match pes.kind {
+        match pes.kind {
             StreamKind::H264 => self.video(&pes.data, pts, dts, received),
             StreamKind::Hevc => self.hevc_video(&pes.data, pts, dts, received),
             StreamKind::AacAdts => self.audio(&pes.data, pts, received),
@@ -228,14 +270,10 @@ impl TsSession {
                 self.publisher.warn("unsupported elementary stream", &format!("{other:?}"));
                 Ok(())
             }
-        };
-        if let Err(e) = result {
-            ingest_error("packaging");
-            tracing::warn!(error = %e, "packaging failed");
         }
     }
 
-    fn video(&mut self, data: &[u8], pts: u64, dts: u64, received: Instant) -> Result<(), crate::ingest::publisher::PublishError> {
+    fn video(&mut self, data: &[u8], pts: u64, dts: u64, received: Instant) -> Result<(), PublishError> {
         let units = annexb_nal_units(data);
         let kind = |u: &&[u8]| u.first().map(|b| b & 0x1f);
         let sps = units.iter().find(|u| kind(u) == Some(nal_type::SPS));
@@ -264,7 +302,7 @@ impl TsSession {
 
     /// HEVC in Annex B (stream_type 0x24): in-band VPS/SPS/PPS configure the track; IRAP pictures
     /// (NAL types 16–23) are key frames.
-    fn hevc_video(&mut self, data: &[u8], pts: u64, dts: u64, received: Instant) -> Result<(), crate::ingest::publisher::PublishError> {
+    fn hevc_video(&mut self, data: &[u8], pts: u64, dts: u64, received: Instant) -> Result<(), PublishError> {
         use onair_media::hevc::{hevc_nal_type, nal_type as hevc};
         let units = annexb_nal_units(data);
         let find = |t: u8| units.iter().find(|u| hevc_nal_type(u) == Some(t));
@@ -293,7 +331,7 @@ impl TsSession {
         self.publisher.video_frame(dts, cts, keyframe, Bytes::from(to_avcc(&samples)), received)
     }
 
-    fn audio(&mut self, data: &[u8], pts: u64, received: Instant) -> Result<(), crate::ingest::publisher::PublishError> {
+    fn audio(&mut self, data: &[u8], pts: u64, received: Instant) -> Result<(), PublishError> {
         for (i, frame) in adts::frames(data).into_iter().enumerate() {
             if self.audio_config != Some(frame.audio_specific_config) {
                 match AacConfig::parse(&frame.audio_specific_config) {

@@ -409,3 +409,94 @@ pub async fn wait_renditions_at(base: &str, channel: &str, renditions: &[&str], 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// An RTMP publisher built on the `rml_rtmp` crate's client session (a third-party RTMP
+/// implementation), for messages ffmpeg cannot send: Enhanced RTMP, hostile configuration changes.
+pub struct RtmpClient {
+    sock: std::net::TcpStream,
+    session: rml_rtmp::sessions::ClientSession,
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RtmpClient {
+    /// Connects to `addr`, completes the handshake and `connect`, and publishes stream key `key`
+    /// on app `live`. Panics if the server refuses.
+    pub fn publish(addr: SocketAddr, key: &str) -> RtmpClient {
+        use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+        use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType};
+        use std::io::{Read, Write};
+        let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+        sock.set_nodelay(true).expect("nodelay");
+        let mut hs = Handshake::new(PeerType::Client);
+        sock.write_all(&hs.generate_outbound_p0_and_p1().expect("c0c1")).expect("write");
+        let mut buf = vec![0u8; 8192];
+        let mut pending = loop {
+            let n = sock.read(&mut buf).expect("read");
+            assert!(n > 0, "server closed during the handshake");
+            match hs.process_bytes(&buf[..n]).expect("handshake") {
+                HandshakeProcessResult::InProgress { response_bytes } => sock.write_all(&response_bytes).expect("write"),
+                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                    sock.write_all(&response_bytes).expect("write");
+                    break remaining_bytes;
+                }
+            }
+        };
+        let (mut session, _) = ClientSession::new(ClientSessionConfig::new()).expect("session");
+        let send = |sock: &mut std::net::TcpStream, r: ClientSessionResult| {
+            if let ClientSessionResult::OutboundResponse(p) = r {
+                sock.write_all(&p.bytes).expect("write");
+            }
+        };
+        // Feeds input until an event that `want` accepts is raised.
+        let mut wait_for = |sock: &mut std::net::TcpStream, session: &mut ClientSession, want: fn(&ClientSessionEvent) -> bool| loop {
+            let input = if pending.is_empty() {
+                let n = sock.read(&mut buf).expect("read");
+                assert!(n > 0, "server closed the connection");
+                buf[..n].to_vec()
+            } else {
+                std::mem::take(&mut pending)
+            };
+            let mut done = false;
+            for r in session.handle_input(&input).expect("input") {
+                match r {
+                    ClientSessionResult::RaisedEvent(e) => {
+                        assert!(!matches!(e, ClientSessionEvent::ConnectionRequestRejected { .. }), "rejected: {e:?}");
+                        done |= want(&e);
+                    }
+                    other => send(sock, other),
+                }
+            }
+            if done {
+                return;
+            }
+        };
+        send(&mut sock, session.request_connection("live".into()).expect("connect"));
+        wait_for(&mut sock, &mut session, |e| matches!(e, ClientSessionEvent::ConnectionRequestAccepted));
+        send(&mut sock, session.request_publishing(key.to_string(), PublishRequestType::Live).expect("publish"));
+        wait_for(&mut sock, &mut session, |e| matches!(e, ClientSessionEvent::PublishRequestAccepted));
+        // Drain what the server sends from now on, so its window never fills; note when it hangs up.
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (mut reader, flag) = (sock.try_clone().expect("clone"), closed.clone());
+        std::thread::spawn(move || {
+            while matches!(reader.read(&mut [0u8; 4096]), Ok(n) if n > 0) {}
+            flag.store(true, std::sync::atomic::Ordering::Release);
+        });
+        RtmpClient { sock, session, closed }
+    }
+
+    /// Sends one FLV video (`video`) or audio tag body with timestamp `ms`.
+    pub fn send(&mut self, ms: u64, video: bool, body: bytes::Bytes) -> std::io::Result<()> {
+        use std::io::Write;
+        let ts = rml_rtmp::time::RtmpTimestamp::new(ms as u32);
+        let r = if video { self.session.publish_video_data(body, ts, false) } else { self.session.publish_audio_data(body, ts, false) };
+        match r.map_err(|e| std::io::Error::other(format!("{e:?}")))? {
+            rml_rtmp::sessions::ClientSessionResult::OutboundResponse(p) => self.sock.write_all(&p.bytes),
+            _ => Ok(()),
+        }
+    }
+
+    /// True once the server closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}

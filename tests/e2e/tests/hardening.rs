@@ -1,0 +1,291 @@
+//! Hostile and broken peers against a live channel, over real sockets: SRT callers with the wrong
+//! passphrase, slowloris and idle HTTP floods, encoders that never send a key frame or change
+//! their configuration all the time, and a SIGTERM while viewers wait. Each prints its figures
+//! (`--nocapture`; `tests/bench_faults.sh` runs them in release with more load).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Resident set size of this process, MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kb.unwrap_or(0.0) / 1024.0
+}
+
+/// A count from the environment (the bench raises it), or `default`.
+fn scale(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// How long blocking requests for the next part of `channel` take, `n` times in a row, ms, from
+/// a client bound to `local` (so it is not counted against the flood's address).
+async fn next_part_waits(base: &str, channel: &str, n: usize, local: std::net::IpAddr) -> Vec<f64> {
+    let client = reqwest::Client::builder().local_address(local).timeout(Duration::from_secs(10)).build().expect("client");
+    let playlist = format!("{base}/hls/{channel}/source/index.m3u8");
+    let mut waits = Vec::new();
+    for _ in 0..n {
+        let text = client.get(&playlist).send().await.expect("playlist").text().await.expect("body");
+        let (msn, part) = live_edge(&text);
+        let t = Instant::now();
+        let r = client.get(format!("{playlist}?_HLS_msn={msn}&_HLS_part={}", part + 1)).send().await.expect("blocking");
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await;
+        waits.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    waits
+}
+
+fn p50_p95(v: &[f64]) -> (f64, f64) {
+    (percentile(v, 0.5), percentile(v, 0.95))
+}
+
+/// The finding: SRT admitted a caller before its passphrase handshake, so with takeover on a
+/// caller who had the key but not the passphrase evicted the live publisher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_wrong_passphrase_with_takeover_leaves_the_live_publisher_alone() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.ingest.takeover = true;
+    })
+    .await;
+    let secret = server.running.channels.create_with("secret", Some("correct horse battery")).await.expect("channel");
+    let url = |pass: &str| server.srt_url(&format!("publish:live/{}", secret.stream_key), &format!("&passphrase={pass}&pbkeylen=16"));
+    let mut live = Publisher::start(&obs_like_fixture(), &url("correct horse battery"));
+    server.wait_renditions("secret", &["source", "audio"], 2).await;
+    let broadcast = server.running.store.get("secret").expect("broadcast");
+    let owner = broadcast.state().session;
+    for _ in 0..3 {
+        let out = publish_once(&obs_like_fixture(), &url("wrong horse battery"), 2, Some(1)).await;
+        assert!(!out.status.success(), "a wrong passphrase must be refused");
+    }
+    assert_eq!(broadcast.state().session, owner, "the live session was not taken over");
+    assert!(live.child.try_wait().expect("ffmpeg state").is_none(), "the live publisher is still connected");
+    let waits = next_part_waits(&server.url(""), "secret", 10, "127.0.0.1".parse().expect("ip")).await;
+    let (p50, p95) = p50_p95(&waits);
+    println!("srt wrong passphrase x3 with takeover on: live session kept, next part p50 {p50:.0} ms, p95 {p95:.0} ms");
+    assert!(p95 < 1500.0, "the live channel keeps getting parts");
+    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
+    assert!(metrics.contains("onair_errors_total{kind=\"srt_handshake\"}"));
+    live.kill();
+}
+
+/// Reads until the server closes the connection (or `limit` passes); returns what it sent and how long it took.
+async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Duration>) {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, Some(started.elapsed())),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, None),
+        }
+    }
+}
+
+/// The finding: connections that send half a request header (or nothing) stayed open forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_and_idle_floods_do_not_stop_the_live_channel() {
+    let per_ip = scale("ONAIR_FLOOD_PER_IP", 300);
+    let flood = scale("ONAIR_FLOOD_CONNECTIONS", 400);
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.http.header_read_timeout_ms = 2000;
+        c.http.idle_timeout_ms = 4000;
+        c.http.max_connections_per_ip = per_ip;
+        c.http.trusted = vec!["127.0.0.2/32".parse().expect("cidr")];
+    })
+    .await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 2).await;
+    let checker: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+    let base = server.url("");
+    let before = next_part_waits(&base, "demo", 10, checker).await;
+    let rss_before = rss_mib();
+    // Half of the flood sends half a request header, the other half nothing at all.
+    let mut held = Vec::new();
+    for i in 0..flood {
+        let Ok(mut s) = TcpStream::connect(server.http).await else { continue };
+        if i % 2 == 0 {
+            let _ = s.write_all(b"GET /hls/demo/master.m3u8 HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+        }
+        held.push(s);
+    }
+    let during = next_part_waits(&base, "demo", 10, checker).await;
+    // A new viewer from a trusted address still starts at once.
+    let t = Instant::now();
+    let viewer = reqwest::Client::builder().local_address(checker).build().expect("client");
+    assert_eq!(viewer.get(server.url("/hls/demo/master.m3u8")).send().await.expect("viewer").status(), 200);
+    let new_viewer_ms = t.elapsed().as_secs_f64() * 1000.0;
+    // Over the per-address cap: a clean 503; under it: closed by the header-read timeout.
+    let mut refused = 0;
+    let mut closed_after = Vec::new();
+    let mut open_at_end = 0;
+    for mut s in held {
+        let (reply, closed) = until_closed(&mut s, Duration::from_secs(8)).await;
+        if reply.starts_with(b"HTTP/1.1 503") {
+            refused += 1;
+        } else if let Some(d) = closed {
+            closed_after.push(d.as_secs_f64());
+        } else {
+            open_at_end += 1;
+        }
+    }
+    let rss_after = rss_mib();
+    let (b50, b95) = p50_p95(&before);
+    let (d50, d95) = p50_p95(&during);
+    println!(
+        "http flood: {flood} connections (half slowloris, half idle), per-IP cap {per_ip}: {} held, {refused} refused with 503, \
+         {open_at_end} still open after 8 s; next part p50/p95 {b50:.0}/{b95:.0} ms before, {d50:.0}/{d95:.0} ms during; \
+         new viewer {new_viewer_ms:.0} ms; RSS {rss_before:.1} -> {rss_after:.1} MiB",
+        flood - refused
+    );
+    assert_eq!(open_at_end, 0, "every flood connection is closed");
+    assert_eq!(refused, flood.saturating_sub(per_ip), "the per-address cap refuses the rest");
+    assert!(d95 < 1500.0, "the live channel keeps serving on time during the flood");
+    // An idle keep-alive connection is closed once no next request head arrives within the header-read timeout.
+    let mut s = TcpStream::connect(server.http).await.expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("request");
+    let (reply, closed) = until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(reply.starts_with(b"HTTP/1.1 200"));
+    println!("idle keep-alive connection closed after {closed:?} (header-read timeout 2 s)");
+    assert!(closed.is_some_and(|d| d >= Duration::from_millis(1500) && d < Duration::from_secs(4)), "idle keep-alive closed after {closed:?}");
+    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
+    assert!(metrics.contains("onair_http_refused_total{reason=\"per_ip\"}"));
+}
+
+/// The finding: an encoder that never sends another key frame grew one segment (and
+/// EXT-X-TARGETDURATION) without limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_without_key_frames_is_disconnected() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.ingest.max_gop_ms = 3000;
+        c.ingest.reconnect_grace_ms = 0;
+    })
+    .await;
+    let rss_before = rss_mib();
+    let url = server.rtmp_url(&server.key);
+    let input = shared_media("bigbuckbunny.mp4");
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-t", "30", "-i"])
+            .arg(input)
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-x264-params", "keyint=infinite:scenecut=0"])
+            .args(["-c:a", "aac", "-ac", "2", "-f", "flv", &url])
+            .output()
+            .expect("ffmpeg")
+    })
+    .await
+    .expect("join");
+    let took = started.elapsed();
+    println!("no-IDR publisher: disconnected after {:.1} s (bound 3 s of GOP); RSS {rss_before:.1} -> {:.1} MiB", took.as_secs_f64(), rss_mib());
+    assert!(!out.status.success(), "ffmpeg sees the server close the connection");
+    assert!(took < Duration::from_secs(15), "refused well before the 30 s input ends: {took:?}");
+    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
+    assert!(metrics.contains("onair_errors_total{kind=\"gop_too_long\"}"));
+    // The broadcast ended; its playlist never announced more than the bound.
+    if let Some(playlist) = get_text(&server.url("/hls/demo/source/index.m3u8")).await {
+        let td: u32 = playlist.lines().find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:")).and_then(|v| v.parse().ok()).unwrap_or(0);
+        assert!(td <= 3, "target duration {td}");
+    }
+    live_after_refusal(&server).await;
+}
+
+/// A refused publisher harms nobody else: a good one publishes on the same server right after.
+async fn live_after_refusal(server: &TestServer) {
+    let _good = server.publish();
+    server.wait_segments("demo", 2).await;
+    live_channel_is_healthy(server).await;
+}
+
+/// The finding: alternating sequence headers pushed a new init segment (never evicted) and
+/// restarted the transcoder every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconfiguration_storm_is_refused() {
+    let server = TestServer::start_with(|c| c.ingest.max_reconfigurations_per_minute = 6).await;
+    let addr = server.rtmp;
+    let key = server.key.clone();
+    let rss_before = rss_mib();
+    let (sent, took, closed) = tokio::task::spawn_blocking(move || {
+        let mut client = RtmpClient::publish(addr, &key);
+        let record = onair_media_sample_avcc();
+        let mut other = record.clone();
+        other[3] ^= 0x01; // another AVCLevelIndication: a different configuration
+        let started = Instant::now();
+        let mut sent = 0;
+        for i in 0..1000u64 {
+            let avcc = if i % 2 == 0 { &record } else { &other };
+            let body = Bytes::from([&[0x17, 0, 0, 0, 0][..], avcc].concat());
+            if client.send(i * 10, true, body).is_err() || client.is_closed() {
+                break;
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (sent, started.elapsed(), client.is_closed())
+    })
+    .await
+    .expect("join");
+    println!("reconfiguration storm: server closed after {sent} sequence headers in {:.2} s; RSS {rss_before:.1} -> {:.1} MiB", took.as_secs_f64(), rss_mib());
+    assert!(closed || sent < 1000, "the server disconnects the publisher");
+    assert!(sent <= 50, "refused soon after the bound of 6 changes, not after {sent}");
+    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
+    assert!(metrics.contains("onair_errors_total{kind=\"reconfiguration_storm\"}"));
+    let held = server.running.store.get("demo").and_then(|b| b.rendition("source")).map(|r| (0..64).filter(|id| r.init_segment(*id).is_some()).count());
+    assert!(held.unwrap_or(0) <= 8, "init segments held: {held:?}");
+}
+
+/// The H.264 configuration record of the 720p sample.
+fn onair_media_sample_avcc() -> Vec<u8> {
+    let fixture = std::fs::read(obs_like_fixture()).expect("fixture");
+    let at = fixture.windows(4).position(|w| w == b"avcC").expect("avcC box");
+    let size = u32::from_be_bytes([fixture[at - 4], fixture[at - 3], fixture[at - 2], fixture[at - 1]]) as usize;
+    fixture[at + 4..at - 4 + size].to_vec()
+}
+
+/// SIGTERM: blocked playlist requests get 503 at once (players fail over; no EXT-X-ENDLIST), and
+/// the process exits on its own within a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_blocked_viewers_with_503_and_exits() {
+    let mut server = ServerProcess::start(free_port(), "");
+    let mut publisher = Publisher::start(&obs_like_fixture(), &server.rtmp_url());
+    let base = server.base_url();
+    wait_renditions_at(&base, "demo", &["source"], 2).await;
+    let playlist = format!("{base}/hls/demo/source/index.m3u8");
+    let text = get_text(&playlist).await.expect("playlist");
+    let (msn, _) = live_edge(&text);
+    // Two segments ahead: this request waits several seconds for its part.
+    let blocked = tokio::spawn(async move {
+        let r = client().get(format!("{playlist}?_HLS_msn={}&_HLS_part=0", msn + 2)).send().await.expect("blocking");
+        (r.status().as_u16(), r.headers().get("cache-control").map(|v| v.to_str().unwrap_or("").to_string()), r.text().await.unwrap_or_default())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publisher.kill();
+    let pid = server.child.id().to_string();
+    let t = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let (status, cc, body) = blocked.await.expect("join");
+    let answered = t.elapsed();
+    let exit = loop {
+        if let Some(s) = server.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "onair did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("SIGTERM: blocked request answered {status} after {:.0} ms; process exited after {:.2} s ({exit})", answered.as_secs_f64() * 1000.0, t.elapsed().as_secs_f64());
+    assert_eq!(status, 503);
+    assert_eq!(cc.as_deref(), Some("no-store"));
+    assert!(!body.contains("ENDLIST"));
+    assert!(answered < Duration::from_secs(2));
+    assert!(exit.success(), "a graceful shutdown exits with status 0");
+}
