@@ -15,12 +15,14 @@ if [ ! -f "$fixture" ]; then
   mv "$fixture.tmp.mp4" "$fixture"
 fi
 
-# start_server: runs target/release/onair on free ports; sets http, rtmp, server_pid and key.
+# start_server [NAME]: runs target/release/onair on free ports (data and log under NAME, for
+# several servers in one run); sets http, rtmp, server_pid and key.
 start_server() {
+  local name=${1:-}
   http=$(free_port); rtmp=$(free_port)
-  RUST_LOG=warn target/release/onair serve --data-dir "$work/data" --http-addr 127.0.0.1:"$http" \
-    --rtmp-addr 127.0.0.1:"$rtmp" --srt-addr 127.0.0.1:"$(free_port)" > "$work/serve.log" 2>&1 &
+  RUST_LOG=warn target/release/onair serve --data-dir "$work/data$name" --http-addr 127.0.0.1:"$http" \
+    --rtmp-addr 127.0.0.1:"$rtmp" --srt-addr 127.0.0.1:"$(free_port)" > "$work/serve$name.log" 2>&1 &
   server_pid=$!; pids+=("$server_pid")
-  for _ in $(seq 50); do grep -qs "stream key for channel demo" "$work/serve.log" && break; sleep 0.1; done
-  key=$(grep -s "stream key for channel demo" "$work/serve.log" | awk '{print $NF}')
+  for _ in $(seq 50); do grep -qs "stream key for channel demo" "$work/serve$name.log" && break; sleep 0.1; done
+  key=$(grep -s "stream key for channel demo" "$work/serve$name.log" | awk '{print $NF}')
 }

@@ -64,6 +64,35 @@ pub fn plan_ladder(rungs: &[Rung], source_width: u32, source_height: u32, keep_s
     planned
 }
 
+/// A rung is kept only if its bit rate is at most this share of the source's: a smaller picture
+/// that costs nearly as much as the source is no better choice for a player.
+pub const MAX_SHARE_OF_SOURCE: f64 = 0.75;
+
+/// Lowest bit rate a rung is capped to, kbit/s.
+pub const MIN_RUNG_KBPS: u32 = 64;
+
+/// Fits planned `rungs` to a `source_width` × `source_height` source measured at `source_kbps`:
+/// each rung's bit rate is capped at the source's scaled by the rungs' pixel ratio (a smaller
+/// picture of the same content needs no more bits per pixel), and a rung whose bit rate is still
+/// above [`MAX_SHARE_OF_SOURCE`] of the source's is dropped, except one of the source's own height
+/// (kept for players that cannot decode the source's codec).
+pub fn fit_to_source(rungs: Vec<PlannedRung>, source_width: u32, source_height: u32, source_kbps: u32) -> Vec<PlannedRung> {
+    let source_pixels = f64::from(source_width) * f64::from(source_height);
+    if source_pixels == 0.0 || source_kbps == 0 {
+        return rungs;
+    }
+    rungs
+        .into_iter()
+        .filter_map(|mut r| {
+            let ratio = f64::from(r.width) * f64::from(r.height) / source_pixels;
+            let cap = (f64::from(source_kbps) * ratio).round() as u32;
+            r.bitrate_kbps = r.bitrate_kbps.min(cap.max(MIN_RUNG_KBPS));
+            let compatibility = r.height >= source_height;
+            (compatibility || f64::from(r.bitrate_kbps) <= MAX_SHARE_OF_SOURCE * f64::from(source_kbps)).then_some(r)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +120,28 @@ mod tests {
         assert!(plan_ladder(&l, 0, 0, false).is_empty());
         // An HEVC 720p source keeps the 720p H.264 rung.
         assert_eq!(names(&plan_ladder(&l, 1280, 720, true))[0], ("720p".into(), 1280, 720));
+    }
+
+    #[test]
+    fn rungs_never_cost_more_than_the_source_per_pixel() {
+        let l = Rung::default_ladder();
+        // The camera sample: 720x576 at ~0.9 Mbit/s. 480p (600x480) was offered at 1.2 Mbit/s.
+        let fitted = fit_to_source(plan_ladder(&l, 720, 576, false), 720, 576, 900);
+        let rates: Vec<(u32, u32)> = fitted.iter().map(|r| (r.height, r.bitrate_kbps)).collect();
+        assert_eq!(rates, vec![(480, 625), (360, 352)]);
+        // A 1080p source at 8 Mbit/s keeps the configured rates.
+        let big = fit_to_source(plan_ladder(&l, 1920, 1080, false), 1920, 1080, 8000);
+        assert_eq!(big.iter().map(|r| r.bitrate_kbps).collect::<Vec<_>>(), vec![3000, 1200, 600]);
+        // A rung barely smaller than the source is dropped: 720p from a 760p source.
+        let near = fit_to_source(plan_ladder(&l, 1352, 760, false), 1352, 760, 2000);
+        assert_eq!(near.iter().map(|r| r.height).collect::<Vec<_>>(), vec![480, 360]);
+        // The H.264 rung at an HEVC source's own height stays, capped at the source's rate.
+        let hevc = fit_to_source(plan_ladder(&l, 1280, 720, true), 1280, 720, 2000);
+        assert_eq!((hevc[0].height, hevc[0].bitrate_kbps), (720, 2000));
+        // A starved source: rungs get the floor, and are dropped when even that is too much.
+        assert!(fit_to_source(plan_ladder(&l, 1280, 720, false), 1280, 720, 60).is_empty());
+        // Unknown rate: unchanged.
+        assert_eq!(fit_to_source(plan_ladder(&l, 1280, 720, false), 1280, 720, 0).len(), 2);
     }
 
     #[test]

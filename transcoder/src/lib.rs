@@ -14,7 +14,7 @@
 pub mod ladder;
 pub mod pipeline;
 
-pub use ladder::{plan_ladder, PlannedRung, Rung};
+pub use ladder::{fit_to_source, plan_ladder, PlannedRung, Rung};
 pub use pipeline::{EncoderSettings, Output, Transcoder};
 
 /// Errors from starting a transcode session.

@@ -9,7 +9,13 @@
 //! - the audio track starts its segments at the same presentation times as the video track (at the
 //!   first audio frame at or after each video boundary), so renditions switch cleanly;
 //! - a sample's duration is the distance to the next sample's decode time, so tfdt is continuous and
-//!   nothing drifts; the last sample of a stream reuses the previous duration.
+//!   nothing drifts; the last sample of a stream reuses the previous duration;
+//! - when the frame rate is steady (the last 4 decode-time intervals within 3 ms of each other,
+//!   which covers ms-rounded RTMP timestamps of 29.97/30 fps and sample-counted AAC), a frame's
+//!   duration is predicted instead of waited for: it goes into its part on arrival and the part
+//!   closes at once when full, one frame interval earlier than waiting for the next frame. The
+//!   prediction aims each sample's end at its real decode time plus the interval, so jitter is
+//!   corrected on the next sample and never accumulates ([`PackagerConfig::predict_durations`]).
 //!
 //! The packager is pure: callers push frames in arrival order and receive [`PackagedPart`]s.
 
@@ -31,13 +37,19 @@ pub struct PackagerConfig {
     pub min_segment_ms: u32,
     /// Segment length for audio-only broadcasts, ms. Default 2000.
     pub audio_only_segment_ms: u32,
+    /// Close parts on the arrival of their last frame when the frame rate is steady (see the
+    /// module docs), instead of on the arrival of the next one. Default true.
+    pub predict_durations: bool,
 }
 
 impl Default for PackagerConfig {
     fn default() -> Self {
-        PackagerConfig { part_target_ms: 200, min_segment_ms: 1000, audio_only_segment_ms: 2000 }
+        PackagerConfig { part_target_ms: 200, min_segment_ms: 1000, audio_only_segment_ms: 2000, predict_durations: true }
     }
 }
+
+/// Decode-time intervals looked at to decide that the frame rate is steady.
+const STEADY_INTERVALS: usize = 4;
 
 /// A finished Partial Segment of one track.
 #[derive(Debug, Clone)]
@@ -76,6 +88,12 @@ struct TrackState {
     sequence: u32,
     pending: Option<Frame>,
     last_duration: u64,
+    /// The last decode-time intervals seen (real timestamps), newest last.
+    intervals: VecDeque<u64>,
+    /// Decode time of the newest frame seen.
+    last_dts: Option<u64>,
+    /// Where the last committed sample ends on the written timeline (the next tfdt).
+    end: Option<u64>,
     part: Vec<(Sample, Instant)>,
     part_start: u64,
     part_duration: u64,
@@ -94,6 +112,9 @@ impl TrackState {
             sequence: 0,
             pending: None,
             last_duration: 0,
+            intervals: VecDeque::new(),
+            last_dts: None,
+            end: None,
             part: Vec::new(),
             part_start: 0,
             part_duration: 0,
@@ -142,15 +163,50 @@ impl TrackState {
         Ok(())
     }
 
-    /// Moves the pending frame into the open part, now that the next decode time (`next_dts`) is known.
-    fn commit_pending(&mut self, next_dts: Option<u64>) {
-        let Some(f) = self.pending.take() else { return };
-        let measured = next_dts.and_then(|n| n.checked_sub(f.dts)).filter(|d| *d > 0 && *d < u64::from(self.timescale) * 10);
-        let duration = measured.unwrap_or(if self.last_duration > 0 { self.last_duration } else { u64::from(self.timescale) / 30 });
+    /// Records a frame's decode time for the steadiness check.
+    fn observe(&mut self, dts: u64) {
+        if let Some(prev) = self.last_dts.filter(|p| dts > *p) {
+            self.intervals.push_back(dts - prev);
+            if self.intervals.len() > STEADY_INTERVALS {
+                self.intervals.pop_front();
+            }
+        }
+        self.last_dts = Some(dts);
+    }
+
+    /// Ticks of jitter tolerated: 3 ms.
+    fn tolerance(&self) -> u64 {
+        u64::from(self.timescale) * 3 / 1000
+    }
+
+    /// The next frame interval, when the last intervals were steady.
+    fn predicted(&self) -> Option<u64> {
+        if self.intervals.len() < STEADY_INTERVALS {
+            return None;
+        }
+        let (min, max) = self.intervals.iter().fold((u64::MAX, 0), |(lo, hi), d| (lo.min(*d), hi.max(*d)));
+        (max - min <= self.tolerance() && min > 0).then(|| self.intervals.iter().sum::<u64>() / self.intervals.len() as u64)
+    }
+
+    /// (written start, duration) of a frame with decode time `dts` whose end aims at `target_end`.
+    fn place(&self, dts: u64, target_end: u64) -> (u64, u64) {
+        let slack = self.tolerance().max(self.last_duration / 2);
+        let start = self.end.filter(|e| e.abs_diff(dts) <= slack).unwrap_or(dts);
+        let fallback = if self.last_duration > 0 { self.last_duration } else { u64::from(self.timescale) / 30 };
+        let duration = target_end.checked_sub(start).filter(|d| *d > 0 && *d < u64::from(self.timescale) * 10).unwrap_or(fallback);
+        (start, duration)
+    }
+
+    /// Puts frame `f` into the open part; its written end aims at `target_end` (a real decode time).
+    /// It starts where the previous sample ended when that is within jitter of its own decode time
+    /// (so tfdt stays continuous), else at its own decode time (a timestamp jump).
+    fn commit(&mut self, f: Frame, target_end: u64) {
+        let (start, duration) = self.place(f.dts, target_end);
         self.last_duration = duration;
         if self.part.is_empty() {
-            self.part_start = f.dts;
+            self.part_start = start;
         }
+        self.end = Some(start + duration);
         let sample = Sample {
             duration: duration.min(u64::from(u32::MAX)) as u32,
             cts_offset: f.cts_offset,
@@ -160,6 +216,15 @@ impl TrackState {
         self.part.push((sample, f.received));
         self.part_duration += duration;
         self.segment_duration += duration;
+    }
+
+    /// Moves the pending frame into the open part, now that the next decode time (`next_dts`) is known.
+    fn commit_pending(&mut self, next_dts: Option<u64>) {
+        let Some(f) = self.pending.take() else { return };
+        let measured = next_dts.filter(|n| n.checked_sub(f.dts).is_some_and(|d| d > 0 && d < u64::from(self.timescale) * 10));
+        let fallback = if self.last_duration > 0 { self.last_duration } else { u64::from(self.timescale) / 30 };
+        let target = measured.unwrap_or(f.dts + fallback);
+        self.commit(f, target);
     }
 }
 
@@ -205,6 +270,7 @@ impl Packager {
         if kind == TrackKind::Video && !track.started() && !frame.keyframe {
             return Ok(out);
         }
+        track.observe(frame.dts);
         track.commit_pending(Some(frame.dts));
         let new_segment = match kind {
             TrackKind::Video => frame.keyframe && track.segment_duration >= track.ticks(cfg.min_segment_ms),
@@ -226,7 +292,20 @@ impl Packager {
             track.close_part(&mut out)?;
         }
         let boundary_dts = frame.dts;
-        track.pending = Some(frame);
+        match track.predicted().filter(|_| cfg.predict_durations) {
+            Some(interval) => {
+                let target = frame.dts + interval;
+                let limit = track.ticks(cfg.part_target_ms);
+                if track.part_duration > 0 && track.part_duration + track.place(frame.dts, target).1 > limit {
+                    track.close_part(&mut out)?; // this frame's jitter would overfill the part
+                }
+                track.commit(frame, target);
+                if track.part_duration + interval > limit {
+                    track.close_part(&mut out)?; // full: no need to wait for the next frame
+                }
+            }
+            None => track.pending = Some(frame),
+        }
         if kind == TrackKind::Video && new_segment {
             if let Some(audio) = self.audio.as_mut() {
                 let b = boundary_dts as u128 * u128::from(audio.timescale) / u128::from(VIDEO_TIMESCALE);
@@ -335,6 +414,66 @@ mod tests {
         }
         let segs = parts.iter().filter(|p| p.starts_segment).count();
         assert_eq!(segs, 3);
+        assert!(parts.iter().all(|p| p.duration <= 18_000));
+    }
+
+    /// Pushes `n` video frames with RTMP-style ms timestamps at `fps` (key frame every 2 s); returns
+    /// each part with the index of the frame whose push released it.
+    fn timed(predict: bool, fps: f64, n: u64) -> Vec<(u64, PackagedPart)> {
+        let mut p = Packager::new(PackagerConfig { predict_durations: predict, ..Default::default() });
+        p.set_track(&TrackConfig::Avc(AvcConfig::parse(onair_media::avc::SAMPLE_AVCC_720P).expect("avcc")));
+        let gop = (2.0 * fps).round() as u64;
+        let mut out = Vec::new();
+        for i in 0..n {
+            let ms = (i as f64 * 1000.0 / fps).round() as u64;
+            for part in p.push(TrackKind::Video, frame(ms * 90, i % gop == 0)).expect("push") {
+                out.push((i, part));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn steady_parts_close_on_their_last_frame_not_the_next_one() {
+        let late = timed(false, 25.0, 250);
+        let early = timed(true, 25.0, 250);
+        assert!(early.len() >= late.len());
+        // Same parts, same bytes; only when they come out differs.
+        for ((i_late, a), (i_early, b)) in late.iter().zip(&early).skip(2) {
+            assert_eq!((a.start, a.duration, &a.data), (b.start, b.duration, &b.data));
+            // Part k holds frames 5k..5k+4: released by frame 5k+5 when waiting, by 5k+4 when predicted.
+            assert_eq!(*i_late, i_early + 1, "part at {}", a.start);
+        }
+    }
+
+    #[test]
+    fn ms_rounded_30_fps_stays_continuous_and_does_not_drift() {
+        for fps in [30.0, 29.97, 60.0] {
+            let parts = timed(true, fps, (fps * 60.0) as u64);
+            for pair in parts.windows(2) {
+                assert_eq!(pair[0].1.start + pair[0].1.duration, pair[1].1.start, "tfdt continuity at {fps} fps");
+            }
+            assert!(parts.iter().all(|(_, p)| p.duration <= 18_000), "parts within the target at {fps} fps");
+            // The written timeline ends where the real timestamps do (within the 3 ms tolerance).
+            let (last_i, last) = parts.last().expect("parts");
+            let real_end = ((*last_i as f64 + 1.0) * 1000.0 / fps).round() * 90.0;
+            let written_end = (last.start + last.duration) as f64;
+            assert!((written_end - real_end).abs() <= 270.0, "{fps} fps: written {written_end} vs real {real_end}");
+            // Most parts come out on their own last frame.
+            let early = parts.windows(2).filter(|w| w[1].0 > w[0].0).count();
+            assert!(early > parts.len() / 2, "{fps} fps");
+        }
+    }
+
+    #[test]
+    fn timestamp_jumps_restart_the_timeline_without_panicking() {
+        let mut p = packager();
+        let mut parts = Vec::new();
+        for i in 0..100u64 {
+            let dts = if i < 50 { i * 3600 } else { 90_000 * 3600 + i * 3600 };
+            parts.extend(p.push(TrackKind::Video, frame(dts, i % 50 == 0)).expect("push"));
+        }
+        assert!(parts.iter().any(|p| p.start >= 90_000 * 3600), "the timeline follows the jump");
         assert!(parts.iter().all(|p| p.duration <= 18_000));
     }
 }

@@ -201,11 +201,14 @@ pub struct HlsConfig {
     pub min_target_duration_s: u32,
     /// Segments listed in each Media Playlist. Default 12.
     pub window_segments: usize,
+    /// Close a part on the arrival of its last frame when the frame rate is steady, instead of
+    /// on the next frame's (one frame interval less latency). Default true.
+    pub close_parts_early: bool,
 }
 
 impl Default for HlsConfig {
     fn default() -> Self {
-        HlsConfig { part_target_ms: 200, min_segment_ms: 1000, min_target_duration_s: 2, window_segments: 12 }
+        HlsConfig { part_target_ms: 200, min_segment_ms: 1000, min_target_duration_s: 2, window_segments: 12, close_parts_early: true }
     }
 }
 

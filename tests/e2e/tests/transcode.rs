@@ -124,3 +124,55 @@ async fn ladder_renditions_are_aligned_and_switchable() {
     assert_eq!(onair["last"]["stalls"], 0, "the player stalled while switching");
     assert!(played >= 10.0, "the player advanced only {played:.1} s");
 }
+
+/// (AVERAGE-BANDWIDTH, BANDWIDTH) per variant URI of a Multivariant Playlist.
+fn bandwidths(master: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    let mut pending = None;
+    for line in master.lines() {
+        if let Some(attrs) = line.strip_prefix("#EXT-X-STREAM-INF:") {
+            let get = |k: &str| {
+                attrs.split(',').find_map(|kv| kv.strip_prefix(&format!("{k}="))).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            };
+            pending = Some((get("AVERAGE-BANDWIDTH"), get("BANDWIDTH")));
+        } else if let Some(b) = pending.take().filter(|_| !line.starts_with('#')) {
+            out.insert(line.to_string(), b);
+        }
+    }
+    out
+}
+
+/// The finding: the real camera sample (720x576, ~0.9 Mbit/s, pushed with `-c copy`) had its 480p
+/// rung advertised at 1.2 Mbit/s, above the source, so players picked a smaller, costlier picture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rungs_of_a_low_bitrate_camera_source_cost_less_than_the_source() {
+    let server = TestServer::start_with(|_| {}).await;
+    let _publisher = Publisher::start(&shared_media("balle-jbart.mp4"), &server.rtmp_url(&server.key));
+    server.wait_renditions("demo", &["source", "480p", "360p"], 2).await;
+    let master = get_text(&server.url("/hls/demo/master.m3u8")).await.expect("master");
+    let b = bandwidths(&master);
+    println!("camera sample ladder (AVERAGE-BANDWIDTH, BANDWIDTH): {b:?}");
+    let source = b["source/index.m3u8"];
+    for rung in ["480p/index.m3u8", "360p/index.m3u8"] {
+        assert!(b[rung].0 < source.0, "{rung} average {} must be below the source's {}", b[rung].0, source.0);
+    }
+    assert!(b["360p/index.m3u8"].0 < b["480p/index.m3u8"].0);
+}
+
+/// The finding: every channel got its whole ladder (a decode thread plus one per rung), so at the
+/// publisher cap a 2-core box ran hundreds of encoder threads. With a budget of 2 rungs, the first
+/// channel takes both and the next one gets the source only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rung_budget_gives_later_channels_fewer_rungs() {
+    let server = TestServer::start_with(|c| c.transcode.max_rungs = 2).await;
+    let second = server.running.channels.create("second").await.expect("channel");
+    let _first = server.publish();
+    server.wait_renditions("demo", &["source", "480p", "360p"], 1).await;
+    let _second = Publisher::start(&obs_like_fixture(), &server.rtmp_url(&second.stream_key));
+    server.wait_renditions("second", &["source", "audio"], 2).await;
+    let master = get_text(&server.url("/hls/second/master.m3u8")).await.expect("master");
+    assert!(!master.contains("480p") && !master.contains("360p"), "the budget is spent: {master}");
+    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
+    assert!(metrics.contains("onair_transcode_rungs_refused_total"));
+    assert!(metrics.lines().any(|l| l == "onair_transcode_rungs 2"), "two rungs encode");
+}

@@ -108,6 +108,7 @@ impl Gate {
                     part_target_ms: hls.part_target_ms,
                     min_segment_ms: hls.min_segment_ms,
                     audio_only_segment_ms: hls.min_target_duration_s * 1000,
+                    predict_durations: hls.close_parts_early,
                 };
                 let policy = PublishPolicy {
                     packager: cfg,

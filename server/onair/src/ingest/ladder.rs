@@ -9,14 +9,54 @@ use std::sync::Arc;
 use onair_cmaf::{init_segment, Packager, PackagerConfig};
 use onair_media::{Frame, TrackConfig, TrackKind};
 use onair_store::{RenditionInfo, RenditionWriter, SessionRef, WriteError};
-use onair_transcoder::{EncoderSettings, Output, PlannedRung, Transcoder};
+use onair_transcoder::{fit_to_source, EncoderSettings, Output, PlannedRung, Transcoder};
 
 use crate::ingest::publisher::{append_part, Anchor};
 use crate::observability::ingest_error;
 
-/// Frames kept for a transcoder that is still opening its encoders (about 5 s at 30 fps); older
-/// ones are dropped up to a key frame.
+/// Frames kept for a transcoder that is still measuring its source or opening its encoders (about
+/// 5 s at 30 fps); past it they are dropped up to a key frame.
 const STARTING_BACKLOG_FRAMES: usize = 150;
+
+/// Source media measured before the ladder is fitted to the source's bit rate, 90 kHz ticks (2 s).
+const MEASURE_TICKS: u64 = 2 * 90_000;
+
+/// A ladder waiting for [`MEASURE_TICKS`] of source video to measure the source's bit rate, then
+/// fitted to it ([`onair_transcoder::fit_to_source`]) and started. Frames since the first key
+/// frame are kept and fed to the transcoder once it runs, so the rungs' segments line up with the
+/// source's from the first one.
+#[derive(Debug)]
+pub struct Measuring {
+    /// The ladder being replaced; finished before the new one starts.
+    pub previous: Box<Ladder>,
+    /// The source's configuration.
+    pub source: TrackConfig,
+    /// Planned rungs, before fitting.
+    pub rungs: Vec<PlannedRung>,
+    /// Encoder settings.
+    pub settings: EncoderSettings,
+    /// Builds the sink once the rungs are known.
+    pub sink: SinkFactory,
+    /// The budget's rungs.
+    pub permit: RungPermit,
+    /// Frames from the first key frame on.
+    pub backlog: VecDeque<Frame>,
+}
+
+/// What a [`RungSink`] needs besides the rungs.
+#[derive(Debug, Clone)]
+pub struct SinkFactory {
+    /// The publish session.
+    pub session: SessionRef,
+    /// Channel name.
+    pub channel: String,
+    /// The broadcast's wall-clock anchor.
+    pub anchor: Anchor,
+    /// Packaging policy.
+    pub packager_config: PackagerConfig,
+    /// Source frame rate.
+    pub source_fps: Option<f64>,
+}
 
 /// The server-wide number of rungs being encoded, bounded by `transcode.max_rungs`. Shared by
 /// every publisher; a channel that starts when the budget is spent gets fewer rungs.
@@ -64,7 +104,14 @@ impl RungPermit {
 
     /// Gives the rungs back now (the permit holds none afterwards).
     fn release(&mut self) {
-        self.used.fetch_sub(std::mem::take(&mut self.granted), Ordering::AcqRel);
+        self.shrink(0);
+    }
+
+    /// Keeps `to` rungs at most, giving the rest back.
+    fn shrink(&mut self, to: usize) {
+        let extra = self.granted.saturating_sub(to);
+        self.granted -= extra;
+        self.used.fetch_sub(extra, Ordering::AcqRel);
     }
 }
 
@@ -82,6 +129,8 @@ pub enum Ladder {
     /// No ladder (transcoding off, a small source, or the budget spent).
     #[default]
     Off,
+    /// Measuring the source's bit rate.
+    Measuring(Box<Measuring>),
     /// Opening; frames since the last key frame wait in the backlog.
     Starting {
         /// The opened transcoder, or `None` if it failed.
@@ -112,6 +161,7 @@ impl Ladder {
         settings: EncoderSettings,
         sink: RungSink,
         permit: RungPermit,
+        backlog: VecDeque<Frame>,
     ) -> Ladder {
         let (tx, ready) = std::sync::mpsc::sync_channel(1);
         let source = source.clone();
@@ -134,7 +184,7 @@ impl Ladder {
             let _ = tx.send(started);
         });
         match spawned {
-            Ok(_) => Ladder::Starting { ready, backlog: VecDeque::new(), permit },
+            Ok(_) => Ladder::Starting { ready, backlog, permit },
             Err(e) => {
                 ingest_error("transcode_start");
                 tracing::error!(error = %e, "cannot spawn the transcoder start thread");
@@ -145,13 +195,28 @@ impl Ladder {
 
     /// Gives this ladder's rungs back to the budget ahead of its threads finishing (it is being replaced).
     pub fn release_budget(&mut self) {
-        if let Ladder::Starting { permit, .. } | Ladder::Running { permit, .. } = self {
-            permit.release();
+        match self {
+            Ladder::Starting { permit, .. } | Ladder::Running { permit, .. } => permit.release(),
+            Ladder::Measuring(m) => m.permit.release(),
+            Ladder::Off => {}
         }
     }
 
     /// Feeds a source video frame; never blocks.
     pub fn push(&mut self, frame: &Frame) {
+        if let Ladder::Measuring(m) = self {
+            if !keep_in_backlog(&mut m.backlog, frame) {
+                return;
+            }
+            let first = m.backlog.front().map_or(frame.dts, |f| f.dts);
+            let span = frame.dts.saturating_sub(first);
+            if span < MEASURE_TICKS {
+                return;
+            }
+            let Ladder::Measuring(m) = std::mem::take(self) else { return };
+            *self = m.fitted(span);
+            return;
+        }
         if let Ladder::Starting { ready, backlog, .. } = self {
             match ready.try_recv() {
                 Ok(Some(transcoder)) => {
@@ -166,12 +231,7 @@ impl Ladder {
                 }
                 Ok(None) | Err(TryRecvError::Disconnected) => *self = Ladder::Off,
                 Err(TryRecvError::Empty) => {
-                    if backlog.len() >= STARTING_BACKLOG_FRAMES {
-                        backlog.clear(); // only a key frame starts it again
-                    }
-                    if frame.keyframe || !backlog.is_empty() {
-                        backlog.push_back(frame.clone());
-                    }
+                    keep_in_backlog(backlog, frame);
                     return;
                 }
             }
@@ -186,6 +246,7 @@ impl Ladder {
     /// Stops the ladder and waits for its threads (call off the runtime).
     fn finish(self) {
         match self {
+            Ladder::Measuring(m) => m.previous.finish(),
             Ladder::Running { transcoder, .. } => transcoder.finish(),
             Ladder::Starting { ready, .. } => {
                 if let Ok(Some(t)) = ready.recv() {
@@ -194,6 +255,42 @@ impl Ladder {
             }
             Ladder::Off => {}
         }
+    }
+}
+
+/// Queues `frame` in a backlog that starts on a key frame and holds at most
+/// [`STARTING_BACKLOG_FRAMES`] (then starts over at the next key frame). True if it was queued.
+fn keep_in_backlog(backlog: &mut VecDeque<Frame>, frame: &Frame) -> bool {
+    if backlog.len() >= STARTING_BACKLOG_FRAMES {
+        backlog.clear();
+    }
+    let keep = frame.keyframe || !backlog.is_empty();
+    if keep {
+        backlog.push_back(frame.clone());
+    }
+    keep
+}
+
+impl Measuring {
+    /// Fits the rungs to the bit rate measured over the backlog (`span` ticks) and starts them.
+    fn fitted(mut self, span: u64) -> Ladder {
+        let bytes: u64 = self.backlog.iter().map(|f| f.data.len() as u64).sum();
+        let kbps = (bytes * 8 * 90_000 / span.max(1) / 1000).min(u64::from(u32::MAX)) as u32;
+        let Some((width, height)) = self.source.resolution() else { return Ladder::Off };
+        let planned: Vec<String> = self.rungs.iter().map(|r| r.name.clone()).collect();
+        let rungs = fit_to_source(std::mem::take(&mut self.rungs), width, height, kbps);
+        let fitted: Vec<(String, u32)> = rungs.iter().map(|r| (r.name.clone(), r.bitrate_kbps)).collect();
+        tracing::info!(channel = self.sink.channel, source_kbps = kbps, ?planned, ?fitted, "ladder fitted to the source's bit rate");
+        if rungs.len() < planned.len() {
+            metrics::counter!("onair_transcode_rungs_dropped_total", "reason" => "not_cheaper_than_source").increment((planned.len() - rungs.len()) as u64);
+        }
+        self.permit.shrink(rungs.len());
+        if rungs.is_empty() {
+            return Ladder::Off;
+        }
+        let f = self.sink.clone();
+        let sink = RungSink::new(f.session, f.channel, f.anchor, f.packager_config, f.source_fps, rungs.clone());
+        Ladder::start(*self.previous, &self.source, rungs, self.settings, sink, self.permit, self.backlog)
     }
 }
 

@@ -20,7 +20,7 @@ use onair_store::{Broadcast, NewPart, Placement, RenditionInfo, RenditionWriter,
 use onair_transcoder::{plan_ladder, EncoderSettings};
 
 use crate::config::TranscodeConfig;
-use crate::ingest::ladder::{Ladder, RungBudget, RungSink};
+use crate::ingest::ladder::{Ladder, Measuring, RungBudget, SinkFactory};
 use crate::observability::ingest_error;
 
 /// Wall clock and media time (ms) of a broadcast's first frame, shared with the transcode thread.
@@ -366,8 +366,8 @@ impl Publisher {
         Ok(())
     }
 
-    /// (Re)starts the ladder for a new source configuration, within the server's rung budget; a
-    /// source too small for any rung gets none.
+    /// (Re)starts the ladder for a new source configuration, within the server's rung budget, once
+    /// 2 s of source are measured (see [`Measuring`]); a source too small for any rung gets none.
     fn start_ladder(&mut self, source: &TrackConfig) {
         let mut previous = std::mem::take(&mut self.ladder);
         previous.release_budget();
@@ -397,8 +397,15 @@ impl Publisher {
             return;
         }
         let settings = EncoderSettings { preset: tc.preset.clone(), tune: tc.tune.clone(), ..Default::default() };
-        let sink = RungSink::new(self.session.reference(), channel, self.anchor.clone(), self.policy.packager, source.frame_rate(), rungs.clone());
-        self.ladder = Ladder::start(previous, source, rungs, settings, sink, permit);
+        let sink = SinkFactory {
+            session: self.session.reference(),
+            channel,
+            anchor: self.anchor.clone(),
+            packager_config: self.policy.packager,
+            source_fps: source.frame_rate(),
+        };
+        let measuring = Measuring { previous: Box::new(previous), source: source.clone(), rungs, settings, sink, permit, backlog: Default::default() };
+        self.ladder = Ladder::Measuring(Box::new(measuring));
     }
 
     fn media_warning(&mut self, what: &str, detail: &dyn std::fmt::Display) {
