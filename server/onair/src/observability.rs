@@ -1,7 +1,10 @@
 //! Logs (`tracing`) and Prometheus metrics.
 //!
 //! Metric names (all prefixed `onair_`):
-//! - `live_channels` (gauge), `rtmp_connections` (gauge), `http_open_connections` (gauge);
+//! - `live_channels` (gauge), `rtmp_connections`, `srt_connections`, `http_open_connections` (gauges);
+//! - `http_refused_total{reason}` (`per_ip`, `server_full`): connections answered 503 at accept;
+//! - `transcode_rungs` (gauge): rungs encoding server-wide; `transcode_rungs_refused_total` (over the
+//!   budget), `transcode_rungs_dropped_total{reason}` (not cheaper than the source);
 //! - `ingest_bytes_total{channel}` (counter; `rate()` gives the ingest bitrate);
 //! - `parts_produced_total{rendition}` (counter), `ingest_to_part_seconds` (summary: from the RTMP
 //!   message's arrival to its part being servable);

@@ -343,6 +343,8 @@ impl ServerProcess {
         );
         let config_path = dir.path().join("onair.toml");
         std::fs::write(&config_path, config).expect("write config");
+        let log_path = dir.path().join("onair.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
         let mut child = Command::new(onair_binary())
             .arg("--config")
             .arg(&config_path)
@@ -350,7 +352,7 @@ impl ServerProcess {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("onair");
         let stdout = child.stdout.take().expect("stdout");
@@ -362,7 +364,11 @@ impl ServerProcess {
                 }
             }
         });
-        let key = rx.recv_timeout(Duration::from_secs(60)).expect("onair printed its stream key");
+        let Ok(key) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let status = child.try_wait().ok().flatten();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("onair did not print its stream key (exit: {status:?}); its log:\n{log}");
+        };
         ServerProcess { child, http_port, rtmp_port, key, _dir: dir }
     }
 
