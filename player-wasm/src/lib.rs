@@ -1,9 +1,9 @@
 //! OnAir's LL-HLS player, compiled to WebAssembly with `wasm-pack build --target web`.
 //!
 //! The logic is plain Rust that runs (and is tested) natively:
-//! - [`track`]: a rendition's Media Playlist as the loader sees it: part times, start position,
-//!   what to fetch next (part, Preload Hint with a parallel blocking reload, whole segment), and
-//!   delta-update merging. Playlists are parsed by `onair-hls`, the crate the server writes them with;
+//! - `onair_hls::follow` (in the crate the server writes playlists with, shared with the relay):
+//!   a rendition's Media Playlist as the loader sees it: part times, start position, what to fetch
+//!   next (part, Preload Hint with a parallel blocking reload, whole segment), delta-update merging;
 //! - [`timeline`]: EXT-X-PROGRAM-DATE-TIME ↔ media time, across discontinuities and servers;
 //! - [`latency`]: the playback-rate controller that chases the target latency;
 //! - [`abr`]: the bandwidth estimator and rendition choice;
@@ -20,7 +20,6 @@ pub mod fmp4;
 pub mod latency;
 pub mod selection;
 pub mod timeline;
-pub mod track;
 pub mod variants;
 
 #[cfg(target_arch = "wasm32")]

@@ -31,11 +31,20 @@ pub struct EncoderSettings {
     pub queue_frames: usize,
     /// Encode lag (source arrival to encoded frame) past which low-priority rungs shed frames.
     pub max_lag: Duration,
+    /// x264 threads per rung (slice threads under `zerolatency`), fixed so that a server-wide
+    /// budget counted in rungs bounds the threads too. Default 1.
+    pub threads: u32,
 }
 
 impl Default for EncoderSettings {
     fn default() -> Self {
-        EncoderSettings { preset: "veryfast".into(), tune: "zerolatency".into(), queue_frames: 60, max_lag: Duration::from_millis(400) }
+        EncoderSettings {
+            preset: "veryfast".into(),
+            tune: "zerolatency".into(),
+            queue_frames: 60,
+            max_lag: Duration::from_millis(400),
+            threads: 1,
+        }
     }
 }
 
@@ -314,8 +323,9 @@ impl RungEncoder {
         opts.set("forced-idr", "1");
         // Key frames only where the source has them: no scene cuts, no periodic key frames.
         let params = format!(
-            "keyint=infinite:min-keyint=1:scenecut=0:bframes=0:rc-lookahead=0:vbv-maxrate={0}:vbv-bufsize={0}",
-            r.bitrate_kbps
+            "keyint=infinite:min-keyint=1:scenecut=0:bframes=0:rc-lookahead=0:vbv-maxrate={0}:vbv-bufsize={0}:threads={1}",
+            r.bitrate_kbps,
+            s.threads.max(1)
         );
         opts.set("x264-params", &params);
         Ok(RungEncoder { encoder: enc.open_with(opts)?, config: None })

@@ -110,14 +110,14 @@ async fn clock_offset(master_url: &str) -> f64 {
 
 /// Codec strings of a variant from its init segment (EXT-X-MAP of its Media Playlist).
 async fn discover_codecs(master_url: &str, variant_uri: &str) -> Result<Vec<String>, JsValue> {
-    let media_url = crate::track::resolve(master_url, variant_uri);
+    let media_url = onair_hls::follow::resolve(master_url, variant_uri);
     let (text, _) = net::get_text(&media_url, 3000.0).await.map_err(|e| js_err(format!("{e} for {media_url}")))?;
     let playlist = onair_hls::MediaPlaylist::parse(&text).map_err(js_err)?;
     let map = playlist.segments.first().map_or(playlist.map_uri.as_str(), |s| s.init_uri.as_str());
     if map.is_empty() {
         return Err(js_err("the stream has no CODECS and no EXT-X-MAP: only CMAF (fMP4) is supported"));
     }
-    let init_url = crate::track::resolve(&media_url, map);
+    let init_url = onair_hls::follow::resolve(&media_url, map);
     let init = net::get(&init_url, 3000.0).await.map_err(|e| js_err(format!("{e} for {init_url}")))?;
     let codecs = crate::fmp4::codecs(&init.body).map_err(js_err)?;
     if codecs.is_empty() {

@@ -11,7 +11,7 @@ use super::state::{emit, Kind, Shared};
 use super::{log, sleep};
 use crate::fmp4;
 use crate::timeline::DomainKey;
-use crate::track::{directive_query, resolve, Next, Position, TrackPlaylist};
+use onair_hls::follow::{directive_query, resolve, Next, Position, TrackPlaylist};
 use crate::variants::{audio_uri, mime_types};
 
 /// Loads a Media Playlist, with directives when blocking, and merges a delta update.

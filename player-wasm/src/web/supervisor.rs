@@ -9,7 +9,7 @@ use super::net;
 use super::state::{emit, Shared};
 use super::{log, now_ms, sleep};
 use crate::selection::{self, Probe};
-use crate::track::{resolve, TrackPlaylist};
+use onair_hls::follow::{resolve, TrackPlaylist};
 
 /// Probes a candidate's Multivariant Playlist: round-trip time and whether it has the stream.
 pub(crate) async fn probe(master_url: String) -> Probe {

@@ -136,6 +136,8 @@ pub struct TranscodeConfig {
     /// Most rungs encoded at once, server-wide; a channel that starts when they are taken gets
     /// fewer rungs (its cheapest ones), or the source only. Default 3 per CPU core.
     pub max_rungs: usize,
+    /// x264 threads per rung. Default 1.
+    pub threads_per_rung: u32,
 }
 
 impl Default for TranscodeConfig {
@@ -146,6 +148,7 @@ impl Default for TranscodeConfig {
             tune: "zerolatency".into(),
             ladder: onair_transcoder::Rung::default_ladder(),
             max_rungs: 3 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            threads_per_rung: 1,
         }
     }
 }

@@ -396,7 +396,7 @@ impl Publisher {
         if rungs.is_empty() {
             return;
         }
-        let settings = EncoderSettings { preset: tc.preset.clone(), tune: tc.tune.clone(), ..Default::default() };
+        let settings = EncoderSettings { preset: tc.preset.clone(), tune: tc.tune.clone(), threads: tc.threads_per_rung, ..Default::default() };
         let sink = SinkFactory {
             session: self.session.reference(),
             channel,

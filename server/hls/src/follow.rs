@@ -1,11 +1,14 @@
-//! One rendition's Media Playlist as the loader sees it: where each part lies in time, where to
-//! start, what to fetch next, and how a delta update merges into the previous playlist.
+//! The sans-IO playlist follower: one rendition's Media Playlist as a client following it sees it
+//! (the OnAir player's loader, and the relay pulling from an upstream): where each part lies in
+//! time, where to start, what to fetch next (a part, the Preload Hint with a parallel blocking
+//! reload, a whole segment, or a reload), and how a delta update merges into the previous playlist.
+//! The caller does the fetching and feeds each playlist back with [`TrackPlaylist::update`].
 //!
 //! Positions are `(Media Sequence Number, part index within that segment)`. Times are wall-clock
 //! milliseconds from EXT-X-PROGRAM-DATE-TIME (RFC 8216bis §4.4.4.6), extrapolated over segments
 //! that carry none; a playlist without any PROGRAM-DATE-TIME counts from 0.
 
-use onair_hls::{Directives, MediaPlaylist, MediaSegment};
+use crate::{Directives, MediaPlaylist, MediaSegment};
 use std::time::UNIX_EPOCH;
 
 /// A place in a rendition: a segment's MSN and a part index in it (0 = the segment's start).
