@@ -35,8 +35,8 @@ pub struct Measuring {
     pub rungs: Vec<PlannedRung>,
     /// Encoder settings.
     pub settings: EncoderSettings,
-    /// Builds the sink once the rungs are known.
-    pub sink: SinkFactory,
+    /// What the rungs' sink needs once the rungs are known.
+    pub sink: RungContext,
     /// The budget's rungs.
     pub permit: RungPermit,
     /// Frames from the first key frame on.
@@ -45,7 +45,7 @@ pub struct Measuring {
 
 /// What a [`RungSink`] needs besides the rungs.
 #[derive(Debug, Clone)]
-pub struct SinkFactory {
+pub struct RungContext {
     /// The publish session.
     pub session: SessionRef,
     /// Channel name.
@@ -165,7 +165,7 @@ impl Ladder {
     ) -> Ladder {
         let (tx, ready) = std::sync::mpsc::sync_channel(1);
         let source = source.clone();
-        let channel = sink.channel.clone();
+        let channel = sink.ctx.channel.clone();
         let spawned = std::thread::Builder::new().name("onair-ladder-start".into()).spawn(move || {
             previous.finish();
             let mut sink = sink;
@@ -288,8 +288,7 @@ impl Measuring {
         if rungs.is_empty() {
             return Ladder::Off;
         }
-        let f = self.sink.clone();
-        let sink = RungSink::new(f.session, f.channel, f.anchor, f.packager_config, f.source_fps, rungs.clone());
+        let sink = RungSink::new(self.sink.clone(), rungs.clone());
         Ladder::start(*self.previous, &self.source, rungs, self.settings, sink, self.permit, self.backlog)
     }
 }
@@ -297,27 +296,16 @@ impl Measuring {
 /// Packages the transcoder's output into rung renditions, on the transcode thread; each rung
 /// writes through its own [`RenditionWriter`], claimed for the publish session.
 pub struct RungSink {
-    session: SessionRef,
-    channel: String,
-    anchor: Anchor,
-    packager_config: PackagerConfig,
-    source_fps: Option<f64>,
+    ctx: RungContext,
     rungs: Vec<PlannedRung>,
     state: Vec<Option<(RenditionWriter, Packager)>>,
 }
 
 impl RungSink {
-    /// A sink for `rungs` of `channel`'s session.
-    pub fn new(
-        session: SessionRef,
-        channel: String,
-        anchor: Anchor,
-        packager_config: PackagerConfig,
-        source_fps: Option<f64>,
-        rungs: Vec<PlannedRung>,
-    ) -> Self {
+    /// A sink for `rungs` in the session of `ctx`.
+    pub fn new(ctx: RungContext, rungs: Vec<PlannedRung>) -> Self {
         let state = rungs.iter().map(|_| None).collect();
-        RungSink { session, channel, anchor, packager_config, source_fps, rungs, state }
+        RungSink { ctx, rungs, state }
     }
 
     fn handle(&mut self, out: Output) {
@@ -328,7 +316,7 @@ impl RungSink {
                 let init = match init_segment(1, &track) {
                     Ok(i) => i,
                     Err(e) => {
-                        tracing::error!(channel = self.channel, rendition = r.name, error = %e, "cannot write the rung's init segment");
+                        tracing::error!(channel = self.ctx.channel, rendition = r.name, error = %e, "cannot write the rung's init segment");
                         return;
                     }
                 };
@@ -337,18 +325,18 @@ impl RungSink {
                     is_video: true,
                     codec: track.codec_string(),
                     resolution: Some((r.width, r.height)),
-                    frame_rate: Some(self.source_fps.unwrap_or(30.0).min(f64::from(r.max_fps))),
+                    frame_rate: Some(self.ctx.source_fps.unwrap_or(30.0).min(f64::from(r.max_fps))),
                     channels: None,
                     nominal_bitrate: Some(u64::from(r.bitrate_kbps) * 1000),
                     timescale: track.timescale(),
                 };
-                match self.session.writer(info, init) {
+                match self.ctx.session.writer(info, init) {
                     Ok(writer) => {
-                        let mut packager = Packager::new(self.packager_config);
+                        let mut packager = Packager::new(self.ctx.packager_config);
                         packager.set_track(&track);
                         self.state[rung] = Some((writer, packager));
                     }
-                    Err(e) => tracing::debug!(channel = self.channel, rendition = r.name, error = %e, "rung not written"),
+                    Err(e) => tracing::debug!(channel = self.ctx.channel, rendition = r.name, error = %e, "rung not written"),
                 }
             }
             Output::Frame { rung, frame } => {
@@ -356,22 +344,22 @@ impl RungSink {
                 match packager.push(TrackKind::Video, frame) {
                     Ok(parts) => {
                         for p in parts {
-                            if let Err(e) = append_part(writer, p, &self.anchor) {
+                            if let Err(e) = append_part(writer, p, &self.ctx.anchor) {
                                 if matches!(e, WriteError::NotOwner | WriteError::Ended) {
                                     self.state[rung] = None; // the session is over: stop writing
                                     return;
                                 }
-                                tracing::warn!(channel = self.channel, rendition = writer.rendition().name(), error = %e, "rung part refused");
+                                tracing::warn!(channel = self.ctx.channel, rendition = writer.rendition().name(), error = %e, "rung part refused");
                             }
                         }
                     }
-                    Err(e) => tracing::warn!(channel = self.channel, rendition = writer.rendition().name(), error = %e, "packaging a rung failed"),
+                    Err(e) => tracing::warn!(channel = self.ctx.channel, rendition = writer.rendition().name(), error = %e, "packaging a rung failed"),
                 }
             }
             Output::Failed { rung, error } => {
                 ingest_error("transcode_rung");
                 if let Some((writer, _)) = self.state.get_mut(rung).and_then(Option::take) {
-                    tracing::error!(channel = self.channel, rendition = writer.rendition().name(), error, "rung removed");
+                    tracing::error!(channel = self.ctx.channel, rendition = writer.rendition().name(), error, "rung removed");
                     writer.remove();
                 }
             }

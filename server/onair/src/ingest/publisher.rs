@@ -20,7 +20,7 @@ use onair_store::{Broadcast, NewPart, Placement, RenditionInfo, RenditionWriter,
 use onair_transcoder::{plan_ladder, EncoderSettings};
 
 use crate::config::TranscodeConfig;
-use crate::ingest::ladder::{Ladder, Measuring, RungBudget, SinkFactory};
+use crate::ingest::ladder::{Ladder, Measuring, RungBudget, RungContext};
 use crate::observability::ingest_error;
 
 /// Wall clock and media time (ms) of a broadcast's first frame, shared with the transcode thread.
@@ -397,7 +397,7 @@ impl Publisher {
             return;
         }
         let settings = EncoderSettings { preset: tc.preset.clone(), tune: tc.tune.clone(), threads: tc.threads_per_rung, ..Default::default() };
-        let sink = SinkFactory {
+        let sink = RungContext {
             session: self.session.reference(),
             channel,
             anchor: self.anchor.clone(),
