@@ -21,7 +21,7 @@ const STARTING_BACKLOG_FRAMES: usize = 150;
 /// Source media measured before the ladder is fitted to the source's bit rate, 90 kHz ticks (2 s).
 const MEASURE_TICKS: u64 = 2 * 90_000;
 
-/// A ladder waiting for [`MEASURE_TICKS`] of source video to measure the source's bit rate, then
+/// A ladder waiting for 2 s of source video to measure the source's bit rate, then
 /// fitted to it ([`onair_transcoder::fit_to_source`]) and started. Frames since the first key
 /// frame are kept and fed to the transcoder once it runs, so the rungs' segments line up with the
 /// source's from the first one.
