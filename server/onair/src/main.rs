@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use onair::channels::Channels;
+use onair_channels::Channels;
 use onair::config::{CliOverrides, Config};
 
 /// OnAir: live video with LL-HLS. RTMP in, CMAF parts in RAM, LL-HLS out.

@@ -39,7 +39,3 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
 }
 
-/// Counts an ingest error of `kind` (e.g. `rtmp_protocol`, `bad_stream_key`, `media`).
-pub fn ingest_error(kind: &'static str) {
-    metrics::counter!("onair_errors_total", "kind" => kind).increment(1);
-}

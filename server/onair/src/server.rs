@@ -9,10 +9,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::{Channel, ChannelError, Channels};
+use onair_channels::{Channel, ChannelError, Channels};
+use onair_ingest::gate::{Gate, IngestSettings};
+use onair_ingest::rtmp::RtmpIngest;
+use onair_ingest::srt::SrtIngest;
+
 use crate::config::Config;
-use crate::ingest::gate::Gate;
-use crate::ingest::rtmp::RtmpIngest;
 use crate::observability::prometheus;
 
 /// Errors from starting the server.
@@ -128,8 +130,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let rtmp = TcpListener::bind(config.rtmp_addr).await.map_err(bind("RTMP", config.rtmp_addr))?;
     let http_addr = http.local_addr().map_err(bind("HTTP", config.http_addr))?;
     let rtmp_addr = rtmp.local_addr().map_err(bind("RTMP", config.rtmp_addr))?;
-    let (srt_listener, srt_incoming, srt_addr) = crate::ingest::srt::bind(config.srt_addr).await.map_err(bind("SRT", config.srt_addr))?;
-    let gate = Gate::new(config.clone(), channels.clone(), store.clone());
+    let (srt_listener, srt_incoming, srt_addr) = onair_ingest::srt::bind(config.srt_addr).await.map_err(bind("SRT", config.srt_addr))?;
+    let settings = IngestSettings {
+        ingest: config.ingest.clone(),
+        rtmp: config.rtmp.clone(),
+        srt: config.srt.clone(),
+        transcode: config.transcode.clone(),
+        packager: onair_cmaf::PackagerConfig {
+            part_target_ms: config.hls.part_target_ms,
+            min_segment_ms: config.hls.min_segment_ms,
+            audio_only_segment_ms: config.hls.min_target_duration_s * 1000,
+            predict_durations: config.hls.close_parts_early,
+        },
+    };
+    let gate = Gate::new(settings, channels.clone(), store.clone());
     let shutdown = CancellationToken::new();
     let web = crate::http::Web {
         playback: config.playback.clone(),
@@ -162,7 +176,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         rtmp_ingest.run(rtmp, stop).await;
         "RTMP listener"
     });
-    let (srt, stop) = (crate::ingest::srt::SrtIngest::new(gate.clone()), shutdown.clone());
+    let (srt, stop) = (SrtIngest::new(gate.clone()), shutdown.clone());
     tasks.spawn(async move {
         srt.run(srt_listener, srt_incoming, stop).await;
         "SRT listener"

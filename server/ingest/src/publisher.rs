@@ -20,8 +20,8 @@ use onair_store::{Broadcast, NewPart, Placement, RenditionInfo, RenditionWriter,
 use onair_transcoder::{plan_ladder, EncoderSettings};
 
 use crate::config::TranscodeConfig;
-use crate::ingest::ladder::{Ladder, Measuring, RungBudget, RungContext};
-use crate::observability::ingest_error;
+use crate::ladder::{Ladder, Measuring, RungBudget, RungContext};
+use crate::ingest_error;
 
 /// Wall clock and media time (ms) of a broadcast's first frame, shared with the transcode thread.
 pub(crate) type Anchor = Arc<OnceLock<(SystemTime, u64)>>;

@@ -11,8 +11,8 @@ use onair_media::{Frame, TrackConfig, TrackKind};
 use onair_store::{RenditionInfo, RenditionWriter, SessionRef, WriteError};
 use onair_transcoder::{fit_to_source, EncoderSettings, Output, PlannedRung, Transcoder};
 
-use crate::ingest::publisher::{append_part, Anchor};
-use crate::observability::ingest_error;
+use crate::publisher::{append_part, Anchor};
+use crate::ingest_error;
 
 /// Frames kept for a transcoder that is still measuring its source or opening its encoders (about
 /// 5 s at 30 fps); past it they are dropped up to a key frame.

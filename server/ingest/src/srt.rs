@@ -21,12 +21,12 @@ use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 
-use crate::ingest::gate::{Gate, Refusal};
+use crate::gate::{Gate, Refusal};
 use crate::config::SrtConfig;
-use crate::ingest::limits::{BitrateLimit, ConnectionLimit};
-use crate::ingest::publisher::{PublishError, Publisher};
+use crate::limits::{BitrateLimit, ConnectionLimit};
+use crate::publisher::{PublishError, Publisher};
 use tokio_util::sync::CancellationToken;
-use crate::observability::ingest_error;
+use crate::ingest_error;
 
 /// Why a `streamid` was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use onair_store::{Store, StoreError};
 
-use crate::channels::{Channel, Channels};
-use crate::config::Config;
-use crate::ingest::ladder::RungBudget;
-use crate::ingest::publisher::{PublishPolicy, Publisher};
-use crate::observability::ingest_error;
+use onair_channels::{Channel, Channels};
+use onair_cmaf::PackagerConfig;
+
+use crate::config::{IngestConfig, RtmpConfig, SrtConfig, TranscodeConfig};
+use crate::ladder::RungBudget;
+use crate::publisher::{PublishPolicy, Publisher};
+use crate::ingest_error;
 
 /// Why a publish was refused. Each protocol answers with its own code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,24 +43,39 @@ impl Refusal {
     }
 }
 
+/// Everything ingest is configured with.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Protocol-independent behaviour and limits.
+    pub ingest: IngestConfig,
+    /// RTMP listener limits.
+    pub rtmp: RtmpConfig,
+    /// SRT listener limits.
+    pub srt: SrtConfig,
+    /// The ABR ladder.
+    pub transcode: TranscodeConfig,
+    /// How media is cut into parts and segments.
+    pub packager: PackagerConfig,
+}
+
 /// Shared admission state.
 #[derive(Debug)]
 pub struct Gate {
-    config: Config,
+    config: IngestSettings,
     channels: Channels,
     store: Arc<Store>,
     budget: RungBudget,
 }
 
 impl Gate {
-    /// A gate over `channels` and `store` with the server's configuration.
-    pub fn new(config: Config, channels: Channels, store: Arc<Store>) -> Arc<Self> {
+    /// A gate over `channels` and `store` with the ingest settings.
+    pub fn new(config: IngestSettings, channels: Channels, store: Arc<Store>) -> Arc<Self> {
         let budget = RungBudget::new(config.transcode.max_rungs);
         Arc::new(Gate { config, channels, store, budget })
     }
 
-    /// The server configuration.
-    pub fn config(&self) -> &Config {
+    /// The ingest settings.
+    pub fn config(&self) -> &IngestSettings {
         &self.config
     }
 
@@ -103,15 +120,8 @@ impl Gate {
                 let resumed = !session.broadcast().renditions().is_empty();
                 tracing::info!(%peer, protocol, channel = channel.name, resumed, "publish started");
                 metrics::gauge!("onair_live_channels").set(self.store.live_count() as f64);
-                let hls = &self.config.hls;
-                let cfg = onair_cmaf::PackagerConfig {
-                    part_target_ms: hls.part_target_ms,
-                    min_segment_ms: hls.min_segment_ms,
-                    audio_only_segment_ms: hls.min_target_duration_s * 1000,
-                    predict_durations: hls.close_parts_early,
-                };
                 let policy = PublishPolicy {
-                    packager: cfg,
+                    packager: self.config.packager,
                     transcode: self.config.transcode.enabled.then(|| self.config.transcode.clone()),
                     budget: self.budget.clone(),
                     resumable: ingest.reconnect_grace_ms > 0,

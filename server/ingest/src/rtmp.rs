@@ -15,10 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{IngestConfig, RtmpConfig};
-use crate::ingest::gate::{Gate, Refusal};
-use crate::ingest::limits::{BitrateLimit, ConnectionLimit};
-use crate::ingest::publisher::Publisher;
-use crate::observability::ingest_error;
+use crate::gate::{Gate, Refusal};
+use crate::limits::{BitrateLimit, ConnectionLimit};
+use crate::publisher::Publisher;
+use crate::ingest_error;
 
 /// What every RTMP connection task needs.
 #[derive(Debug)]
