@@ -225,8 +225,12 @@ impl Ladder {
                         _ => return,
                     };
                     *self = Ladder::Running { transcoder, fed: false, permit };
-                    for f in &backlog {
-                        self.push(f);
+                    // The backlog waited on purpose (measuring, opening): it counts as arriving
+                    // now, or the transcoder would shed it as late and the rungs' first segment
+                    // would lose frames.
+                    let now = std::time::Instant::now();
+                    for f in backlog {
+                        self.push(&Frame { received: now, ..f });
                     }
                 }
                 Ok(None) | Err(TryRecvError::Disconnected) => *self = Ladder::Off,
