@@ -191,16 +191,22 @@ pub(crate) async fn run_track(shared: Shared, kind: Kind, mut sb: Track) {
                     match fresh {
                         Ok(fresh) => {
                             pl = fresh;
-                            match part {
-                                // The hint is the part we wanted only if the new playlist lists it there.
-                                Ok(f) if matches!(pl.next(p, false), Next::Part { uri: ref u, .. } if *u == uri) => {
-                                    let r = append(&shared, &mut sb, &mut cur, &pl, &media_url, p, false, f, kind, generation).await;
-                                    pos = pl.after(p, false);
+                            // The hint is the part we wanted only if the new playlist lists it next, and it
+                            // goes where that playlist puts it: a hinted part may open the next segment,
+                            // after a discontinuity (a publisher that reconnected).
+                            let listed = match pl.next(p, false) {
+                                Next::Part { pos: at, uri: u } if u == uri => Some(at),
+                                _ => None,
+                            };
+                            match (part, listed) {
+                                (Ok(f), Some(at)) => {
+                                    let r = append(&shared, &mut sb, &mut cur, &pl, &media_url, at, false, f, kind, generation).await;
+                                    pos = pl.after(at, false);
                                     r
                                 }
                                 // A hinted part that was never produced (publisher gone) or moved: the playlist decides.
-                                Ok(_) | Err(NetError::Status(404)) | Err(NetError::Status(410)) => Ok(()),
-                                Err(e) => Err(format!("{e} for hinted part {part_url}")),
+                                (Ok(_), None) | (Err(NetError::Status(404)), _) | (Err(NetError::Status(410)), _) => Ok(()),
+                                (Err(e), _) => Err(format!("{e} for hinted part {part_url}")),
                             }
                         }
                         Err(e) => Err(e),
@@ -305,7 +311,12 @@ async fn append(
     let key = DomainKey { server: generation, discontinuity: pl.discontinuity_sequence(p.msn) };
     if cur.domain != Some(key) {
         let tfdt = fmp4::base_media_decode_time(&fetched.body).map_err(|e| e.to_string())?;
-        let t = shared.borrow_mut().timeline.t_of(key, start, sb.buffered_end());
+        // A new domain starts where *every* track's media ends (the element's buffered ranges are
+        // the tracks' intersection): starting it at this track's own end, when this track ran
+        // ahead of the other, would leave the other a gap it never plays across. An overlap is
+        // harmless: the new media replaces what it covers.
+        let common_end = mse::last_end(&shared.borrow().video.buffered());
+        let t = shared.borrow_mut().timeline.t_of(key, start, common_end.or_else(|| sb.buffered_end()));
         sb.set_offset(t - tfdt as f64 / f64::from(cur.timescale)).await.map_err(|e| e.to_string())?;
         cur.domain = Some(key);
     }
