@@ -198,7 +198,16 @@ pub(crate) async fn run_track(shared: Shared, kind: Kind, mut sb: Track) {
                                 Next::Part { pos: at, uri: u } if u == uri => Some(at),
                                 _ => None,
                             };
+                            // A hinted part that opens a segment is where a pending rendition switch
+                            // happens: it is fetched again from the new rendition instead.
+                            let switch_here = listed.is_some_and(|at| at.part == 0)
+                                && kind == Kind::Main
+                                && shared.borrow().wanted_variant != variant;
                             match (part, listed) {
+                                (Ok(_), Some(at)) if switch_here => {
+                                    pos = at;
+                                    Ok(())
+                                }
                                 (Ok(f), Some(at)) => {
                                     let r = append(&shared, &mut sb, &mut cur, &pl, &media_url, at, false, f, kind, generation).await;
                                     pos = pl.after(at, false);

@@ -189,17 +189,21 @@ impl TrackState {
     }
 
     /// (written start, duration) of a frame with decode time `dts` whose end aims at `target_end`.
+    /// It starts where the previous sample ended when that is within jitter of `dts`, or before
+    /// `dts` by less than 10 s (frames missing in between, e.g. shed by the transcoder: this
+    /// sample then covers the gap, so the written timeline stays continuous and still sums to real
+    /// time); otherwise (a jump backwards, or a long one forwards) at `dts` itself.
     fn place(&self, dts: u64, target_end: u64) -> (u64, u64) {
         let slack = self.tolerance().max(self.last_duration / 2);
-        let start = self.end.filter(|e| e.abs_diff(dts) <= slack).unwrap_or(dts);
+        let max_gap = u64::from(self.timescale) * 10;
+        let start = self.end.filter(|e| e.abs_diff(dts) <= slack || (*e < dts && dts - e < max_gap)).unwrap_or(dts);
         let fallback = if self.last_duration > 0 { self.last_duration } else { u64::from(self.timescale) / 30 };
         let duration = target_end.checked_sub(start).filter(|d| *d > 0 && *d < u64::from(self.timescale) * 10).unwrap_or(fallback);
         (start, duration)
     }
 
-    /// Puts frame `f` into the open part; its written end aims at `target_end` (a real decode time).
-    /// It starts where the previous sample ended when that is within jitter of its own decode time
-    /// (so tfdt stays continuous), else at its own decode time (a timestamp jump).
+    /// Puts frame `f` into the open part, placed by [`TrackState::place`]; its written end aims at
+    /// `target_end` (a real decode time).
     fn commit(&mut self, f: Frame, target_end: u64) {
         let (start, duration) = self.place(f.dts, target_end);
         self.last_duration = duration;
@@ -463,6 +467,23 @@ mod tests {
             let early = parts.windows(2).filter(|w| w[1].0 > w[0].0).count();
             assert!(early > parts.len() / 2, "{fps} fps");
         }
+    }
+
+    #[test]
+    fn missing_frames_are_covered_by_the_next_sample_not_lost_from_the_timeline() {
+        // 25 fps with frames 60..=64 missing (shed under load), key frames every 2 s.
+        let mut p = Packager::new(PackagerConfig::default());
+        p.set_track(&TrackConfig::Avc(AvcConfig::parse(onair_media::avc::SAMPLE_AVCC_720P).expect("avcc")));
+        let mut parts = Vec::new();
+        for i in (0..150u64).filter(|i| !(60..65).contains(i)) {
+            parts.extend(p.push(TrackKind::Video, frame(i * 3600, i % 50 == 0)).expect("push"));
+        }
+        for pair in parts.windows(2) {
+            assert_eq!(pair[0].start + pair[0].duration, pair[1].start, "tfdt continuity across the gap");
+        }
+        // Segment 1 (frames 50..=99) still lasts 2 s: the gap is inside it, not cut out of it.
+        let seg1: u64 = parts.iter().skip_while(|p| p.start < 180_000).take_while(|p| p.start < 360_000).map(|p| p.duration).sum();
+        assert_eq!(seg1, 180_000);
     }
 
     #[test]

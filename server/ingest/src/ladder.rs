@@ -336,7 +336,10 @@ impl RungSink {
                 };
                 match self.ctx.session.writer(info, init) {
                     Ok(writer) => {
-                        let mut packager = Packager::new(self.ctx.packager_config);
+                        // Rungs wait for each frame's successor: frames shed under load leave gaps,
+                        // and only a measured duration stretches the frame before a gap, which keeps
+                        // every rung's segments as long as the source's.
+                        let mut packager = Packager::new(PackagerConfig { predict_durations: false, ..self.ctx.packager_config });
                         packager.set_track(&track);
                         self.state[rung] = Some((writer, packager));
                     }

@@ -173,6 +173,7 @@ async fn the_rung_budget_gives_later_channels_fewer_rungs() {
     let master = get_text(&server.url("/hls/second/master.m3u8")).await.expect("master");
     assert!(!master.contains("480p") && !master.contains("360p"), "the budget is spent: {master}");
     let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
+    // (A gauge of rungs in use would be shared with the other tests of this binary: one metrics
+    // recorder per process. The Multivariant Playlist above is this server's own evidence.)
     assert!(metrics.contains("onair_transcode_rungs_refused_total"));
-    assert!(metrics.lines().any(|l| l == "onair_transcode_rungs 2"), "two rungs encode");
 }
