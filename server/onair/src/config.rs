@@ -135,7 +135,8 @@ pub struct HlsConfig {
     /// Segments listed in each Media Playlist. Default 12.
     pub window_segments: usize,
     /// Close a part on the arrival of its last frame when the frame rate is steady, instead of
-    /// on the next frame's (one frame interval less latency). Default true.
+    /// on the next frame's (one frame interval less latency), for the source and audio
+    /// renditions; ladder rungs always wait for the next frame. Default true.
     pub close_parts_early: bool,
 }
 
