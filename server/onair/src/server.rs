@@ -90,11 +90,6 @@ impl Running {
             tracing::warn!("tasks did not stop in time; aborting them");
         }
     }
-
-    /// The token whose cancellation starts the shutdown (as [`Running::shutdown`] does).
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
 }
 
 impl Drop for Running {

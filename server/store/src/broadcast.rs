@@ -169,11 +169,6 @@ impl Store {
         Store { config, broadcasts: RwLock::new(HashMap::new()) }
     }
 
-    /// The renditions' settings.
-    pub fn config(&self) -> TimelineConfig {
-        self.config
-    }
-
     /// Starts a publish session on `channel`: resumes an interrupted broadcast (its renditions
     /// continue after a discontinuity as the publisher re-declares its tracks), takes over a live
     /// one when `takeover` is set (the old session's writers are refused from then on), or starts

@@ -146,12 +146,6 @@ impl SessionRef {
     pub fn writer(&self, info: RenditionInfo, init: Bytes) -> Result<RenditionWriter, WriteError> {
         claim(&self.broadcast, self.id, info, init)
     }
-
-    /// True while the session owns the broadcast and it is live.
-    pub fn is_current(&self) -> bool {
-        let s = self.broadcast.state();
-        s.session == self.id && s.phase == Phase::Live
-    }
 }
 
 /// The one writer of a rendition, bound to the session that claimed it. Not `Clone`.
