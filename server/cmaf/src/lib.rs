@@ -4,8 +4,10 @@
 //!   (`moof`+`mdat`), which LL-HLS serves as Partial Segments (RFC 8216bis §4.4.4.9).
 //! - [`packager`]: the cutting policy: frames in, Partial Segments out, with segments that start on
 //!   IDR frames and audio segments cut at the same presentation times as video.
+//! - [`inspect`]: reading a track's timescale and a fragment's duration back (for a relay).
 
 pub mod boxes;
+pub mod inspect;
 pub mod packager;
 
 pub use boxes::{fragment, init_segment, Sample};

@@ -429,7 +429,7 @@ pub(crate) fn append_part(writer: &RenditionWriter, part: PackagedPart, anchor: 
     };
     let now = Instant::now();
     let placement = Placement::Next { starts_segment: part.starts_segment };
-    let new = NewPart { program_date_time: pdt, duration: part.duration, independent: part.independent, data: part.data };
+    let new = NewPart { program_date_time: pdt, duration: part.duration, independent: part.independent, data: part.data, produced_at: SystemTime::now() };
     let id = writer.append(placement, new)?;
     let name = writer.rendition().name().to_string();
     metrics::counter!("onair_parts_produced_total", "rendition" => name.clone()).increment(1);

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use onair_ingest::config::{IngestConfig, RtmpConfig, SrtConfig, TranscodeConfig};
+use onair_relay::RelayConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration.
@@ -26,6 +27,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Public host name printed in the OBS settings; default: derived from the listen addresses.
     pub public_host: Option<String>,
+    /// No RTMP or SRT listeners: a pure edge that only relays (`--no-ingest`, `onair edge`).
+    pub no_ingest: bool,
+    /// Pulling channels from other nodes (`--upstream`, `ONAIR_RELAY__UPSTREAMS`).
+    pub relay: RelayConfig,
     /// HTTP connection limits and timeouts.
     pub http: HttpConfig,
     /// LL-HLS packaging.
@@ -154,6 +159,8 @@ impl Default for Config {
             srt_addr: ([0, 0, 0, 0], 9000).into(),
             data_dir: PathBuf::from("onair-data"),
             public_host: None,
+            no_ingest: false,
+            relay: RelayConfig::default(),
             http: HttpConfig::default(),
             hls: HlsConfig::default(),
             rtmp: RtmpConfig::default(),
@@ -181,6 +188,19 @@ pub struct CliOverrides {
     /// `--data-dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// `--no-ingest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_ingest: Option<bool>,
+    /// `--upstream` (repeatable): replaces `relay.upstreams`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayOverrides>,
+}
+
+/// The relay settings a command line can set.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RelayOverrides {
+    /// Upstream base URLs.
+    pub upstreams: Vec<String>,
 }
 
 /// Errors from loading the configuration.

@@ -12,7 +12,8 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use onair_origin::OriginState;
+use onair_origin::{OriginState, Upstream};
+use onair_relay::Relay;
 use onair_store::Store;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
@@ -41,6 +42,8 @@ pub struct Web {
     pub request_timeout: Duration,
     /// Cancelled at shutdown: playlist requests get 503.
     pub shutdown: CancellationToken,
+    /// The relay, on a node with upstreams: channels not ingested here come from it.
+    pub relay: Option<Relay>,
 }
 
 #[derive(Clone)]
@@ -68,7 +71,7 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, web.request_timeout))
         .with_state(state.clone());
     // The origin's blocking requests bound themselves (3 × target duration).
-    let origin = onair_origin::router(OriginState { store, shutdown: web.shutdown.clone() })
+    let origin = onair_origin::router(OriginState { store, shutdown: web.shutdown.clone(), upstream: web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>) })
         .layer(middleware::from_fn_with_state(state, require_token));
     front.merge(origin)
 }
@@ -110,8 +113,25 @@ struct LiveChannel {
     watch: String,
 }
 
+/// The channels live here, and on a relay also those its upstreams list (relayed on demand).
 async fn channels_json(State(state): State<AppState>) -> Json<Vec<LiveChannel>> {
-    Json(live(&state.store))
+    let mut channels = live(&state.store);
+    if let Some(relay) = &state.web.relay {
+        for c in relay.upstream_directory().await {
+            if !channels.iter().any(|l| l.channel == c.channel) {
+                channels.push(LiveChannel {
+                    state: if c.is_live() { "live" } else { "reconnecting" },
+                    playlist: format!("/hls/{}/master.m3u8", c.channel),
+                    watch: format!("/watch/{}", c.channel),
+                    started_at_ms: c.started_at_ms,
+                    renditions: c.renditions,
+                    channel: c.channel,
+                });
+            }
+        }
+        channels.sort_by(|a, b| a.channel.cmp(&b.channel));
+    }
+    Json(channels)
 }
 
 fn live(store: &Store) -> Vec<LiveChannel> {
@@ -148,7 +168,12 @@ struct Candidate {
 }
 
 async fn playback_json(State(state): State<AppState>, Path(channel): Path<String>, headers: HeaderMap) -> Response {
-    let live = state.store.get(&channel).is_some_and(|b| !b.renditions().is_empty());
+    let mut live = state.store.get(&channel).is_some_and(|b| !b.renditions().is_empty() && !b.is_ended());
+    if !live && onair_origin::valid_name(&channel) {
+        if let Some(relay) = &state.web.relay {
+            live = relay.multivariant(&channel).await.is_ok();
+        }
+    }
     if !live {
         return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "channel is not live", "channel": channel}))).into_response();
     }
@@ -196,6 +221,7 @@ mod tests {
             player_dir: PathBuf::from("/nonexistent"),
             request_timeout: Duration::from_secs(10),
             shutdown: CancellationToken::new(),
+            relay: None,
         }
     }
 

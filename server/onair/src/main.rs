@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use onair_channels::Channels;
-use onair::config::{CliOverrides, Config};
+use onair::config::{CliOverrides, Config, RelayOverrides};
 
 /// OnAir: live video with LL-HLS. RTMP in, CMAF parts in RAM, LL-HLS out.
 #[derive(Debug, Parser)]
@@ -22,20 +22,32 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// HTTP listen address (env ONAIR_HTTP_ADDR).
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// RTMP listen address (env ONAIR_RTMP_ADDR).
+    #[arg(long)]
+    rtmp_addr: Option<SocketAddr>,
+    /// SRT listen address, UDP (env ONAIR_SRT_ADDR).
+    #[arg(long)]
+    srt_addr: Option<SocketAddr>,
+    /// Pull channels this node does not ingest from this node (an origin or another relay), e.g.
+    /// http://origin:8080; repeat for fallbacks, tried in order (env ONAIR_RELAY__UPSTREAMS='["URL",…]').
+    #[arg(long = "upstream", value_name = "URL")]
+    upstreams: Vec<String>,
+    /// Open no RTMP or SRT listener: only relay (env ONAIR_NO_INGEST=true).
+    #[arg(long)]
+    no_ingest: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the all-in-one server (RTMP ingest + LL-HLS origin).
-    Serve {
-        /// HTTP listen address (env ONAIR_HTTP_ADDR).
-        #[arg(long)]
-        http_addr: Option<SocketAddr>,
-        /// RTMP listen address (env ONAIR_RTMP_ADDR).
-        #[arg(long)]
-        rtmp_addr: Option<SocketAddr>,
-        /// SRT listen address, UDP (env ONAIR_SRT_ADDR).
-        #[arg(long)]
-        srt_addr: Option<SocketAddr>,
-    },
+    /// Run the all-in-one server (RTMP/SRT ingest + LL-HLS origin; a relay too with --upstream).
+    Serve(ServeArgs),
+    /// Run a pure edge: relays channels from its --upstream nodes, no ingest (serve --no-ingest).
+    Edge(ServeArgs),
     /// Manage channels and stream keys.
     Channel {
         #[command(subcommand)]
@@ -64,12 +76,18 @@ async fn main() -> anyhow::Result<()> {
     onair::observability::init_logging();
     let cli = Cli::parse();
     let mut overrides = CliOverrides { data_dir: cli.data_dir.clone(), ..Default::default() };
-    if let Command::Serve { http_addr, rtmp_addr, srt_addr } = &cli.command {
-        overrides.http_addr = *http_addr;
-        overrides.rtmp_addr = *rtmp_addr;
-        overrides.srt_addr = *srt_addr;
+    if let Command::Serve(args) | Command::Edge(args) = &cli.command {
+        overrides.http_addr = args.http_addr;
+        overrides.rtmp_addr = args.rtmp_addr;
+        overrides.srt_addr = args.srt_addr;
+        let edge = matches!(cli.command, Command::Edge(_));
+        overrides.no_ingest = (args.no_ingest || edge).then_some(true);
+        overrides.relay = (!args.upstreams.is_empty()).then(|| RelayOverrides { upstreams: args.upstreams.clone() });
     }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
+    if matches!(cli.command, Command::Edge(_)) && config.relay.upstreams.is_empty() {
+        anyhow::bail!("onair edge needs at least one --upstream URL (or relay.upstreams in the configuration)");
+    }
     match cli.command {
         Command::Config => print!("{}", config.to_toml()),
         Command::Channel { action } => {
@@ -86,27 +104,15 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve { .. } => {
+        Command::Serve(_) | Command::Edge(_) => {
             let mut running = onair::server::start(&config).await.context("starting the server")?;
-            let host = config.public_host.clone().unwrap_or_else(|| display_host(running.rtmp_addr));
             let http_host = config.public_host.clone().unwrap_or_else(|| display_host(running.http_addr));
-            let rtmp_url = format!("rtmp://{host}:{}/{}", running.rtmp_addr.port(), config.rtmp.app);
-            match &running.created_demo {
-                Some(demo) => {
-                    println!("stream key for channel demo: {}", demo.stream_key);
-                    println!("OBS: Settings > Stream > Service: Custom...  Server: {rtmp_url}  Stream Key: {}", demo.stream_key);
-                    println!(
-                        "ffmpeg: ffmpeg -re -i INPUT -c:v libx264 -preset veryfast -tune zerolatency -g 50 -c:a aac -f flv {rtmp_url}/{}",
-                        demo.stream_key
-                    );
-                }
-                None => println!("channels exist already: `onair channel list` shows their stream keys"),
+            if let (Some(rtmp), Some(srt)) = (running.rtmp_addr, running.srt_addr) {
+                print_ingest(&config, &running, rtmp, srt);
             }
-            println!(
-                "publish to {rtmp_url}/STREAM_KEY or srt://{host}:{}?streamid=publish:{}/STREAM_KEY",
-                running.srt_addr.port(),
-                config.rtmp.app,
-            );
+            if let Some(relay) = &running.relay {
+                println!("relaying channels from {}", relay.upstreams().join(", "));
+            }
             let http_port = running.http_addr.port();
             println!("watch http://{http_host}:{http_port}/ (channels), http://{http_host}:{http_port}/watch/CHANNEL (player), http://{http_host}:{http_port}/hls/CHANNEL/master.m3u8 (LL-HLS)");
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
@@ -120,6 +126,28 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints where and how to publish.
+fn print_ingest(config: &Config, running: &onair::server::Running, rtmp: SocketAddr, srt: SocketAddr) {
+    let host = config.public_host.clone().unwrap_or_else(|| display_host(rtmp));
+    let rtmp_url = format!("rtmp://{host}:{}/{}", rtmp.port(), config.rtmp.app);
+    match &running.created_demo {
+        Some(demo) => {
+            println!("stream key for channel demo: {}", demo.stream_key);
+            println!("OBS: Settings > Stream > Service: Custom...  Server: {rtmp_url}  Stream Key: {}", demo.stream_key);
+            println!(
+                "ffmpeg: ffmpeg -re -i INPUT -c:v libx264 -preset veryfast -tune zerolatency -g 50 -c:a aac -f flv {rtmp_url}/{}",
+                demo.stream_key
+            );
+        }
+        None => println!("channels exist already: `onair channel list` shows their stream keys"),
+    }
+    println!(
+        "publish to {rtmp_url}/STREAM_KEY or srt://{host}:{}?streamid=publish:{}/STREAM_KEY",
+        srt.port(),
+        config.rtmp.app,
+    );
 }
 
 fn display_host(addr: SocketAddr) -> String {

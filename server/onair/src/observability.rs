@@ -36,6 +36,6 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
 /// Starts `tracing` output to stderr, filtered by `RUST_LOG` (default `info`). Safe to call twice.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
 }
 

@@ -13,6 +13,7 @@ use onair_channels::{Channel, ChannelError, Channels};
 use onair_ingest::gate::{Gate, IngestSettings};
 use onair_ingest::rtmp::RtmpIngest;
 use onair_ingest::srt::SrtIngest;
+use onair_relay::{Relay, RelayError};
 
 use crate::config::Config;
 use crate::observability::prometheus;
@@ -33,6 +34,9 @@ pub enum StartError {
     /// The channel database failed.
     #[error(transparent)]
     Channels(#[from] ChannelError),
+    /// The relay configuration is unusable.
+    #[error(transparent)]
+    Relay(#[from] RelayError),
 }
 
 /// A running server. Dropping it stops its tasks.
@@ -40,10 +44,12 @@ pub enum StartError {
 pub struct Running {
     /// Bound HTTP address (useful when configured with port 0).
     pub http_addr: SocketAddr,
-    /// Bound RTMP address.
-    pub rtmp_addr: SocketAddr,
-    /// Bound SRT address (UDP).
-    pub srt_addr: SocketAddr,
+    /// Bound RTMP address; `None` on a node without ingest (`--no-ingest`, `onair edge`).
+    pub rtmp_addr: Option<SocketAddr>,
+    /// Bound SRT address (UDP); `None` without ingest.
+    pub srt_addr: Option<SocketAddr>,
+    /// The relay, when upstreams are configured.
+    pub relay: Option<Relay>,
     /// The `demo` channel, created on first start; `Some` only when it was created by this start.
     pub created_demo: Option<Channel>,
     /// The channel database.
@@ -122,8 +128,65 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }));
     let bind = |what: &'static str, addr: SocketAddr| move |source| StartError::Bind { what, addr, source };
     let http = TcpListener::bind(config.http_addr).await.map_err(bind("HTTP", config.http_addr))?;
-    let rtmp = TcpListener::bind(config.rtmp_addr).await.map_err(bind("RTMP", config.rtmp_addr))?;
     let http_addr = http.local_addr().map_err(bind("HTTP", config.http_addr))?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let (rtmp_addr, srt_addr) = if config.no_ingest {
+        (None, None)
+    } else {
+        let (rtmp, srt) = start_ingest(config, &channels, &store, &shutdown, &mut tasks).await?;
+        (Some(rtmp), Some(srt))
+    };
+    let relay = if config.relay.upstreams.is_empty() {
+        None
+    } else {
+        Some(Relay::new(store.clone(), config.relay.clone(), shutdown.clone())?)
+    };
+    let web = crate::http::Web {
+        playback: config.playback.clone(),
+        signer: crate::playback::Signer::new(config.playback.token_secret.as_deref(), Duration::from_secs(config.playback.token_ttl_s)),
+        player_dir: config.web.player_dir.clone(),
+        request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+        shutdown: shutdown.clone(),
+        relay: relay.clone(),
+    };
+    if !config.web.player_dir.join("onair_player.js").exists() {
+        tracing::warn!(dir = %config.web.player_dir.display(), "the Wasm player is not built; the watch page will not play (run: bash infra/setup.sh)");
+    }
+    let app = crate::http::app(store.clone(), web);
+    let grace = Duration::from_millis(config.ingest.reconnect_grace_ms);
+    let (sweeper_store, stop) = (store.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        // Interrupted broadcasts end after the grace period; ended ones stay readable for a
+        // minute so players can finish, then are freed.
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
+            for channel in sweeper_store.sweep(grace, Duration::from_secs(60)) {
+                tracing::info!(channel, "publisher did not come back within the grace period; broadcast ended");
+                metrics::gauge!("onair_live_channels").set(sweeper_store.live_count() as f64);
+            }
+        }
+        "sweeper"
+    });
+    let (http_config, stop) = (config.http.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        crate::serve::serve(http, app, http_config, stop).await;
+        "HTTP listener"
+    });
+    tracing::info!(%http_addr, ?rtmp_addr, ?srt_addr, upstreams = ?config.relay.upstreams, data_dir = %config.data_dir.display(), "OnAir is up");
+    Ok(Running { http_addr, rtmp_addr, srt_addr, relay, created_demo, channels, store, shutdown, tasks })
+}
+
+/// Binds the RTMP and SRT listeners and spawns their tasks; returns their addresses.
+async fn start_ingest(
+    config: &Config,
+    channels: &Channels,
+    store: &Arc<Store>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<&'static str>,
+) -> Result<(SocketAddr, SocketAddr), StartError> {
+    let bind = |what: &'static str, addr: SocketAddr| move |source| StartError::Bind { what, addr, source };
+    let rtmp = TcpListener::bind(config.rtmp_addr).await.map_err(bind("RTMP", config.rtmp_addr))?;
     let rtmp_addr = rtmp.local_addr().map_err(bind("RTMP", config.rtmp_addr))?;
     let (srt_listener, srt_incoming, srt_addr) = onair_ingest::srt::bind(config.srt_addr).await.map_err(bind("SRT", config.srt_addr))?;
     let settings = IngestSettings {
@@ -139,48 +202,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         },
     };
     let gate = Gate::new(settings, channels.clone(), store.clone());
-    let shutdown = CancellationToken::new();
-    let web = crate::http::Web {
-        playback: config.playback.clone(),
-        signer: crate::playback::Signer::new(config.playback.token_secret.as_deref(), Duration::from_secs(config.playback.token_ttl_s)),
-        player_dir: config.web.player_dir.clone(),
-        request_timeout: Duration::from_millis(config.http.request_timeout_ms),
-        shutdown: shutdown.clone(),
-    };
-    if !config.web.player_dir.join("onair_player.js").exists() {
-        tracing::warn!(dir = %config.web.player_dir.display(), "the Wasm player is not built; the watch page will not play (run: bash infra/setup.sh)");
-    }
-    let app = crate::http::app(store.clone(), web);
-    let mut tasks = JoinSet::new();
-    let grace = Duration::from_millis(config.ingest.reconnect_grace_ms);
-    let (sweeper_store, stop) = (store.clone(), shutdown.clone());
-    tasks.spawn(async move {
-        // Interrupted broadcasts end after the grace period; ended ones stay readable for a
-        // minute so players can finish, then are freed.
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        while stop.run_until_cancelled(tick.tick()).await.is_some() {
-            for channel in sweeper_store.sweep(grace, Duration::from_secs(60)) {
-                tracing::info!(channel, "publisher did not come back within the grace period; broadcast ended");
-                metrics::gauge!("onair_live_channels").set(sweeper_store.live_count() as f64);
-            }
-        }
-        "sweeper"
-    });
     let (rtmp_ingest, stop) = (RtmpIngest::new(gate.clone()), shutdown.clone());
     tasks.spawn(async move {
         rtmp_ingest.run(rtmp, stop).await;
         "RTMP listener"
     });
-    let (srt, stop) = (SrtIngest::new(gate.clone()), shutdown.clone());
+    let (srt, stop) = (SrtIngest::new(gate), shutdown.clone());
     tasks.spawn(async move {
         srt.run(srt_listener, srt_incoming, stop).await;
         "SRT listener"
     });
-    let (http_config, stop) = (config.http.clone(), shutdown.clone());
-    tasks.spawn(async move {
-        crate::serve::serve(http, app, http_config, stop).await;
-        "HTTP listener"
-    });
-    tracing::info!(%http_addr, %rtmp_addr, %srt_addr, data_dir = %config.data_dir.display(), "OnAir is up");
-    Ok(Running { http_addr, rtmp_addr, srt_addr, created_demo, channels, store, shutdown, tasks })
+    Ok((rtmp_addr, srt_addr))
 }

@@ -9,10 +9,15 @@
 //! | `GET /hls/{channel}/{rendition}/seg{msn}.m4s` | complete segment (its parts back to back) |
 //!
 //! Responses carry Cache-Control per RFC 8216bis Appendix B, CORS for browsers, and gzip for
-//! playlists when asked. Metrics go through the `metrics` facade.
+//! playlists when asked. Media carries [`PRODUCED_AT`] and `Age` counted from it. Channels the
+//! store does not hold are asked of the [`Upstream`] (a relay), when there is one. Metrics go
+//! through the `metrics` facade.
 
 mod media;
 mod playlists;
+mod upstream;
+
+pub use upstream::{Held, Unavailable, Upstream};
 
 use std::sync::Arc;
 
@@ -34,7 +39,14 @@ pub struct OriginState {
     /// Cancelled when the server shuts down: blocked and new playlist requests then get 503 (no
     /// EXT-X-ENDLIST: the broadcast did not end, this server is going away), so players fail over.
     pub shutdown: CancellationToken,
+    /// Where channels this node does not ingest come from (a relay); `None` on a plain origin.
+    pub upstream: Option<Arc<dyn Upstream>>,
 }
+
+/// Response header on every part and segment: the wall-clock time, in Unix milliseconds, at which
+/// the origin produced it (its last part, for a segment). Relays copy it from their upstream, so
+/// each tier's delay is measured against the origin.
+pub const PRODUCED_AT: &str = "onair-produced-at";
 
 /// The origin's routes under `/hls`, with CORS and gzip for playlists.
 pub fn router(state: OriginState) -> Router {
@@ -56,14 +68,29 @@ pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 /// `onair_http_errors_total{kind}`.
 pub(crate) fn error(status: StatusCode, kind: CacheKind, td: u32, reason: &str, metric_kind: &'static str) -> Response {
     metrics::counter!("onair_http_errors_total", "kind" => metric_kind).increment(1);
-    tracing::debug!(%status, reason, "request refused");
-    let mut resp = (status, format!("{reason}\n")).into_response();
-    // A 5xx says "this server, now": a cache must not hand it to the next viewer.
     let cc = if status.is_server_error() { "no-store".to_string() } else { cache_control(kind, false, td) };
-    if let Ok(v) = HeaderValue::from_str(&cc) {
+    error_with(status, &cc, reason, metric_kind)
+}
+
+fn error_with(status: StatusCode, cc: &str, reason: &str, metric_kind: &'static str) -> Response {
+    tracing::debug!(%status, reason, kind = metric_kind, "request refused");
+    let mut resp = (status, format!("{reason}\n")).into_response();
+    if let Ok(v) = HeaderValue::from_str(cc) {
         resp.headers_mut().insert(header::CACHE_CONTROL, v);
     }
     resp
+}
+
+/// The answer to a request for a channel the store does not hold and the upstream cannot give.
+/// No cache may keep it: a relay's 404 for a channel it is still looking for may turn into a 200
+/// a moment later, and a 503 says "this server, now".
+pub(crate) fn unavailable(why: Unavailable) -> Response {
+    let (status, metric_kind) = match why {
+        Unavailable::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        Unavailable::UpstreamDown => (StatusCode::SERVICE_UNAVAILABLE, "upstream_down"),
+    };
+    metrics::counter!("onair_http_errors_total", "kind" => metric_kind).increment(1);
+    error_with(status, "no-store", &why.to_string(), metric_kind)
 }
 
 /// True for channel and rendition names we serve: 1–64 of `A-Z a-z 0-9 _ -`.

@@ -1,6 +1,6 @@
 //! Per-rendition resources: the Media Playlist, the init segment, parts and segments.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use onair_hls::cache::{cache_control, Response as CacheKind};
 use onair_store::Rendition;
 
-use crate::{error, playlists, valid_name, OriginState};
+use crate::{error, playlists, unavailable, valid_name, OriginState, PRODUCED_AT};
 
 /// What a file name in a rendition's folder names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,24 +50,37 @@ pub(crate) async fn rendition_file(
     let Some(resource) = parse_resource(&file) else {
         return error(StatusCode::NOT_FOUND, CacheKind::Media, td, "no such resource", "not_found");
     };
-    let broadcast = (valid_name(&channel) && valid_name(&rendition)).then(|| state.store.get(&channel)).flatten();
-    let Some((broadcast, r)) = broadcast.and_then(|b| b.rendition(&rendition).map(|r| (b, r))) else {
-        let kind = match resource {
-            Resource::Playlist if query.iter().any(|(k, _)| k == "_HLS_msn") => CacheKind::BlockingPlaylist,
-            Resource::Playlist => CacheKind::Playlist,
-            _ => CacheKind::Media,
-        };
+    let kind = match resource {
+        Resource::Playlist if query.iter().any(|(k, _)| k == "_HLS_msn") => CacheKind::BlockingPlaylist,
+        Resource::Playlist => CacheKind::Playlist,
+        _ => CacheKind::Media,
+    };
+    if !(valid_name(&channel) && valid_name(&rendition)) {
         return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found");
+    }
+    let held = state.store.get(&channel).and_then(|b| b.rendition(&rendition).map(|r| (b, r)));
+    let (broadcast, r) = match (held, &state.upstream) {
+        (Some(held), upstream) => {
+            if let Some(up) = upstream {
+                up.touch(&channel, &rendition);
+            }
+            held
+        }
+        (None, Some(up)) => match up.rendition(&channel, &rendition).await {
+            Ok(pulled) => pulled,
+            Err(why) => return unavailable(why),
+        },
+        (None, None) => return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found"),
     };
     match resource {
         Resource::Playlist => playlists::media_playlist(&state, broadcast, r, query).await,
         Resource::Init(id) => match r.init_segment(id) {
-            Some(init) => media_response(&r, vec![init]),
+            Some(init) => media_response(&r, vec![init], None),
             None => error(StatusCode::NOT_FOUND, CacheKind::Media, r.target_duration(), "no such init segment", "not_found"),
         },
         Resource::Part(id) => part(&state, &r, id).await,
         Resource::Segment(msn) => match r.segment(msn) {
-            Some(parts) => media_response(&r, parts),
+            Some(seg) => media_response(&r, seg.parts, Some(seg.produced_at)),
             None => error(StatusCode::NOT_FOUND, CacheKind::Media, r.target_duration(), "segment not available", "not_found"),
         },
     }
@@ -77,7 +90,7 @@ pub(crate) async fn rendition_file(
 async fn part(state: &OriginState, r: &Rendition, id: u64) -> Response {
     let td = r.target_duration();
     if let Some(p) = r.part(id) {
-        return media_response(r, vec![p.data]);
+        return media_response(r, vec![p.data], Some(p.produced_at));
     }
     let pos = r.position();
     if id != pos.next_part_id || pos.ended {
@@ -94,14 +107,16 @@ async fn part(state: &OriginState, r: &Rendition, id: u64) -> Response {
     };
     metrics::histogram!("onair_hinted_part_wait_seconds").record(started.elapsed().as_secs_f64());
     match (ready, r.part(id)) {
-        (true, Some(p)) => media_response(r, vec![p.data]),
+        (true, Some(p)) => media_response(r, vec![p.data], Some(p.produced_at)),
         _ => error(StatusCode::NOT_FOUND, CacheKind::Media, td, "hinted part was not produced", "not_found"),
     }
 }
 
 /// A media response from shared chunks (no copy): Content-Type by track kind, Content-Length,
-/// immutable caching for 6 × TD. Counted in `onair_http_media_bytes_total`.
-fn media_response(r: &Rendition, chunks: Vec<Bytes>) -> Response {
+/// immutable caching for 6 × TD, and for parts and segments [`PRODUCED_AT`] and `Age` (whole
+/// seconds since the origin produced it, RFC 9111 §5.1, so that a CDN in front of a relay ages it
+/// from the origin). Counted in `onair_http_media_bytes_total`.
+fn media_response(r: &Rendition, chunks: Vec<Bytes>, produced_at: Option<SystemTime>) -> Response {
     let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
     metrics::counter!("onair_http_media_bytes_total").increment(len);
     let body = if chunks.len() == 1 {
@@ -116,6 +131,12 @@ fn media_response(r: &Rendition, chunks: Vec<Bytes>) -> Response {
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(v) = HeaderValue::from_str(&cache_control(CacheKind::Media, true, r.target_duration())) {
         h.insert(header::CACHE_CONTROL, v);
+    }
+    if let Some(at) = produced_at {
+        let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        h.insert(PRODUCED_AT, HeaderValue::from(ms));
+        let age = SystemTime::now().duration_since(at).map_or(0, |d| d.as_secs());
+        h.insert(header::AGE, HeaderValue::from(age));
     }
     resp
 }

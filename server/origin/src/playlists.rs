@@ -15,7 +15,7 @@ use onair_hls::{
 };
 use onair_store::{Broadcast, Position, Rendition, RenditionInfo};
 
-use crate::{error, valid_name, OriginState, PLAYLIST_CONTENT_TYPE};
+use crate::{error, unavailable, valid_name, OriginState, PLAYLIST_CONTENT_TYPE};
 
 /// Name of the audio group in the Multivariant Playlist.
 const AUDIO_GROUP: &str = "audio";
@@ -42,8 +42,24 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
     if state.shutdown.is_cancelled() {
         return error(StatusCode::SERVICE_UNAVAILABLE, CacheKind::Playlist, td, "server is shutting down", "shutting_down");
     }
-    let Some(b) = valid_name(&channel).then(|| state.store.get(&channel)).flatten() else {
+    if !valid_name(&channel) {
         return error(StatusCode::NOT_FOUND, CacheKind::Playlist, td, "channel is not live", "not_found");
+    }
+    let mut relayed = None;
+    if let Some(up) = &state.upstream {
+        match up.multivariant(&channel).await {
+            Ok(mirrored) => {
+                metrics::counter!("onair_playlist_requests_total", "kind" => "multivariant").increment(1);
+                return playlist_response(mirrored.render(), CacheKind::Playlist, td);
+            }
+            Err(why) => relayed = Some(why),
+        }
+    }
+    let Some(b) = state.store.get(&channel) else {
+        return match relayed {
+            Some(why) => unavailable(why),
+            None => error(StatusCode::NOT_FOUND, CacheKind::Playlist, td, "channel is not live", "not_found"),
+        };
     };
     let renditions: Vec<Arc<Rendition>> = b.renditions();
     if renditions.is_empty() {
@@ -158,7 +174,8 @@ pub(crate) async fn media_playlist(
             }
         }
     }
-    let playlist = build_media_playlist(&broadcast, &rendition, directives.skip);
+    let relayed_reports = state.upstream.as_ref().map(|up| up.reports(broadcast.channel())).unwrap_or_default();
+    let playlist = build_media_playlist(&broadcast, &rendition, directives.skip, relayed_reports);
     playlist_response(playlist.render(), kind, rendition.target_duration())
 }
 
@@ -171,7 +188,9 @@ fn init_uri(id: u64) -> String {
     }
 }
 
-fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: SkipRequest) -> MediaPlaylist {
+/// The Media Playlist of `rendition`; `relayed_reports` are the upstream's Rendition Reports for
+/// renditions this node does not hold (a relay pulls only what its viewers watch).
+fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: SkipRequest, relayed_reports: Vec<RenditionReport>) -> MediaPlaylist {
     let snap = rendition.snapshot();
     let td = snap.target_duration;
     // List parts for the segments within 3 × TD of the live edge (RFC 8216bis §4.4.4.9).
@@ -207,8 +226,8 @@ fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: Skip
         .collect();
     let server_control = ServerControl::for_targets(td, snap.part_target);
     let own = rendition.name();
-    let rendition_reports = broadcast
-        .renditions()
+    let held = broadcast.renditions();
+    let mut rendition_reports: Vec<RenditionReport> = held
         .iter()
         .filter_map(|r| {
             let (name, p) = (r.name(), r.position());
@@ -218,6 +237,10 @@ fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: Skip
             p.last_msn.map(|m| RenditionReport { uri: format!("../{name}/index.m3u8"), last_msn: m, last_part: p.last_part })
         })
         .collect();
+    let own_uri = format!("../{own}/index.m3u8");
+    let others: Vec<RenditionReport> =
+        relayed_reports.into_iter().filter(|rr| rr.uri != own_uri && !rendition_reports.iter().any(|h| h.uri == rr.uri)).collect();
+    rendition_reports.extend(others);
     let mut playlist = MediaPlaylist {
         target_duration: td,
         media_sequence: snap.segments.first().map(|s| s.msn).unwrap_or(0),

@@ -35,13 +35,13 @@ fn setup() -> Setup {
     };
     let writer = session.writer(info, Bytes::from_static(b"init")).expect("writer");
     let shutdown = CancellationToken::new();
-    Setup { app: router(OriginState { store, shutdown: shutdown.clone() }), session, writer, shutdown }
+    Setup { app: router(OriginState { store, shutdown: shutdown.clone(), upstream: None }), session, writer, shutdown }
 }
 
 fn add_parts(w: &RenditionWriter, n: u64) {
     for i in 0..n {
         let id = w.rendition().position().next_part_id;
-        let part = NewPart { program_date_time: SystemTime::now(), duration: 18_000, independent: id.is_multiple_of(10), data: Bytes::from(vec![i as u8; 8]) };
+        let part = NewPart { program_date_time: SystemTime::now(), duration: 18_000, independent: id.is_multiple_of(10), data: Bytes::from(vec![i as u8; 8]), produced_at: SystemTime::now() };
         w.append(Placement::Next { starts_segment: id.is_multiple_of(10) }, part).expect("append");
     }
 }

@@ -91,14 +91,14 @@ impl Broadcast {
         self.renditions.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The rendition `info.name`, created with `info` and `init` if absent; if it existed, the pair
-    /// comes back unused.
-    pub(crate) fn rendition_or_insert(&self, info: RenditionInfo, init: Bytes) -> (Arc<Rendition>, Option<(RenditionInfo, Bytes)>) {
+    /// The rendition `info.name`, created with `info` and `init` (as init id `init_id`) if absent;
+    /// if it existed, the pair comes back unused.
+    pub(crate) fn rendition_or_insert(&self, info: RenditionInfo, init: Bytes, init_id: u64) -> (Arc<Rendition>, Option<(RenditionInfo, Bytes)>) {
         let mut list = self.renditions.write().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = list.iter().find(|r| r.name() == info.name) {
             return (r.clone(), Some((info, init)));
         }
-        let r = Arc::new(Rendition::new(info, init, self.config));
+        let r = Arc::new(Rendition::new(info, init, init_id, self.config));
         list.push(r.clone());
         (r, None)
     }
@@ -208,6 +208,20 @@ impl Store {
         });
         map.insert(channel.to_string(), b.clone());
         Ok(Session::new(b, 1))
+    }
+
+    /// Removes `session`'s broadcast from the store if the session still owns it (a relay
+    /// releasing a channel nobody watches): its media is freed once the last reader lets go, and
+    /// its playlists get no EXT-X-ENDLIST (the broadcast did not end; this node stopped holding it).
+    /// Returns true if it removed it.
+    pub fn release(&self, session: Session) -> bool {
+        let mut map = self.broadcasts.write().unwrap_or_else(|e| e.into_inner());
+        let channel = session.broadcast().channel();
+        let owned = session.owns() && map.get(channel).is_some_and(|b| Arc::ptr_eq(b, session.broadcast()));
+        if owned {
+            map.remove(channel);
+        }
+        owned
     }
 
     /// The current (live or recently ended) broadcast of `channel`.

@@ -28,7 +28,7 @@ mod writer;
 
 pub use broadcast::{Broadcast, BroadcastInfo, BroadcastState, Phase, Store, StoreError};
 pub use rendition::{
-    NewPart, PartRef, Placement, Position, Rendition, RenditionInfo, SegmentSnapshot, Snapshot, TimelineConfig, Watcher,
+    NewPart, PartRef, Placement, Position, Rendition, RenditionInfo, SegmentRef, SegmentSnapshot, Snapshot, TimelineConfig, Watcher,
     MAX_INIT_SEGMENTS,
 };
 pub use writer::{RenditionWriter, Session, SessionRef, WriteError};

@@ -76,6 +76,9 @@ pub struct NewPart {
     pub independent: bool,
     /// The `moof`+`mdat` bytes.
     pub data: Bytes,
+    /// Wall-clock time the origin produced it (wrote it to its store): now on the origin, the
+    /// upstream's `OnAir-Produced-At` on a relay. Each tier's delay and `Age` count from it.
+    pub produced_at: SystemTime,
 }
 
 /// Where an appended part goes in the timeline.
@@ -90,7 +93,8 @@ pub enum Placement {
     /// The numbering comes from elsewhere (a relay mirroring its upstream): part `part_id` of
     /// segment `msn`. A new `msn` opens that segment; numbers only move forward (gaps are allowed,
     /// for a relay joining late or an upstream that restarted), and an existing segment only takes
-    /// the part id right after its last one.
+    /// the part id right after its last one. A Media Sequence Number that skips segments restarts
+    /// the window at it (a playlist's segments are numbered consecutively, RFC 8216bis §4.4.3.2).
     At {
         /// Media Sequence Number of the part's segment.
         msn: u64,
@@ -109,6 +113,7 @@ struct Part {
     duration: u64,
     independent: bool,
     data: Bytes,
+    produced_at: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +210,17 @@ pub struct PartRef {
     pub msn: u64,
     /// Index within the segment.
     pub index: u32,
+    /// When the origin produced it (see [`NewPart::produced_at`]).
+    pub produced_at: SystemTime,
+}
+
+/// A complete segment's media, for serving it.
+#[derive(Debug, Clone)]
+pub struct SegmentRef {
+    /// Its parts' bytes in order: the segment is their concatenation.
+    pub parts: Vec<Bytes>,
+    /// When the origin produced its last part (the segment was complete from then on).
+    pub produced_at: SystemTime,
 }
 
 /// A segment's facts in a [`Snapshot`].
@@ -269,14 +285,15 @@ pub struct Rendition {
 }
 
 impl Rendition {
-    /// A rendition with init segment `init` (ftyp+moov bytes) as init id 0.
-    pub(crate) fn new(info: RenditionInfo, init: Bytes, config: TimelineConfig) -> Self {
+    /// A rendition with init segment `init` (ftyp+moov bytes) as init id `init_id` (0 unless
+    /// imported from an upstream).
+    pub(crate) fn new(info: RenditionInfo, init: Bytes, init_id: u64, config: TimelineConfig) -> Self {
         let name = info.name.clone();
         let timeline = Timeline {
             info,
-            inits: VecDeque::from([(0, init)]),
-            current_init: 0,
-            next_init_id: 1,
+            inits: VecDeque::from([(init_id, init)]),
+            current_init: init_id,
+            next_init_id: init_id + 1,
             pending_discontinuity: false,
             segments: VecDeque::new(),
             next_msn: 0,
@@ -395,6 +412,10 @@ impl Rendition {
                 } else if t.segments.back().is_some_and(|s| s.msn >= msn) {
                     return Err(numbering("Media Sequence Number is not after the last segment"));
                 } else {
+                    if t.segments.back().is_some_and(|s| s.msn + 1 != msn) {
+                        // Segments are missing in between: the window restarts at `msn`.
+                        t.segments.clear();
+                    }
                     (true, msn, part_id, discontinuity, discontinuity_sequence)
                 }
             }
@@ -426,7 +447,7 @@ impl Rendition {
         }
         let Some(seg) = t.segments.back_mut() else { return Err(WriteError::Ended) };
         seg.duration += part.duration;
-        seg.parts.push(Part { duration: part.duration, independent: part.independent, data: part.data });
+        seg.parts.push(Part { duration: part.duration, independent: part.independent, data: part.data, produced_at: part.produced_at });
         t.next_part_id = id + 1;
         Ok(id)
     }
@@ -498,15 +519,16 @@ impl Rendition {
         let seg = t.segments.get(idx)?;
         let index = id.checked_sub(seg.first_part_id)?;
         let part = seg.parts.get(usize::try_from(index).ok()?)?;
-        Some(PartRef { data: part.data.clone(), msn: seg.msn, index: index as u32 })
+        Some(PartRef { data: part.data.clone(), msn: seg.msn, index: index as u32, produced_at: part.produced_at })
     }
 
-    /// The parts of complete segment `msn`, in order (a segment is the concatenation of its parts).
-    pub fn segment(&self, msn: u64) -> Option<Vec<Bytes>> {
+    /// The media of complete segment `msn`.
+    pub fn segment(&self, msn: u64) -> Option<SegmentRef> {
         let t = self.timeline.borrow();
         let idx = t.segments.partition_point(|s| s.msn < msn);
-        let seg = t.segments.get(idx).filter(|s| s.msn == msn)?;
-        seg.complete.then(|| seg.parts.iter().map(|p| p.data.clone()).collect())
+        let seg = t.segments.get(idx).filter(|s| s.msn == msn && s.complete)?;
+        let produced_at = seg.parts.last()?.produced_at;
+        Some(SegmentRef { parts: seg.parts.iter().map(|p| p.data.clone()).collect(), produced_at })
     }
 
     /// Target duration in whole seconds as of now.

@@ -25,7 +25,7 @@ fn store(window: usize) -> Store {
 }
 
 fn part(duration: u64, independent: bool, byte: u8) -> NewPart {
-    NewPart { program_date_time: SystemTime::now(), duration, independent, data: Bytes::from(vec![byte; 10]) }
+    NewPart { program_date_time: SystemTime::now(), duration, independent, data: Bytes::from(vec![byte; 10]), produced_at: SystemTime::now() }
 }
 
 fn next(starts_segment: bool) -> Placement {
@@ -116,7 +116,7 @@ fn parts_segments_and_positions() {
     let p = r.part(7).expect("part 7");
     assert_eq!((p.msn, p.index, p.data[0]), (1, 2, 7));
     assert!(r.part(12).is_none());
-    assert_eq!(r.segment(1).expect("segment 1").len(), 5);
+    assert_eq!(r.segment(1).expect("segment 1").parts.len(), 5);
     assert!(r.segment(2).is_none(), "open segment is not served whole");
     let snap = r.snapshot();
     assert_eq!(snap.segments.len(), 3);
@@ -239,23 +239,48 @@ fn one_writer_per_rendition_bound_to_its_session() {
 fn imported_numbering_mirrors_the_upstream() {
     let store = store(12);
     let s = store.start("relayed", false).expect("start");
-    let w = s.writer(info("source"), Bytes::from_static(b"init")).expect("writer");
+    let w = s.reference().import_writer(info("source"), 3, Bytes::from_static(b"up-init3")).expect("writer");
     let at = |msn, part_id, discontinuity, discontinuity_sequence| Placement::At { msn, part_id, discontinuity, discontinuity_sequence };
-    w.import_init(3, info("source"), Bytes::from_static(b"up-init3")).expect("init");
+    assert!(w.rendition().init_segment(0).is_none(), "only the upstream's init ids exist");
     // Joining mid-stream: segment 500, parts from 2_000, three discontinuities already upstream.
     assert_eq!(w.append(at(500, 2_000, false, 3), part(18_000, true, 0)), Ok(2_000));
     assert_eq!(w.append(at(500, 2_001, false, 3), part(18_000, false, 0)), Ok(2_001));
     assert!(matches!(w.append(at(500, 2_003, false, 3), part(1, false, 0)), Err(WriteError::Numbering { .. })));
     assert!(matches!(w.append(at(499, 2_002, false, 3), part(1, true, 0)), Err(WriteError::Numbering { .. })));
     assert_eq!(w.append(at(501, 2_002, false, 3), part(18_000, true, 0)), Ok(2_002));
-    // The upstream restarted elsewhere: new numbers after a discontinuity.
-    assert_eq!(w.append(at(900, 7_000, true, 4), part(18_000, true, 0)), Ok(7_000));
+    assert_eq!(w.append(at(502, 2_003, true, 4), part(18_000, true, 0)), Ok(2_003));
     let snap = w.rendition().snapshot();
     let shape: Vec<_> = snap.segments.iter().map(|s| (s.msn, s.first_part_id, s.discontinuity, s.init_id)).collect();
-    assert_eq!(shape, vec![(500, 2_000, false, 3), (501, 2_002, false, 3), (900, 7_000, true, 3)]);
-    assert_eq!((snap.discontinuity_sequence, snap.next_part_id), (3, 7_001));
+    assert_eq!(shape, vec![(500, 2_000, false, 3), (501, 2_002, false, 3), (502, 2_003, true, 3)]);
+    assert_eq!((snap.discontinuity_sequence, snap.next_part_id), (3, 2_004));
     assert_eq!(w.rendition().init_segment(3).as_deref(), Some(&b"up-init3"[..]));
     assert!(w.rendition().segment(501).is_some() && w.rendition().segment(502).is_none());
+    // The upstream restarted elsewhere (or the relay fell behind): segments are missing, so the
+    // window restarts at the new number and the playlist stays consecutively numbered.
+    assert_eq!(w.append(at(900, 7_000, true, 5), part(18_000, true, 0)), Ok(7_000));
+    let snap = w.rendition().snapshot();
+    assert_eq!(snap.segments.iter().map(|s| s.msn).collect::<Vec<_>>(), vec![900]);
+    assert_eq!(snap.discontinuity_sequence, 4);
+    assert!(w.rendition().part(2_000).is_none());
+}
+
+#[test]
+fn released_broadcast_leaves_the_store_without_ending() {
+    let store = store(12);
+    let s = store.start("relayed", false).expect("start");
+    let w = s.writer(info("source"), Bytes::from_static(b"init")).expect("writer");
+    w.append(next(true), part(18_000, true, 0)).expect("append");
+    let r = w.rendition().clone();
+    drop(w);
+    assert!(store.release(s));
+    assert!(store.get("relayed").is_none());
+    assert!(!r.position().ended, "a released broadcast did not end: no EXT-X-ENDLIST");
+    // A stale session cannot release its successor.
+    let s1 = store.start("x", false).expect("start");
+    let s2 = store.start("x", true).expect("takeover");
+    assert!(!store.release(s1));
+    assert!(store.get("x").is_some());
+    assert!(store.release(s2));
 }
 
 #[test]

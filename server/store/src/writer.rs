@@ -53,18 +53,18 @@ fn writable(state: &BroadcastState, session: u64) -> Result<(), WriteError> {
 }
 
 /// Claims the writer of rendition `info.name` for `session`; creates the rendition with `init`
-/// (init id 0), or continues an existing one after a discontinuity with `init`.
-fn claim(broadcast: &Arc<Broadcast>, session: u64, info: RenditionInfo, init: Bytes) -> Result<RenditionWriter, WriteError> {
+/// (init id `init_id`, else 0), or continues an existing one after a discontinuity with `init`.
+fn claim(broadcast: &Arc<Broadcast>, session: u64, info: RenditionInfo, init: Bytes, init_id: Option<u64>) -> Result<RenditionWriter, WriteError> {
     // Holding the state read lock keeps a takeover from landing between the check and the claim.
     let state = broadcast.state.borrow();
     writable(&state, session)?;
     let name = info.name.clone();
-    let (rendition, existing) = broadcast.rendition_or_insert(info, init);
+    let (rendition, existing) = broadcast.rendition_or_insert(info, init, init_id.unwrap_or(0));
     if rendition.claimed_by.swap(session, Ordering::AcqRel) == session {
         return Err(WriteError::Claimed(name));
     }
     if let Some((info, init)) = existing {
-        rendition.reconfigure(info, init, None);
+        rendition.reconfigure(info, init, init_id);
     }
     drop(state);
     Ok(RenditionWriter { broadcast: broadcast.clone(), rendition, session })
@@ -103,7 +103,7 @@ impl Session {
     /// Claims the writer of rendition `info.name` (see [`SessionRef::writer`]).
     /// Errors: [`WriteError::NotOwner`], [`WriteError::Ended`], [`WriteError::Claimed`].
     pub fn writer(&self, info: RenditionInfo, init: Bytes) -> Result<RenditionWriter, WriteError> {
-        claim(&self.broadcast, self.id, info, init)
+        claim(&self.broadcast, self.id, info, init, None)
     }
 
     /// A clonable reference that may claim writers (for the transcoder's rungs on their thread)
@@ -144,7 +144,14 @@ impl SessionRef {
     /// Errors: [`WriteError::NotOwner`] once the session lost the broadcast, [`WriteError::Ended`],
     /// [`WriteError::Claimed`] if this session already holds that writer.
     pub fn writer(&self, info: RenditionInfo, init: Bytes) -> Result<RenditionWriter, WriteError> {
-        claim(&self.broadcast, self.id, info, init)
+        claim(&self.broadcast, self.id, info, init, None)
+    }
+
+    /// Claims the writer of rendition `info.name` with its init segment numbered `init_id` (a
+    /// relay mirroring its upstream's `init{id}.mp4`); otherwise as [`SessionRef::writer`].
+    /// Errors: as [`SessionRef::writer`].
+    pub fn import_writer(&self, info: RenditionInfo, init_id: u64, init: Bytes) -> Result<RenditionWriter, WriteError> {
+        claim(&self.broadcast, self.id, info, init, Some(init_id))
     }
 }
 

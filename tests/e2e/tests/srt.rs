@@ -85,7 +85,7 @@ async fn srt_refusals_and_garbage_leave_the_live_channel_alone() {
                 seed as u8
             })
             .collect();
-        let _ = udp.send_to(&packet, server.running.srt_addr).await;
+        let _ = udp.send_to(&packet, server.running.srt_addr.expect("SRT listener")).await;
     }
     // The live channel still gets its next part promptly.
     live_channel_is_healthy(&server).await;

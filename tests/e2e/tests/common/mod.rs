@@ -83,7 +83,7 @@ impl TestServer {
         tweak(&mut config);
         let running = onair::server::start(&config).await.expect("server starts");
         let key = running.created_demo.as_ref().expect("demo channel created").stream_key.clone();
-        TestServer { http: running.http_addr, rtmp: running.rtmp_addr, key, running, _dir: dir }
+        TestServer { http: running.http_addr, rtmp: running.rtmp_addr.expect("RTMP listener"), key, running, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -96,7 +96,7 @@ impl TestServer {
 
     /// An SRT publish URL with `streamid` (not shell-quoted: passed straight to ffmpeg).
     pub fn srt_url(&self, stream_id: &str, extra: &str) -> String {
-        format!("srt://{}?streamid={stream_id}{extra}", self.running.srt_addr)
+        format!("srt://{}?streamid={stream_id}{extra}", self.running.srt_addr.expect("SRT listener"))
     }
 
     /// Starts ffmpeg publishing the OBS-like fixture in a loop, in real time.
@@ -325,6 +325,8 @@ pub struct ServerProcess {
     pub http_port: u16,
     pub rtmp_port: u16,
     pub key: String,
+    /// Its stderr (the tracing log).
+    pub log_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -332,6 +334,12 @@ impl ServerProcess {
     /// Starts `onair serve` on the given HTTP port (RTMP and SRT on free ports), transcoding off,
     /// with `extra_toml` appended to its configuration file; waits for its stream-key line.
     pub fn start(http_port: u16, extra_toml: &str) -> ServerProcess {
+        Self::start_with_args(http_port, extra_toml, &[])
+    }
+
+    /// As [`ServerProcess::start`], with `args` after `serve` (e.g. `--no-ingest`, `--upstream URL`);
+    /// waits for the line naming the watch URLs. `key` is empty when the node printed none.
+    pub fn start_with_args(http_port: u16, extra_toml: &str, args: &[&str]) -> ServerProcess {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().expect("tempdir");
         let rtmp_port = free_port();
@@ -349,7 +357,8 @@ impl ServerProcess {
             .arg("--config")
             .arg(&config_path)
             .arg("serve")
-            .env("RUST_LOG", "warn")
+            .args(args)
+            .env("RUST_LOG", "warn,onair_relay=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -358,22 +367,41 @@ impl ServerProcess {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut key = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(key) = line.strip_prefix("stream key for channel demo: ") {
-                    let _ = tx.send(key.trim().to_string());
+                if let Some(k) = line.strip_prefix("stream key for channel demo: ") {
+                    key = k.trim().to_string();
+                }
+                if line.starts_with("watch http") {
+                    let _ = tx.send(key.clone());
                 }
             }
         });
         let Ok(key) = rx.recv_timeout(Duration::from_secs(60)) else {
             let status = child.try_wait().ok().flatten();
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            panic!("onair did not print its stream key (exit: {status:?}); its log:\n{log}");
+            panic!("onair did not start (exit: {status:?}); its log:\n{log}");
         };
-        ServerProcess { child, http_port, rtmp_port, key, _dir: dir }
+        ServerProcess { child, http_port, rtmp_port, key, log_path, _dir: dir }
     }
 
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The value of the Prometheus counter or gauge `series` (the exact text before the value,
+    /// e.g. `onair_relay_failovers_total`), summed over its lines; 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = get_text(&format!("{}/metrics", self.base_url())).await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(series) && l[series.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     pub fn rtmp_url(&self) -> String {

@@ -1,0 +1,382 @@
+//! The edge tier: a node pulls the channels it does not ingest from its upstreams (origins or
+//! other relays, so trees of any depth), over LL-HLS itself, into its own in-RAM store, where the
+//! same origin routes serve them.
+//!
+//! - **On demand**: the first request for a channel fetches its Multivariant Playlist from the
+//!   first upstream that has it (mirrored as it is: BANDWIDTH and CODECS as the origin measured
+//!   them); the first request for a rendition starts its pull, and every concurrent request waits
+//!   for that one pull. A rendition nobody asked for within `release_after_ms` is released, and the
+//!   channel with its last one.
+//! - **One fetch per part, as soon as it exists**: each pulled rendition follows the upstream's
+//!   Media Playlist with blocking reloads and requests the Preload Hint in parallel
+//!   (RFC 8216bis §6.2.5.2), so a part crosses each tier once, the moment it is produced; viewers
+//!   blocked on this node wake when it lands in the store.
+//! - **Same numbering**: parts are imported at the upstream's Media Sequence Number, part id,
+//!   discontinuity sequence and init id ([`onair_store::Placement::At`]); durations come from the
+//!   `moof` itself. A player may move between the origin and any relay mid-stream.
+//! - **Upstream failure**: a transport error, a 5xx, or a blocked request that outlives
+//!   `block_timeout_ms` on an upstream that no longer answers moves the channel to the next
+//!   upstream that has it; relays of one origin share its numbering, so the pull continues
+//!   where it was. With no upstream left, blocked viewers get 503 and no EXT-X-ENDLIST.
+//!
+//! Metrics: `onair_relay_upstream_requests_total{kind,outcome}`, `onair_relay_upstream_bytes_total`,
+//! `onair_relay_failovers_total`, `onair_relay_errors_total{kind}`, `onair_relay_part_delay_seconds`
+//! (import time − origin production time), `onair_relay_coalesced_waits_total`,
+//! `onair_relay_channels`, `onair_relay_renditions`.
+
+mod channel;
+pub mod config;
+mod fetch;
+mod pull;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use onair_hls::{MultivariantPlaylist, RenditionReport};
+use onair_origin::{Held, Unavailable, Upstream};
+use onair_store::Store;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use config::RelayConfig;
+pub use fetch::{FetchError, MAX_BODY};
+
+use channel::{ChannelPull, Master, RenditionPull};
+
+/// Longest a viewer request waits for a cold channel or rendition to arrive from upstream.
+const COLD_WAIT: Duration = Duration::from_secs(5);
+/// How often master playlists are refreshed from upstream (BANDWIDTH is re-measured there).
+const MASTER_REFRESH: Duration = Duration::from_secs(10);
+/// How long a channel no upstream has is remembered as missing (so a crowd asking for it costs
+/// one upstream request per interval).
+const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+
+pub(crate) fn count_error(kind: &'static str) {
+    metrics::counter!("onair_relay_errors_total", "kind" => kind).increment(1);
+}
+
+/// What every relayed channel shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub store: Arc<Store>,
+    pub fetcher: fetch::Fetcher,
+    pub config: RelayConfig,
+    upstreams: RwLock<Arc<Vec<String>>>,
+    pub shutdown: CancellationToken,
+    channels: Mutex<HashMap<String, Arc<ChannelPull>>>,
+    directory: tokio::sync::Mutex<Option<(Instant, Vec<DirectoryEntry>)>>,
+    epoch: Instant,
+}
+
+/// A channel an upstream lists as live (its `GET /api/v1/channels`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct DirectoryEntry {
+    /// Channel name.
+    pub channel: String,
+    /// `live` or `reconnecting`.
+    pub state: String,
+    /// Start of the broadcast, Unix ms.
+    pub started_at_ms: u64,
+    /// Rendition names.
+    pub renditions: Vec<String>,
+}
+
+impl DirectoryEntry {
+    /// True while its publisher is attached.
+    pub fn is_live(&self) -> bool {
+        self.state == "live"
+    }
+}
+
+/// How long an upstream's channel directory is reused.
+const DIRECTORY_TTL: Duration = Duration::from_secs(1);
+
+impl Shared {
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn upstreams(&self) -> Arc<Vec<String>> {
+        self.upstreams.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Time allowed for a request the upstream answers at once (a playlist, a listed part).
+    pub fn probe_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.connect_timeout_ms + self.config.block_timeout_ms)
+    }
+
+    /// Time allowed for a blocked request: the configured bound, and at least 3 parts.
+    pub fn block_timeout(&self, part_target_s: Option<f64>) -> Duration {
+        let parts = Duration::from_secs_f64(3.0 * part_target_s.unwrap_or(1.0).clamp(0.05, 10.0));
+        Duration::from_millis(self.config.block_timeout_ms).max(parts)
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ChannelPull>>> {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Errors from creating a relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// An upstream is not an `http://` or `https://` base URL.
+    #[error("relay upstream {0:?} is not an http:// or https:// URL")]
+    BadUpstream(String),
+    /// The HTTP client could not be built.
+    #[error("relay HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// The relay of a node: implements [`Upstream`] for the origin routes.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    shared: Arc<Shared>,
+}
+
+fn normalize(upstreams: &[String]) -> Result<Vec<String>, RelayError> {
+    upstreams
+        .iter()
+        .map(|u| {
+            let u = u.trim().trim_end_matches('/');
+            if (u.starts_with("http://") || u.starts_with("https://")) && u.len() > 8 {
+                Ok(u.to_string())
+            } else {
+                Err(RelayError::BadUpstream(u.to_string()))
+            }
+        })
+        .collect()
+}
+
+impl Relay {
+    /// A relay importing into `store` from `config.upstreams`; its pulls stop when `shutdown` is
+    /// cancelled. Errors: [`RelayError`].
+    pub fn new(store: Arc<Store>, config: RelayConfig, shutdown: CancellationToken) -> Result<Self, RelayError> {
+        let upstreams = normalize(&config.upstreams)?;
+        let fetcher = fetch::Fetcher::new(Duration::from_millis(config.connect_timeout_ms))?;
+        let shared = Arc::new(Shared {
+            store,
+            fetcher,
+            config,
+            upstreams: RwLock::new(Arc::new(upstreams)),
+            shutdown,
+            channels: Mutex::new(HashMap::new()),
+            directory: tokio::sync::Mutex::new(None),
+            epoch: Instant::now(),
+        });
+        Ok(Relay { shared })
+    }
+
+    /// The upstreams now, in the order tried.
+    pub fn upstreams(&self) -> Vec<String> {
+        self.shared.upstreams().to_vec()
+    }
+
+    /// Replaces the upstream list (the control plane re-parents the relay). Channels being pulled
+    /// stay on their upstream while it works, and fail over within the new list. Errors:
+    /// [`RelayError::BadUpstream`].
+    pub fn set_upstreams(&self, upstreams: &[String]) -> Result<(), RelayError> {
+        let list = normalize(upstreams)?;
+        tracing::info!(upstreams = ?list, "relay upstreams changed");
+        *self.shared.upstreams.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list);
+        Ok(())
+    }
+
+    /// Channels being relayed now.
+    pub fn channels(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.channels().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The channels the first answering upstream lists as live (cached for a second; empty when
+    /// none answers), so that a relay's directory shows what it can relay.
+    pub async fn upstream_directory(&self) -> Vec<DirectoryEntry> {
+        let mut cached = self.shared.directory.lock().await;
+        if let Some((at, list)) = cached.as_ref() {
+            if at.elapsed() < DIRECTORY_TTL {
+                return list.clone();
+            }
+        }
+        let mut list = Vec::new();
+        for base in self.shared.upstreams().iter() {
+            let url = format!("{base}/api/v1/channels");
+            if let Ok(f) = self.shared.fetcher.get(&url, self.shared.probe_timeout(), "directory").await {
+                match serde_json::from_slice::<Vec<DirectoryEntry>>(&f.body) {
+                    Ok(l) => {
+                        list = l;
+                        break;
+                    }
+                    Err(e) => {
+                        count_error("bad_directory");
+                        tracing::warn!(upstream = base, error = %e, "upstream channel directory is unreadable");
+                    }
+                }
+            }
+        }
+        *cached = Some((Instant::now(), list.clone()));
+        list
+    }
+
+    /// The relayed channel `name`, started if new. `None` when the channel is ingested here.
+    fn channel(&self, name: &str) -> Option<Arc<ChannelPull>> {
+        let mut map = self.shared.channels();
+        if let Some(c) = map.get(name) {
+            return Some(c.clone());
+        }
+        if self.shared.store.get(name).is_some_and(|b| !b.is_ended()) || self.shared.upstreams().is_empty() {
+            return None;
+        }
+        let c = Arc::new(ChannelPull::new(name, self.shared.clone()));
+        map.insert(name.to_string(), c.clone());
+        metrics::gauge!("onair_relay_channels").set(map.len() as f64);
+        drop(map);
+        tokio::spawn(run_channel(c.clone()));
+        Some(c)
+    }
+
+    async fn master(c: &ChannelPull) -> Result<Arc<MultivariantPlaylist>, Unavailable> {
+        let mut rx = c.master.subscribe();
+        let waited = tokio::time::timeout(COLD_WAIT, rx.wait_for(|m| !matches!(m, Master::Pending))).await;
+        match waited.ok().and_then(|r| r.ok()).map(|m| m.clone()) {
+            Some(Master::Ready(m)) => Ok(m),
+            Some(Master::Failed(why)) => Err(why),
+            _ => Err(Unavailable::UpstreamDown),
+        }
+    }
+}
+
+/// A relayed channel's life: find an upstream, start the local broadcast, refresh the mirrored
+/// Multivariant Playlist, release idle renditions and, with the last, the channel.
+async fn run_channel(c: Arc<ChannelPull>) {
+    let shared = c.shared.clone();
+    let started = c.find_upstream(None).await.and_then(|m| {
+        c.start_session()?;
+        Ok(m)
+    });
+    match started {
+        Ok(m) => {
+            tracing::info!(channel = c.name, upstream = c.upstream(), "relaying channel");
+            c.master.send_replace(Master::Ready(Arc::new(m)));
+        }
+        Err(why) => {
+            c.master.send_replace(Master::Failed(why));
+            let _ = tokio::time::timeout(NEGATIVE_TTL, c.stop.cancelled()).await;
+            forget(&c);
+            return;
+        }
+    }
+    let release_after = shared.config.release_after_ms;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut refreshed = Instant::now();
+    while c.stop.run_until_cancelled(tick.tick()).await.is_some() {
+        let now = shared.now_ms();
+        let idle = |last: u64| now.saturating_sub(last) > release_after;
+        {
+            let mut renditions = c.renditions.lock().unwrap_or_else(|e| e.into_inner());
+            renditions.retain(|name, p| {
+                let failed = matches!(&*p.ready.borrow(), Some(Err(_)));
+                let keep = !failed && !idle(p.last_request.load(Ordering::Relaxed));
+                if !keep {
+                    tracing::info!(channel = c.name, rendition = name, "released rendition");
+                    p.stop.cancel();
+                }
+                keep
+            });
+            metrics::gauge!("onair_relay_renditions", "channel" => c.name.clone()).set(renditions.len() as f64);
+        }
+        let empty = c.renditions.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        if (empty && idle(c.last_request.load(Ordering::Relaxed))) || c.ended() && idle(c.last_request.load(Ordering::Relaxed)) {
+            tracing::info!(channel = c.name, "released channel: no viewer requests");
+            break;
+        }
+        if refreshed.elapsed() >= MASTER_REFRESH && !c.ended() {
+            refreshed = Instant::now();
+            let url = format!("{}/hls/{}/master.m3u8", c.upstream(), c.name);
+            if let Ok(f) = shared.fetcher.get(&url, shared.probe_timeout(), "playlist").await {
+                if let Ok(m) = MultivariantPlaylist::parse(&String::from_utf8_lossy(&f.body)) {
+                    if !m.variants.is_empty() {
+                        c.master.send_replace(Master::Ready(Arc::new(m)));
+                    }
+                }
+            }
+        }
+    }
+    for p in c.renditions.lock().unwrap_or_else(|e| e.into_inner()).values() {
+        p.stop.cancel();
+    }
+    c.release();
+    forget(&c);
+}
+
+fn forget(c: &Arc<ChannelPull>) {
+    let mut map = c.shared.channels();
+    if map.get(&c.name).is_some_and(|x| Arc::ptr_eq(x, c)) {
+        map.remove(&c.name);
+    }
+    metrics::gauge!("onair_relay_channels").set(map.len() as f64);
+}
+
+impl Upstream for Relay {
+    fn multivariant<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<MultivariantPlaylist, Unavailable>> {
+        Box::pin(async move {
+            let c = self.channel(channel).ok_or(Unavailable::NotFound)?;
+            c.touch();
+            Relay::master(&c).await.map(|m| (*m).clone())
+        })
+    }
+
+    fn rendition<'a>(&'a self, channel: &'a str, rendition: &'a str) -> BoxFuture<'a, Result<Held, Unavailable>> {
+        Box::pin(async move {
+            let c = self.channel(channel).ok_or(Unavailable::NotFound)?;
+            c.touch();
+            Relay::master(&c).await?;
+            let pull = {
+                let mut map = c.renditions.lock().unwrap_or_else(|e| e.into_inner());
+                match map.get(rendition) {
+                    Some(p) => {
+                        if p.ready.borrow().is_none() {
+                            metrics::counter!("onair_relay_coalesced_waits_total").increment(1);
+                        }
+                        p.clone()
+                    }
+                    None => {
+                        let p = Arc::new(RenditionPull {
+                            ready: watch::Sender::new(None),
+                            last_request: c.shared.now_ms().into(),
+                            stop: c.stop.child_token(),
+                        });
+                        map.insert(rendition.to_string(), p.clone());
+                        tokio::spawn(pull::run(c.clone(), rendition.to_string(), p.clone()));
+                        p
+                    }
+                }
+            };
+            pull.last_request.store(c.shared.now_ms(), Ordering::Relaxed);
+            let mut rx = pull.ready.subscribe();
+            let ready = tokio::time::timeout(COLD_WAIT, rx.wait_for(|r| r.is_some())).await;
+            let r = match ready.ok().and_then(|r| r.ok()).and_then(|r| r.clone()) {
+                Some(r) => r?,
+                None => return Err(Unavailable::UpstreamDown),
+            };
+            let b = self.shared.store.get(channel).ok_or(Unavailable::UpstreamDown)?;
+            Ok((b, r))
+        })
+    }
+
+    fn touch(&self, channel: &str, rendition: &str) {
+        let Some(c) = self.shared.channels().get(channel).cloned() else { return };
+        c.touch();
+        let renditions = c.renditions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = renditions.get(rendition) {
+            p.last_request.store(self.shared.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn reports(&self, channel: &str) -> Vec<RenditionReport> {
+        self.shared.channels().get(channel).map(|c| c.reports()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,211 @@
+//! The edge tier, end to end with separate `onair` processes on loopback: ffmpeg publishes the
+//! sample to an origin, relays pull it over LL-HLS (a relay of the origin, and a relay of that
+//! relay), and what the third tier serves mirrors the origin's numbering and bytes, a part behind
+//! by milliseconds; a relay whose upstream is killed moves to the next upstream and its viewers
+//! keep going.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use onair_hls::{MediaPlaylist, MultivariantPlaylist};
+
+/// A pure edge (`onair serve --no-ingest`) pulling from `upstreams`, in order.
+fn edge(upstreams: &[String]) -> ServerProcess {
+    let mut args = vec!["--no-ingest"];
+    for u in upstreams {
+        args.extend(["--upstream", u.as_str()]);
+    }
+    ServerProcess::start_with_args(free_port(), "", &args)
+}
+
+fn origin() -> (ServerProcess, Publisher) {
+    let origin = ServerProcess::start(free_port(), "");
+    let publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
+    (origin, publisher)
+}
+
+async fn media(url: &str) -> MediaPlaylist {
+    let text = get_text(url).await.unwrap_or_else(|| panic!("{url} answers"));
+    MediaPlaylist::parse(&text).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// Id of the hinted next part of `playlist`.
+fn hinted(p: &MediaPlaylist) -> u64 {
+    let hint = p.preload_hint.as_deref().expect("preload hint");
+    hint.trim_start_matches("part").trim_end_matches(".m4s").parse().expect("part id")
+}
+
+async fn get_timed(url: String) -> (Instant, reqwest::Response) {
+    let r = client().get(&url).send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    (Instant::now(), r)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_tiers_serve_the_origins_numbering_and_bytes() {
+    let (origin, _publisher) = origin();
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let tier1 = edge(&[origin.base_url()]);
+    let tier2 = edge(&[tier1.base_url()]);
+
+    // A cold channel through two relays: the first viewer's playlists.
+    let started = Instant::now();
+    let master = get_text(&format!("{}/hls/demo/master.m3u8", tier2.base_url())).await.expect("tier-2 master");
+    let first = media(&format!("{}/hls/demo/source/index.m3u8", tier2.base_url())).await;
+    let cold = started.elapsed();
+    eprintln!("cold channel through two relays: Multivariant + Media Playlist in {} ms", cold.as_millis());
+    assert!(cold < Duration::from_secs(4), "cold start took {cold:?}");
+    assert!(!first.segments.is_empty(), "the first playlist lists media");
+
+    // The Multivariant Playlist is the origin's (not re-measured).
+    let theirs = MultivariantPlaylist::parse(&get_text(&format!("{}/hls/demo/master.m3u8", origin.base_url())).await.expect("origin master"))
+        .expect("parses");
+    let ours = MultivariantPlaylist::parse(&master).expect("tier-2 master parses");
+    let shape = |m: &MultivariantPlaylist| m.variants.iter().map(|v| (v.uri.clone(), v.codecs.clone(), v.resolution)).collect::<Vec<_>>();
+    assert_eq!(shape(&ours), shape(&theirs));
+    eprintln!(
+        "BANDWIDTH origin {:?}, tier 2 {:?}",
+        theirs.variants.iter().map(|v| v.bandwidth).collect::<Vec<_>>(),
+        ours.variants.iter().map(|v| v.bandwidth).collect::<Vec<_>>()
+    );
+
+    // Same numbering: the same segments, parts, durations, dates and maps on both.
+    wait_renditions_at(&tier2.base_url(), "demo", &["source", "audio"], 2).await;
+    for rendition in ["source", "audio"] {
+        let edge = media(&format!("{}/hls/demo/{rendition}/index.m3u8", tier2.base_url())).await;
+        let (msn, part) = {
+            let last = edge.segments.len() as u64 - 1;
+            (edge.media_sequence + last, edge.segments.last().map_or(0, |s| s.parts.len() as u32))
+        };
+        // Both at the same live edge: block until each has the part after the tier-2 edge.
+        let q = format!("?_HLS_msn={msn}&_HLS_part={part}");
+        let at_origin = media(&format!("{}/hls/demo/{rendition}/index.m3u8{q}", origin.base_url())).await;
+        let at_edge = media(&format!("{}/hls/demo/{rendition}/index.m3u8{q}", tier2.base_url())).await;
+        let mut compared = 0;
+        for (i, seg) in at_edge.segments.iter().enumerate() {
+            let msn = at_edge.media_sequence + i as u64;
+            let Some(j) = msn.checked_sub(at_origin.media_sequence) else { continue };
+            let Some(o) = at_origin.segments.get(j as usize) else { continue };
+            assert_eq!(seg.uri, o.uri, "{rendition} segment {msn} URI");
+            assert_eq!(seg.init_uri, o.init_uri, "{rendition} segment {msn} map");
+            assert_eq!(seg.discontinuity, o.discontinuity, "{rendition} segment {msn} discontinuity");
+            assert_eq!(seg.program_date_time, o.program_date_time, "{rendition} segment {msn} PROGRAM-DATE-TIME");
+            assert!((seg.duration - o.duration).abs() < 1e-6, "{rendition} segment {msn}: {} vs {}", seg.duration, o.duration);
+            if !seg.parts.is_empty() && !o.parts.is_empty() {
+                assert_eq!(seg.parts, o.parts, "{rendition} segment {msn} parts");
+            }
+            compared += 1;
+        }
+        assert!(compared >= 2, "{rendition}: {compared} segments in common");
+        assert_eq!(at_edge.discontinuity_sequence, at_origin.discontinuity_sequence, "discontinuity sequence");
+        assert_eq!(at_edge.preload_hint, at_origin.preload_hint, "{rendition} Preload Hint");
+        assert!(!at_edge.rendition_reports.is_empty(), "{rendition}: Rendition Reports on the relay");
+
+        // The same bytes and the origin's production time.
+        let id = hinted(&at_edge) - 1;
+        let a = client().get(format!("{}/hls/demo/{rendition}/part{id}.m4s", origin.base_url())).send().await.expect("origin part");
+        let b = client().get(format!("{}/hls/demo/{rendition}/part{id}.m4s", tier2.base_url())).send().await.expect("tier-2 part");
+        assert_eq!(b.status(), 200);
+        let (ha, hb) = (a.headers().get("onair-produced-at").cloned(), b.headers().get("onair-produced-at").cloned());
+        assert!(ha.is_some() && ha == hb, "produced-at: origin {ha:?}, tier 2 {hb:?}");
+        assert!(b.headers().get("age").is_some(), "Age on the relay");
+        assert_eq!(a.bytes().await.expect("bytes"), b.bytes().await.expect("bytes"), "{rendition} part {id} bytes");
+    }
+
+    // Part availability per tier: the hinted part requested on all three at once.
+    let mut delay1 = Vec::new();
+    let mut delay2 = Vec::new();
+    for _ in 0..30 {
+        let p = media(&format!("{}/hls/demo/source/index.m3u8", origin.base_url())).await;
+        let next = hinted(&p);
+        let url = |base: String| format!("{base}/hls/demo/source/part{next}.m4s");
+        let (o, t1, t2) =
+            tokio::join!(get_timed(url(origin.base_url())), get_timed(url(tier1.base_url())), get_timed(url(tier2.base_url())));
+        assert!(o.1.status() == 200 && t1.1.status() == 200 && t2.1.status() == 200, "part {next} on every tier");
+        delay1.push(t1.0.saturating_duration_since(o.0).as_secs_f64() * 1000.0);
+        delay2.push(t2.0.saturating_duration_since(o.0).as_secs_f64() * 1000.0);
+    }
+    eprintln!(
+        "part available after the origin: tier 1 p50 {:.1} ms p95 {:.1} ms; tier 2 p50 {:.1} ms p95 {:.1} ms (30 parts)",
+        percentile(&delay1, 50.0),
+        percentile(&delay1, 95.0),
+        percentile(&delay2, 50.0),
+        percentile(&delay2, 95.0)
+    );
+    assert!(percentile(&delay2, 50.0) < 150.0, "tier 2 p50 {:.1} ms", percentile(&delay2, 50.0));
+
+    // An independent client reads the third tier: ffmpeg decodes video and audio.
+    let (decoded, frames) = decode_with_ffmpeg(&format!("{}/hls/demo/master.m3u8", tier2.base_url()), 4).await;
+    eprintln!("ffmpeg through two relays: {decoded:.1} s decoded, {frames} frames");
+    assert!(decoded >= 3.5 && frames >= 80, "decoded {decoded} s, {frames} frames");
+
+    // The directory and the playback API of the edge know the relayed channel.
+    let channels = get_text(&format!("{}/api/v1/channels", tier2.base_url())).await.expect("channels");
+    assert!(channels.contains("\"channel\":\"demo\""), "{channels}");
+    let playback = client().get(format!("{}/api/v1/playback/demo", tier2.base_url())).send().await.expect("playback");
+    assert_eq!(playback.status(), 200);
+    let missing = client().get(format!("{}/hls/nosuch/master.m3u8", tier2.base_url())).send().await.expect("missing");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers().get("cache-control").map(|v| v.to_str().unwrap_or("")), Some("no-store"), "a relay's 404 is not cached");
+
+    let upstream_bytes = tier1.metric("onair_relay_upstream_bytes_total").await;
+    let served = tier1.metric("onair_http_media_bytes_total").await;
+    eprintln!("tier 1: {upstream_bytes} bytes from the origin, {served} media bytes served");
+    assert!(upstream_bytes > 0.0 && served > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_whose_upstream_dies_moves_to_the_next_without_a_discontinuity() {
+    let (origin, _publisher) = origin();
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let mut a = edge(&[origin.base_url()]);
+    let b = edge(&[origin.base_url()]);
+    let leaf = edge(&[a.base_url(), b.base_url()]);
+    wait_renditions_at(&leaf.base_url(), "demo", &["source"], 2).await;
+
+    // A viewer of the leaf: blocking reload for each next part, then the part.
+    let playlist = format!("{}/hls/demo/source/index.m3u8", leaf.base_url());
+    let mut next = hinted(&media(&playlist).await);
+    let mut gaps = Vec::new();
+    let mut last = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(14);
+    let mut killed = false;
+    let kill_at = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        if !killed && Instant::now() >= kill_at {
+            let _ = a.child.kill();
+            let _ = a.child.wait();
+            killed = true;
+        }
+        let r = client().get(format!("{}/hls/demo/source/part{next}.m4s", leaf.base_url())).send().await.expect("part");
+        if r.status() != 200 {
+            // A 503 while the relay moves: ask again, like a player would.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let _ = r.bytes().await;
+        gaps.push(last.elapsed().as_secs_f64());
+        last = Instant::now();
+        next += 1;
+    }
+    let p = media(&playlist).await;
+    let stalls = gaps.iter().filter(|g| **g > 1.0).count();
+    let longest = gaps.iter().copied().fold(0.0, f64::max);
+    eprintln!("viewer of the leaf across the kill: {} parts, longest wait {:.0} ms, stalls (> 1 s) {stalls}", gaps.len(), longest * 1000.0);
+    assert!(killed);
+    assert!(stalls <= 1, "stalls: {stalls}, gaps {gaps:?}");
+    assert!(gaps.len() > 40, "parts received: {}", gaps.len());
+    // No discontinuity appeared: relays of one origin share its numbering.
+    let origin_p = media(&format!("{}/hls/demo/source/index.m3u8", origin.base_url())).await;
+    assert_eq!(p.discontinuity_sequence, origin_p.discontinuity_sequence);
+    assert_eq!(
+        p.segments.iter().filter(|s| s.discontinuity).count(),
+        0,
+        "the leaf's playlist has no EXT-X-DISCONTINUITY after the failover"
+    );
+    let failovers = leaf.metric("onair_relay_failovers_total").await;
+    eprintln!("leaf failovers counted: {failovers}");
+    assert!(failovers >= 1.0);
+    assert!(leaf.log().contains("moved to the next"), "the leaf logs the failover:\n{}", leaf.log());
+}
