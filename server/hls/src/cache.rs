@@ -27,13 +27,17 @@ pub fn max_age(response: Response, ok: bool, td: u32) -> f64 {
 }
 
 /// The Cache-Control header value: `max-age` rounded down to whole seconds (at least 1), plus
-/// `immutable` for successful media (complete parts and segments never change).
+/// `immutable` for successful media (complete parts and segments never change), and for
+/// playlists `stale-while-revalidate=0, stale-if-error=0` (RFC 5861): a live playlist past its
+/// lifetime is wrong, so a shared cache must not serve it stale while it refetches or when the
+/// fetch fails (Varnish, for one, takes its grace period from `stale-while-revalidate`, 10 s
+/// otherwise, which would hold a viewer seconds behind the live edge).
 pub fn cache_control(response: Response, ok: bool, td: u32) -> String {
     let secs = (max_age(response, ok, td).floor() as u64).max(1);
-    if ok && response == Response::Media {
-        format!("public, max-age={secs}, immutable")
-    } else {
-        format!("public, max-age={secs}")
+    match response {
+        Response::Media if ok => format!("public, max-age={secs}, immutable"),
+        Response::Media => format!("public, max-age={secs}"),
+        Response::Playlist | Response::BlockingPlaylist => format!("public, max-age={secs}, stale-while-revalidate=0, stale-if-error=0"),
     }
 }
 
@@ -43,10 +47,11 @@ mod tests {
 
     #[test]
     fn appendix_b_values() {
-        assert_eq!(cache_control(Response::BlockingPlaylist, true, 2), "public, max-age=12");
-        assert_eq!(cache_control(Response::BlockingPlaylist, false, 2), "public, max-age=8");
-        assert_eq!(cache_control(Response::Playlist, true, 2), "public, max-age=1");
-        assert_eq!(cache_control(Response::Playlist, false, 2), "public, max-age=2");
+        let no_stale = ", stale-while-revalidate=0, stale-if-error=0";
+        assert_eq!(cache_control(Response::BlockingPlaylist, true, 2), format!("public, max-age=12{no_stale}"));
+        assert_eq!(cache_control(Response::BlockingPlaylist, false, 2), format!("public, max-age=8{no_stale}"));
+        assert_eq!(cache_control(Response::Playlist, true, 2), format!("public, max-age=1{no_stale}"));
+        assert_eq!(cache_control(Response::Playlist, false, 2), format!("public, max-age=2{no_stale}"));
         assert_eq!(cache_control(Response::Media, true, 2), "public, max-age=12, immutable");
         assert_eq!(cache_control(Response::Media, false, 3), "public, max-age=3");
     }

@@ -58,7 +58,9 @@ pub(crate) async fn rendition_file(
     if !(valid_name(&channel) && valid_name(&rendition)) {
         return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found");
     }
-    let held = state.store.get(&channel).and_then(|b| b.rendition(&rendition).map(|r| (b, r)));
+    // On a relay, an ended broadcast may have been followed by a new one upstream: ask again.
+    let current = state.store.get(&channel).filter(|b| !(b.is_ended() && state.upstream.is_some()));
+    let held = current.and_then(|b| b.rendition(&rendition).map(|r| (b, r)));
     let (broadcast, r) = match (held, &state.upstream) {
         (Some(held), upstream) => {
             if let Some(up) = upstream {

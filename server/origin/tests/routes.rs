@@ -79,7 +79,7 @@ async fn blocking_request_wakes_when_the_part_lands() {
     add_parts(&r, 1);
     let (status, cc, body) = waiter.await.expect("join");
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(cc, "public, max-age=12");
+    assert_eq!(cc, "public, max-age=12, stale-while-revalidate=0, stale-if-error=0");
     assert!(body.contains("part4.m4s") && body.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part5.m4s\""));
 }
 
@@ -117,7 +117,7 @@ async fn bad_requests_and_unknown_resources() {
     assert_eq!(get(&app, "/hls/demo/source/index.m3u8?_HLS_msn=3").await.0, StatusCode::BAD_REQUEST);
     assert_eq!(get(&app, "/hls/demo/source/index.m3u8?_HLS_msn=abc").await.0, StatusCode::BAD_REQUEST);
     let (status, cc, _) = get(&app, "/hls/nope/source/index.m3u8?_HLS_msn=1").await;
-    assert_eq!((status, cc.as_str()), (StatusCode::NOT_FOUND, "public, max-age=8"));
+    assert_eq!((status, cc.as_str()), (StatusCode::NOT_FOUND, "public, max-age=8, stale-while-revalidate=0, stale-if-error=0"));
     assert_eq!(get(&app, "/hls/demo/source/part99.m4s").await.0, StatusCode::NOT_FOUND);
     assert_eq!(get(&app, "/hls/demo/source/seg0.m4s").await.0, StatusCode::NOT_FOUND, "open segment");
     assert_eq!(get(&app, "/hls/demo/source/whatever.txt").await.0, StatusCode::NOT_FOUND);

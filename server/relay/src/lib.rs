@@ -54,6 +54,8 @@ const MASTER_REFRESH: Duration = Duration::from_secs(10);
 /// How long a channel no upstream has is remembered as missing (so a crowd asking for it costs
 /// one upstream request per interval).
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+/// How long a channel the upstream ended is kept before the relay lets a new broadcast in.
+const ENDED_LINGER: Duration = Duration::from_secs(5);
 
 pub(crate) fn count_error(kind: &'static str) {
     metrics::counter!("onair_relay_errors_total", "kind" => kind).increment(1);
@@ -272,6 +274,7 @@ async fn run_channel(c: Arc<ChannelPull>) {
     let release_after = shared.config.release_after_ms;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut refreshed = Instant::now();
+    let mut ended_at = None;
     while c.stop.run_until_cancelled(tick.tick()).await.is_some() {
         let now = shared.now_ms();
         let idle = |last: u64| now.saturating_sub(last) > release_after;
@@ -289,9 +292,16 @@ async fn run_channel(c: Arc<ChannelPull>) {
             metrics::gauge!("onair_relay_renditions", "channel" => c.name.clone()).set(renditions.len() as f64);
         }
         let empty = c.renditions.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
-        if (empty && idle(c.last_request.load(Ordering::Relaxed))) || c.ended() && idle(c.last_request.load(Ordering::Relaxed)) {
+        if empty && idle(c.last_request.load(Ordering::Relaxed)) {
             tracing::info!(channel = c.name, "released channel: no viewer requests");
             break;
+        }
+        if c.ended() {
+            // Players got EXT-X-ENDLIST; a new broadcast upstream starts a new pull.
+            let since = *ended_at.get_or_insert_with(Instant::now);
+            if since.elapsed() >= ENDED_LINGER {
+                break;
+            }
         }
         if refreshed.elapsed() >= MASTER_REFRESH && !c.ended() {
             refreshed = Instant::now();

@@ -130,7 +130,7 @@ async fn playlists_follow_the_ll_hls_checklist() {
     let raw_client = reqwest::Client::builder().no_gzip().build().expect("client");
     let r = raw_client.get(server.url("/hls/demo/source/index.m3u8")).header("accept-encoding", "gzip").send().await.expect("get");
     assert_eq!(r.headers()["content-encoding"], "gzip");
-    assert_eq!(r.headers()["cache-control"], "public, max-age=1");
+    assert_eq!(r.headers()["cache-control"], "public, max-age=1, stale-while-revalidate=0, stale-if-error=0");
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
     let r = client().get(server.url("/hls/demo/source/init.mp4")).send().await.expect("get");
     assert!(r.headers()["cache-control"].to_str().expect("ascii").contains("immutable"));
@@ -150,7 +150,7 @@ async fn blocking_reload_and_hinted_parts() {
     let r = client().get(format!("{playlist}?_HLS_msn={msn}&_HLS_part={}", part + 1)).send().await.expect("blocking");
     let waited = started.elapsed();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["cache-control"], "public, max-age=12");
+    assert_eq!(r.headers()["cache-control"], "public, max-age=12, stale-while-revalidate=0, stale-if-error=0");
     let body = r.text().await.expect("body");
     let (msn2, part2) = live_edge(&body);
     assert!((msn2, part2) > (msn, part), "blocking reload returned a stale playlist");

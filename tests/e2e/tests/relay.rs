@@ -11,19 +11,82 @@ use std::time::{Duration, Instant};
 use common::*;
 use onair_hls::{MediaPlaylist, MultivariantPlaylist};
 
+/// The tests here run one at a time: each runs several servers, ffmpeg, and some a browser.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A pure edge (`onair serve --no-ingest`) pulling from `upstreams`, in order.
 fn edge(upstreams: &[String]) -> ServerProcess {
+    edge_with(upstreams, "")
+}
+
+fn edge_with(upstreams: &[String], toml: &str) -> ServerProcess {
     let mut args = vec!["--no-ingest"];
     for u in upstreams {
         args.extend(["--upstream", u.as_str()]);
     }
-    ServerProcess::start_with_args(free_port(), "", &args)
+    ServerProcess::start_with_args(free_port(), toml, &args)
 }
 
 fn origin() -> (ServerProcess, Publisher) {
-    let origin = ServerProcess::start(free_port(), "");
+    origin_with("")
+}
+
+fn origin_with(toml: &str) -> (ServerProcess, Publisher) {
+    let origin = ServerProcess::start(free_port(), toml);
     let publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
     (origin, publisher)
+}
+
+fn samples(report: &serde_json::Value, key: &str, from_t: f64) -> Vec<f64> {
+    let list = report["samples"].as_array().cloned().unwrap_or_default();
+    list.iter().filter(|s| s["t"].as_f64().unwrap_or(0.0) >= from_t).filter_map(|s| s[key].as_f64()).collect()
+}
+
+/// Plays `base`'s watch page (the OnAir player) and, in a second page at the same time, its
+/// Multivariant Playlist with hls.js; returns (OnAir p50, hls.js p50, OnAir stalls) of latency
+/// by PROGRAM-DATE-TIME after the first 10 s.
+async fn latency_at(base: &str, seconds: u32) -> (f64, f64, u64) {
+    let report = play_with_onair(&format!("{base}/watch/demo"), seconds, &["--hlsjs".into(), format!("{base}/hls/demo/master.m3u8")]).await;
+    let ours = samples(&report["onair"], "latency", 10.0);
+    let theirs = samples(&report["hlsjs"], "latency", 10.0);
+    assert!(ours.len() > 20 && theirs.len() > 20, "{base}: samples {} and {}", ours.len(), theirs.len());
+    (percentile(&ours, 50.0), percentile(&theirs, 50.0), report["onair"]["last"]["stalls"].as_u64().unwrap_or(0))
+}
+
+/// The OnAir player and hls.js on the origin and then on the third tier (origin → relay → relay),
+/// same publisher, same test: latency by PROGRAM-DATE-TIME on each.
+async fn players_through_two_relays(part_target_ms: u32) -> [(f64, f64, u64); 2] {
+    let toml = format!("[hls]\npart_target_ms = {part_target_ms}\n");
+    let (origin, _publisher) = origin_with(&toml);
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let tier1 = edge_with(&[origin.base_url()], &toml);
+    let tier2 = edge_with(&[tier1.base_url()], &toml);
+    wait_renditions_at(&tier2.base_url(), "demo", &["source", "audio"], 2).await;
+    let direct = latency_at(&origin.base_url(), 30).await;
+    let relayed = latency_at(&tier2.base_url(), 30).await;
+    eprintln!(
+        "{part_target_ms} ms parts, latency p50: OnAir player origin {:.3} s, tier 3 {:.3} s (stalls {} / {}); hls.js origin {:.3} s, tier 3 {:.3} s",
+        direct.0, relayed.0, direct.2, relayed.2, direct.1, relayed.1
+    );
+    [direct, relayed]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn players_on_the_third_tier_are_within_a_part_of_the_origin() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let [direct, relayed] = players_through_two_relays(200).await;
+    // Within one part target of the origin, with slack for a loaded 2-core machine.
+    assert!(relayed.0 <= direct.0 + 0.2 + 0.15, "OnAir player: tier 3 {:.3} s vs origin {:.3} s", relayed.0, direct.0);
+    assert!(relayed.1 <= direct.1 + 0.2 + 0.15, "hls.js: tier 3 {:.3} s vs origin {:.3} s", relayed.1, direct.1);
+    assert!(relayed.2 <= 1, "OnAir player stalls on tier 3: {}", relayed.2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn players_on_the_third_tier_with_100_ms_parts() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let [direct, relayed] = players_through_two_relays(100).await;
+    assert!(relayed.0 <= direct.0 + 0.1 + 0.15, "OnAir player: tier 3 {:.3} s vs origin {:.3} s", relayed.0, direct.0);
+    assert!(relayed.0 < 1.0, "OnAir player on tier 3 at {:.3} s", relayed.0);
 }
 
 async fn media(url: &str) -> MediaPlaylist {
@@ -44,6 +107,7 @@ async fn get_timed(url: String) -> (Instant, reqwest::Response) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_tiers_serve_the_origins_numbering_and_bytes() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (origin, _publisher) = origin();
     wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
     let tier1 = edge(&[origin.base_url()]);
@@ -157,6 +221,7 @@ async fn three_tiers_serve_the_origins_numbering_and_bytes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relay_whose_upstream_dies_moves_to_the_next_without_a_discontinuity() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (origin, _publisher) = origin();
     wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
     let mut a = edge(&[origin.base_url()]);
