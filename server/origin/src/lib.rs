@@ -88,6 +88,7 @@ pub(crate) fn unavailable(why: Unavailable) -> Response {
     let (status, metric_kind) = match why {
         Unavailable::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         Unavailable::UpstreamDown => (StatusCode::SERVICE_UNAVAILABLE, "upstream_down"),
+        Unavailable::BadUpstream => (StatusCode::BAD_GATEWAY, "bad_upstream"),
     };
     metrics::counter!("onair_http_errors_total", "kind" => metric_kind).increment(1);
     error_with(status, "no-store", &why.to_string(), metric_kind)

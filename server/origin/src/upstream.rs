@@ -16,6 +16,10 @@ pub enum Unavailable {
     /// Every upstream failed or timed out: 503 (the client tries another server), not cached.
     #[error("every upstream is unreachable")]
     UpstreamDown,
+    /// The upstream sent a playlist or media this node cannot use (truncated, malformed, or not
+    /// numbered as an OnAir node numbers it): 502, not cached.
+    #[error("the upstream sent a playlist or media this relay cannot use")]
+    BadUpstream,
 }
 
 /// A held rendition and its broadcast, as the routes serve them.

@@ -38,6 +38,8 @@ pub(crate) enum PullError {
     Behind,
     #[error("the upstream's Media Playlist went backwards")]
     Backwards,
+    #[error("the upstream answered a blocking reload without the part asked for")]
+    Unblocked,
 }
 
 impl PullError {
@@ -51,6 +53,7 @@ impl PullError {
             PullError::Write(_) => "numbering",
             PullError::Behind => "behind",
             PullError::Backwards => "backwards",
+            PullError::Unblocked => "unblocked",
         }
     }
 }
@@ -224,13 +227,29 @@ async fn follow(channel: &Arc<ChannelPull>, name: &str, pull: &RenditionPull, im
                 crate::count_error(e.kind());
                 failures += 1;
                 tracing::warn!(channel = channel.name, rendition = name, error = %e, "relay pull step failed");
-                match e {
-                    PullError::Behind | PullError::Backwards | PullError::Write(WriteError::Numbering { .. }) => state.track = None,
-                    PullError::Merge(_) => state.skip = false,
-                    PullError::Fetch(FetchError::Status(404)) if pull.ready.borrow().is_none() => {
-                        pull.ready.send_replace(Some(Err(Unavailable::NotFound)));
+                if pull.ready.borrow().is_none() {
+                    // Not serving yet: tell the waiting viewers now (the next request starts a new
+                    // pull) rather than retrying bad input; a failing upstream gets a few tries,
+                    // the first of which may already have moved to the next upstream.
+                    let transient = matches!(e, PullError::Fetch(FetchError::Transport(_) | FetchError::Timeout(_) | FetchError::Status(500..)));
+                    if !transient || failures >= 3 {
+                        let why = match e {
+                            PullError::Fetch(FetchError::Status(404)) => Unavailable::NotFound,
+                            PullError::Fetch(_) => Unavailable::UpstreamDown,
+                            _ => Unavailable::BadUpstream,
+                        };
+                        pull.ready.send_replace(Some(Err(why)));
                         return;
                     }
+                }
+                match e {
+                    // Out of step with the upstream (including a 400 for directives it finds out
+                    // of range): start again from a full playlist.
+                    PullError::Behind
+                    | PullError::Backwards
+                    | PullError::Write(WriteError::Numbering { .. })
+                    | PullError::Fetch(FetchError::Status(400)) => state.track = None,
+                    PullError::Merge(_) => state.skip = false,
                     _ => {}
                 }
                 if matches!(e, PullError::Write(WriteError::NotOwner | WriteError::Ended)) {
@@ -294,6 +313,9 @@ async fn step(channel: &Arc<ChannelPull>, name: &str, pull: &RenditionPull, impo
                 playlist(channel, name, Some(reload), state.skip, block, Some(track))
             );
             let listed = listed?;
+            if !reached(&listed, pos) {
+                return Err(PullError::Unblocked);
+            }
             let same = listed.segment(pos.msn).and_then(|s| s.parts.get(pos.part as usize)).is_some_and(|p| p.uri == uri);
             match part {
                 Ok(f) if same => {
@@ -308,12 +330,25 @@ async fn step(channel: &Arc<ChannelPull>, name: &str, pull: &RenditionPull, impo
         }
         Next::Reload(d) => {
             let reloaded = playlist(channel, name, Some(d), state.skip, block, Some(track)).await?;
+            let asked = Position { msn: d.msn.unwrap_or(0), part: d.part.unwrap_or(0) };
+            if d.msn.is_some() && reloaded.can_block() && !reached(&reloaded, asked) && !reloaded.playlist.endlist {
+                return Err(PullError::Unblocked);
+            }
             state.track = Some(reloaded);
         }
         Next::Segment { .. } | Next::Behind => return Err(PullError::Behind),
         Next::Ended => return Ok(true),
     }
     Ok(false)
+}
+
+/// True if `track` lists `pos` or anything after it: what a blocking reload for `pos` waits for
+/// (RFC 8216bis §6.2.5.2). An upstream that answers without it would have the relay spin.
+fn reached(track: &TrackPlaylist, pos: Position) -> bool {
+    match track.segment(pos.msn) {
+        Some(seg) => seg.parts.len() > pos.part as usize || seg.uri.is_some() || track.last_msn() > Some(pos.msn),
+        None => track.last_msn().is_some_and(|m| m > pos.msn) || track.playlist.endlist,
+    }
 }
 
 /// Fetches the rendition's Media Playlist (blocking on `directives` when given, as a delta update

@@ -274,3 +274,122 @@ async fn a_relay_whose_upstream_dies_moves_to_the_next_without_a_discontinuity()
     assert!(failovers >= 1.0);
     assert!(leaf.log().contains("moved to the next"), "the leaf logs the failover:\n{}", leaf.log());
 }
+
+/// A hostile upstream: channels `bad-*` are the origin's `demo` with one fault each
+/// (`bad-truncated`: parts cut in half; `bad-backwards`: every 15th blocking reload answered
+/// at once with the first playlist it served, seconds old; `bad-500`: Media Playlists answer 500; `bad-slow`: Media Playlists take 20 s). Any other
+/// channel is 404, so a relay listing it first finds `demo` on the next upstream.
+async fn hostile_upstream(origin: String) -> String {
+    use axum::extract::{Path, RawQuery, State};
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+
+    async fn forward(origin: &str, path: &str, query: Option<String>) -> Option<(StatusCode, bytes::Bytes)> {
+        let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+        let r = client().get(format!("{origin}/hls/demo/{path}{q}")).send().await.ok()?;
+        Some((StatusCode::from_u16(r.status().as_u16()).ok()?, r.bytes().await.ok()?))
+    }
+    async fn master(State(origin): State<String>, Path(channel): Path<String>) -> Response {
+        if !channel.starts_with("bad-") {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        forward(&origin, "master.m3u8", None).await.map_or(StatusCode::BAD_GATEWAY.into_response(), |r| r.into_response())
+    }
+    async fn file(State(origin): State<String>, Path((channel, rendition, file)): Path<(String, String, String)>, RawQuery(q): RawQuery) -> Response {
+        let playlist = file == "index.m3u8";
+        match channel.as_str() {
+            "bad-500" if playlist => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            "bad-slow" if playlist => {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                return StatusCode::GATEWAY_TIMEOUT.into_response();
+            }
+            _ => {}
+        }
+        let blocking = q.as_deref().is_some_and(|q| q.contains("_HLS_msn"));
+        let Some((status, body)) = forward(&origin, &format!("{rendition}/{file}"), q).await else {
+            return StatusCode::BAD_GATEWAY.into_response();
+        };
+        let body = match channel.as_str() {
+            "bad-truncated" if file.starts_with("part") => body.slice(..body.len() / 2),
+            "bad-backwards" if playlist => {
+                static FIRST: std::sync::Mutex<Option<bytes::Bytes>> = std::sync::Mutex::new(None);
+                static RELOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let mut first = FIRST.lock().unwrap_or_else(|e| e.into_inner());
+                let stale = first.get_or_insert_with(|| body.clone()).clone();
+                let n = if blocking { RELOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 } else { 0 };
+                if blocking && n % 15 == 0 { stale } else { body }
+            }
+            _ => body,
+        };
+        (status, body).into_response()
+    }
+    let app = axum::Router::new()
+        .route("/hls/{channel}/master.m3u8", axum::routing::get(master))
+        .route("/hls/{channel}/{rendition}/{file}", axum::routing::get(file))
+        .with_state(origin);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_upstream_input_is_refused_with_a_metric_and_other_channels_play_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (origin, _publisher) = origin();
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let hostile = hostile_upstream(origin.base_url()).await;
+    let relay = edge(&[hostile, origin.base_url()]);
+    wait_renditions_at(&relay.base_url(), "demo", &["source"], 2).await;
+
+    // A viewer of the good channel on the same relay, throughout.
+    let base = relay.base_url();
+    let viewer = tokio::spawn(async move {
+        let mut next = hinted(&media(&format!("{base}/hls/demo/source/index.m3u8")).await);
+        let (mut gaps, mut last) = (Vec::new(), Instant::now());
+        let until = Instant::now() + Duration::from_secs(12);
+        while Instant::now() < until {
+            let r = client().get(format!("{base}/hls/demo/source/part{next}.m4s")).send().await.expect("part");
+            assert_eq!(r.status(), 200, "the good channel's part {next}");
+            gaps.push(last.elapsed().as_secs_f64());
+            last = Instant::now();
+            next += 1;
+        }
+        gaps
+    });
+
+    let status = |channel: &'static str| {
+        let url = format!("{}/hls/{channel}/source/index.m3u8", relay.base_url());
+        async move {
+            let t = Instant::now();
+            let r = client().get(&url).send().await.expect("answer");
+            let cc = r.headers().get("cache-control").map(|v| v.to_str().unwrap_or("").to_string());
+            (r.status().as_u16(), cc, t.elapsed())
+        }
+    };
+    let (truncated, failing, slow) = tokio::join!(status("bad-truncated"), status("bad-500"), status("bad-slow"));
+    eprintln!("truncated parts: {truncated:?}; upstream 500: {failing:?}; slow upstream: {slow:?}");
+    assert_eq!(truncated.0, 502, "truncated parts are refused");
+    assert_eq!(failing.0, 503, "an upstream answering 500");
+    assert_eq!(slow.0, 503, "a slow upstream");
+    for (_, cc, took) in [&truncated, &failing, &slow] {
+        assert_eq!(cc.as_deref(), Some("no-store"), "relay errors are not cached");
+        assert!(*took < Duration::from_secs(10), "answered in {took:?}");
+    }
+    // Backwards numbering: the relay keeps its own playlist moving forward and counts the fault.
+    let backwards = client().get(format!("{}/hls/bad-backwards/source/index.m3u8", relay.base_url())).send().await.expect("answer");
+    assert_eq!(backwards.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let gaps = viewer.await.expect("viewer");
+    let longest = gaps.iter().copied().fold(0.0, f64::max);
+    eprintln!("good channel on the same relay meanwhile: {} parts, longest wait {:.0} ms", gaps.len(), longest * 1000.0);
+    assert!(longest < 1.0, "the good channel stalled {longest:.2} s");
+    for kind in ["bad_media", "backwards"] {
+        let n = relay.metric(&format!("onair_relay_errors_total{{kind=\"{kind}\"}}")).await;
+        eprintln!("onair_relay_errors_total{{kind=\"{kind}\"}} {n}");
+        assert!(n >= 1.0, "{kind} counted; relay log:\n{}", relay.log());
+    }
+    assert!(relay.metric("onair_relay_upstream_requests_total{kind=\"playlist\",outcome=\"status\"}").await >= 1.0, "the 500s are counted");
+    assert!(relay.log().contains("relay pull step failed"), "the relay logs the faults");
+}
