@@ -69,12 +69,12 @@ impl Fetcher {
 
     /// GETs `url` within `timeout`; `kind` labels the metrics (`playlist`, `part`, `init`).
     /// Counted in `onair_relay_upstream_requests_total{kind,outcome}` and
-    /// `onair_relay_upstream_bytes_total`. Errors: [`FetchError`].
+    /// `onair_relay_upstream_bytes_total{kind}`. Errors: [`FetchError`].
     pub async fn get(&self, url: &str, timeout: Duration, kind: &'static str) -> Result<Fetched, FetchError> {
         let result = tokio::time::timeout(timeout, self.get_inner(url)).await.unwrap_or(Err(FetchError::Timeout(timeout)));
         let outcome = match &result {
             Ok(f) => {
-                metrics::counter!("onair_relay_upstream_bytes_total").increment(f.body.len() as u64);
+                metrics::counter!("onair_relay_upstream_bytes_total", "kind" => kind).increment(f.body.len() as u64);
                 "ok"
             }
             Err(e) => e.kind(),

@@ -19,7 +19,7 @@
 //!   upstream that has it; relays of one origin share its numbering, so the pull continues
 //!   where it was. With no upstream left, blocked viewers get 503 and no EXT-X-ENDLIST.
 //!
-//! Metrics: `onair_relay_upstream_requests_total{kind,outcome}`, `onair_relay_upstream_bytes_total`,
+//! Metrics: `onair_relay_upstream_requests_total{kind,outcome}`, `onair_relay_upstream_bytes_total{kind}`,
 //! `onair_relay_failovers_total`, `onair_relay_errors_total{kind}`, `onair_relay_part_delay_seconds`
 //! (import time − origin production time), `onair_relay_coalesced_waits_total`,
 //! `onair_relay_channels`, `onair_relay_renditions`.

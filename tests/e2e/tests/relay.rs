@@ -393,3 +393,44 @@ async fn bad_upstream_input_is_refused_with_a_metric_and_other_channels_play_on(
     assert!(relay.metric("onair_relay_upstream_requests_total{kind=\"playlist\",outcome=\"status\"}").await >= 1.0, "the 500s are counted");
     assert!(relay.log().contains("relay pull step failed"), "the relay logs the faults");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_viewers_on_a_relay_cost_the_origin_one_fetch_per_part() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (origin, _publisher) = origin();
+    wait_renditions_at(&origin.base_url(), "demo", &["source"], 2).await;
+    // The load generator is one address with ~100 connections: trusted, as the README advises.
+    let relay = edge_with(&[origin.base_url()], "[http]\ntrusted = [\"127.0.0.1/32\"]\n");
+    let playlist = format!("{}/hls/demo/source/index.m3u8", relay.base_url());
+    wait_renditions_at(&relay.base_url(), "demo", &["source"], 2).await;
+    let origin_media = || origin.metric("onair_http_media_bytes_total");
+    let relay_media = || relay.metric("onair_relay_upstream_bytes_total{kind=\"part\"}");
+    let egress = || relay.metric("onair_http_media_bytes_total");
+    let (o0, u0, e0) = (origin_media().await, relay_media().await, egress().await);
+    let report = onair_loadgen::run(onair_loadgen::LoadConfig {
+        playlists: vec![playlist],
+        viewers: 50,
+        ramp_per_s: 100.0,
+        duration: Duration::from_secs(12),
+        http2: false,
+    })
+    .await;
+    let (o1, u1, e1) = (origin_media().await, relay_media().await, egress().await);
+    let (from_origin, pulled, served) = (o1 - o0, u1 - u0, e1 - e0);
+    eprintln!(
+        "50 viewers on a relay, 12 s: origin served {from_origin} media bytes, the relay pulled {pulled}, served {served} \
+         ({:.1}× its pull); viewers: {} parts, delay after the origin p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms, late {:.2} %, stalls {}, errors {}",
+        served / pulled,
+        report.parts,
+        report.delay_ms[0],
+        report.delay_ms[1],
+        report.delay_ms[2],
+        report.late_percent,
+        report.stalls,
+        report.errors
+    );
+    assert!(pulled > 0.0 && (from_origin - pulled).abs() <= 0.05 * pulled, "the origin served each part once: {from_origin} vs {pulled}");
+    let ratio = served / pulled;
+    assert!((40.0..=52.0).contains(&ratio), "relay egress is about 50× its pull: {ratio:.1}");
+    assert!(report.late_percent < 5.0 && report.stalls == 0 && report.errors == 0, "viewers on time: {report:?}");
+}
