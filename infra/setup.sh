@@ -5,7 +5,8 @@
 #   bash infra/setup.sh test     also what the tests use: the ffmpeg CLI (publisher and reader), Debian's
 #                                chromium and firefox-esr (player tests), Node.js/npm with hls.js, playwright-core
 #                                and puppeteer-core under tests/browser (no browser download), the Python m3u8
-#                                parser, and cargo-fuzz.
+#                                parser, cargo-fuzz, and the caching proxies and load tool the relay tests and
+#                                benchmarks compare against (varnish, nginx, wrk; their services are not used).
 # Rust crates are fetched by cargo itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 mode=${1:-build}
 packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev)
-if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip); fi
+if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk); fi
 missing=()
 for p in "${packages[@]}"; do
   # nodejs/npm/pip may come from elsewhere on the image; only install what is absent.

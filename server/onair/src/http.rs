@@ -71,7 +71,7 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, web.request_timeout))
         .with_state(state.clone());
     // The origin's blocking requests bound themselves (3 × target duration).
-    let origin = onair_origin::router(OriginState { store, shutdown: web.shutdown.clone(), upstream: web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>) })
+    let origin = onair_origin::router(OriginState::new(store, web.shutdown.clone(), web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>)))
         .layer(middleware::from_fn_with_state(state, require_token));
     front.merge(origin)
 }

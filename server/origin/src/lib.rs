@@ -41,6 +41,14 @@ pub struct OriginState {
     pub shutdown: CancellationToken,
     /// Where channels this node does not ingest come from (a relay); `None` on a plain origin.
     pub upstream: Option<Arc<dyn Upstream>>,
+    renders: playlists::Renders,
+}
+
+impl OriginState {
+    /// The routes' state over `store`.
+    pub fn new(store: Arc<Store>, shutdown: CancellationToken, upstream: Option<Arc<dyn Upstream>>) -> Self {
+        OriginState { store, shutdown, upstream, renders: playlists::Renders::default() }
+    }
 }
 
 /// Response header on every part and segment: the wall-clock time, in Unix milliseconds, at which

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,8 +24,37 @@ const AUDIO_GROUP: &str = "audio";
 /// Used for BANDWIDTH before the first part is measured, bits/s.
 const UNMEASURED_BANDWIDTH: u64 = 1_000_000;
 
-fn playlist_response(body: String, kind: CacheKind, td: u32) -> Response {
-    let mut resp = body.into_response();
+/// What a rendered Media Playlist depends on: the rendition (by its process-unique id: a new
+/// broadcast has new renditions), the delta-update flag, and the version of this and of every other rendition
+/// of the broadcast (their Rendition Reports), plus the upstream's reports on a relay.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RenderKey {
+    renditions: Vec<(u64, u64)>,
+    skip: bool,
+    relayed: Vec<(u64, u32)>,
+}
+
+/// Rendered Media Playlists: a new part that wakes a thousand blocked requests renders each
+/// distinct playlist once, and concurrent requests for one not yet rendered wait for that one
+/// rendering (`moka`'s `get_with`). Entries expire after a few seconds (a version moves on with
+/// the next part anyway).
+#[derive(Clone)]
+pub(crate) struct Renders(moka::sync::Cache<RenderKey, Bytes>);
+
+impl Default for Renders {
+    fn default() -> Self {
+        Renders(moka::sync::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(10)).build())
+    }
+}
+
+impl std::fmt::Debug for Renders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renders").field("entries", &self.0.entry_count()).finish()
+    }
+}
+
+fn playlist_response(body: impl Into<Bytes>, kind: CacheKind, td: u32) -> Response {
+    let mut resp = body.into().into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_CONTENT_TYPE));
     if let Ok(v) = HeaderValue::from_str(&cache_control(kind, true, td)) {
@@ -175,8 +206,19 @@ pub(crate) async fn media_playlist(
         }
     }
     let relayed_reports = state.upstream.as_ref().map(|up| up.reports(broadcast.channel())).unwrap_or_default();
-    let playlist = build_media_playlist(&broadcast, &rendition, directives.skip, relayed_reports);
-    playlist_response(playlist.render(), kind, rendition.target_duration())
+    let others = broadcast.renditions();
+    let mut versions = vec![(rendition.id(), rendition.version())];
+    versions.extend(others.iter().filter(|r| r.id() != rendition.id()).map(|r| (r.id(), r.version())));
+    let key = RenderKey {
+        renditions: versions,
+        skip: directives.skip == SkipRequest::Yes,
+        relayed: relayed_reports.iter().map(|r| (r.last_msn, r.last_part)).collect(),
+    };
+    let body = state.renders.0.get_with(key, || {
+        metrics::counter!("onair_playlist_renders_total").increment(1);
+        Bytes::from(build_media_playlist(&broadcast, &rendition, directives.skip, relayed_reports).render())
+    });
+    playlist_response(body, kind, rendition.target_duration())
 }
 
 /// URI of init segment `id`: `init.mp4` for the first, `init{id}.mp4` after a configuration change.

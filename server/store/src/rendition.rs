@@ -149,6 +149,8 @@ pub(crate) struct Timeline {
     next_part_id: u64,
     longest_segment: u64,
     ended: bool,
+    /// Bumped on every change (see [`Rendition::version`]).
+    version: u64,
 }
 
 impl Timeline {
@@ -277,6 +279,8 @@ impl Watcher {
 /// Readers use its methods; writes go through its one [`crate::RenditionWriter`].
 #[derive(Debug)]
 pub struct Rendition {
+    /// Unique in the process (see [`Rendition::id`]).
+    id: u64,
     name: String,
     config: TimelineConfig,
     timeline: watch::Sender<Timeline>,
@@ -300,8 +304,35 @@ impl Rendition {
             next_part_id: 0,
             longest_segment: 0,
             ended: false,
+            version: 0,
         };
-        Rendition { name, config, timeline: watch::Sender::new(timeline), claimed_by: Default::default() }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Rendition { id, name, config, timeline: watch::Sender::new(timeline), claimed_by: Default::default() }
+    }
+
+    /// Applies `change` to the timeline; if it reports a change, bumps the version and wakes the
+    /// watchers, in the same step.
+    fn modify(&self, change: impl FnOnce(&mut Timeline) -> bool) -> bool {
+        self.timeline.send_if_modified(|t| {
+            let changed = change(t);
+            if changed {
+                t.version += 1;
+            }
+            changed
+        })
+    }
+
+    /// An id no other rendition of this process has had (a new broadcast's renditions get new ids).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// A number that changes whenever anything a playlist shows of this rendition changes (a
+    /// part, a segment closing, a new init segment, the end): equal versions render equal
+    /// playlists, so a rendered playlist can be reused until it moves.
+    pub fn version(&self) -> u64 {
+        self.timeline.borrow().version
     }
 
     /// Facts about the rendition (they change only at a discontinuity).
@@ -335,21 +366,22 @@ impl Rendition {
     /// `init_id` imports the upstream's id (a relay); `None` numbers it here. Returns the init id.
     pub(crate) fn reconfigure(&self, info: RenditionInfo, init: Bytes, init_id: Option<u64>) -> u64 {
         let mut id = 0;
-        self.timeline.send_modify(|t| {
+        self.modify(|t| {
             if t.ended {
                 id = t.current_init;
-                return;
+                return false;
             }
             t.break_timeline();
             t.info = info;
             id = t.set_init(init, init_id);
+            true
         });
         id
     }
 
     /// Closes the open segment; the next part starts a new one after a discontinuity (a writer went away).
     pub(crate) fn interrupt(&self) {
-        self.timeline.send_if_modified(|t| {
+        self.modify(|t| {
             let open = t.segments.back().is_some_and(|s| !s.complete);
             t.break_timeline();
             open
@@ -361,7 +393,7 @@ impl Rendition {
     pub(crate) fn append(&self, placement: Placement, part: NewPart) -> Result<u64, WriteError> {
         let mut result = Ok(0);
         let mut raised = None;
-        self.timeline.send_if_modified(|t| {
+        self.modify(|t| {
             result = self.append_to(t, placement, part);
             if result.is_ok() {
                 let before = t.target_duration(&self.config);
@@ -454,7 +486,7 @@ impl Rendition {
 
     /// Marks the rendition ended: the open segment is complete and the playlist gets EXT-X-ENDLIST.
     pub(crate) fn end(&self) {
-        self.timeline.send_if_modified(|t| {
+        self.modify(|t| {
             let changed = !t.ended;
             t.ended = true;
             if let Some(last) = t.segments.back_mut() {

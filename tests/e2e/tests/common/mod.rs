@@ -534,3 +534,48 @@ impl RtmpClient {
         self.closed.load(std::sync::atomic::Ordering::Acquire)
     }
 }
+
+/// Debian's Varnish in the foreground on a free loopback port, in front of `backend_port`, with
+/// the operator VCL of `infra/cdn/onair.vcl` (stock request collapsing); killed on drop.
+pub struct Varnish {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Varnish {
+    pub fn start(backend_port: u16) -> Varnish {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vcl = std::fs::read_to_string(repo_root().join("infra/cdn/onair.vcl")).expect("VCL");
+        let vcl_path = dir.path().join("onair.vcl");
+        std::fs::write(&vcl_path, vcl.replace(".port = \"8080\"", &format!(".port = \"{backend_port}\""))).expect("write VCL");
+        let port = free_port();
+        let child = Command::new("varnishd")
+            .args(["-F", "-j", "none", "-s", "malloc,256m", "-a", &format!("127.0.0.1:{port}"), "-n"])
+            .arg(dir.path().join("work"))
+            .arg("-f")
+            .arg(&vcl_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("varnishd must be installed (infra/setup.sh test)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "varnishd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Varnish { child, port, _dir: dir }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Varnish {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
