@@ -31,9 +31,13 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tokio_util::sync::CancellationToken;
 
-/// Shared state of the origin routes.
+/// Shared state of the origin routes: one reference-counted value (axum clones it per request).
 #[derive(Debug, Clone)]
-pub struct OriginState {
+pub struct OriginState(Arc<Origin>);
+
+/// What [`OriginState`] holds.
+#[derive(Debug)]
+pub struct Origin {
     /// The store the routes read from.
     pub store: Arc<Store>,
     /// Cancelled when the server shuts down: blocked and new playlist requests then get 503 (no
@@ -47,7 +51,15 @@ pub struct OriginState {
 impl OriginState {
     /// The routes' state over `store`.
     pub fn new(store: Arc<Store>, shutdown: CancellationToken, upstream: Option<Arc<dyn Upstream>>) -> Self {
-        OriginState { store, shutdown, upstream, renders: playlists::Renders::default() }
+        OriginState(Arc::new(Origin { store, shutdown, upstream, renders: playlists::Renders::default() }))
+    }
+}
+
+impl std::ops::Deref for OriginState {
+    type Target = Origin;
+
+    fn deref(&self) -> &Origin {
+        &self.0
     }
 }
 

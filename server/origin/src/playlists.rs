@@ -38,7 +38,6 @@ struct RenderKey {
 /// distinct playlist once, and concurrent requests for one not yet rendered wait for that one
 /// rendering (`moka`'s `get_with`). Entries expire after a few seconds (a version moves on with
 /// the next part anyway).
-#[derive(Clone)]
 pub(crate) struct Renders(moka::sync::Cache<RenderKey, Bytes>);
 
 impl Default for Renders {

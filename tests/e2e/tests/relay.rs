@@ -440,3 +440,44 @@ async fn fifty_viewers_on_a_relay_cost_the_origin_one_fetch_per_part() {
     assert!((40.0..=52.0).contains(&ratio), "relay egress is about 50× its pull: {ratio:.1}");
     assert!(report.late_percent < 5.0 && report.stalls == 0 && report.errors == 0, "viewers on time: {report:?}");
 }
+
+/// hls.js on `playlist` for `seconds` in headless Chromium: p50 latency by PROGRAM-DATE-TIME after
+/// the first 10 s, and stalls after the start.
+async fn hlsjs_latency(page: &str, playlist: &str, seconds: u32) -> (f64, u64) {
+    let script = repo_root().join("tests/browser/hlsjs-play.mjs");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(script).args([page.to_string(), playlist.to_string(), seconds.to_string()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "hls.js run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let latencies = samples(&report, "pdtLatency", 10.0);
+    assert!(latencies.len() > 20, "hls.js samples: {report}");
+    (percentile(&latencies, 50.0), report["stallsAfterStart"].as_u64().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hlsjs_through_a_stock_varnish_under_load_stays_within_a_part_of_direct() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (origin, _publisher) = origin();
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let varnish = Varnish::start(origin.http_port);
+    // Load on the cache for the whole comparison: 20 simulated viewers.
+    let load = tokio::spawn(onair_loadgen::run(onair_loadgen::LoadConfig {
+        playlists: vec![format!("{}/hls/demo/source/index.m3u8", varnish.base_url())],
+        viewers: 20,
+        ramp_per_s: 20.0,
+        duration: Duration::from_secs(70),
+        http2: false,
+    }));
+    let page = format!("{}/", origin.base_url());
+    let direct = hlsjs_latency(&page, &format!("{}/hls/demo/master.m3u8", origin.base_url()), 30).await;
+    let cached = hlsjs_latency(&page, &format!("{}/hls/demo/master.m3u8", varnish.base_url()), 30).await;
+    let report = load.await.expect("load");
+    eprintln!(
+        "hls.js latency p50: direct {:.3} s, through Varnish (20 other viewers on it) {:.3} s; stalls {} / {}; \
+         the 20 viewers: late {:.2} %, delay p95 {:.1} ms",
+        direct.0, cached.0, direct.1, cached.1, report.late_percent, report.delay_ms[1]
+    );
+    // Within one part target (0.2 s), with slack for a busy 2-core machine.
+    assert!(cached.0 <= direct.0 + 0.2 + 0.15, "through Varnish {:.3} s vs direct {:.3} s", cached.0, direct.0);
+}
