@@ -67,6 +67,21 @@ pub fn fragment_duration(fragment: &[u8], facts: &TrackFacts) -> Result<u64, Ins
     }
 }
 
+/// True if a fragment's first sample is a sync sample (its `sample_is_non_sync_sample` flag clear,
+/// ISO/IEC 14496-12 §8.8.3.1), from the `trun` first-sample or per-sample flags or the `tfhd`
+/// default. Errors: [`InspectError`] when there is no `moof` or no sample.
+pub fn starts_with_sync_sample(fragment: &[u8]) -> Result<bool, InspectError> {
+    for b in boxes(fragment) {
+        let Any::Moof(moof) = b? else { continue };
+        let traf = moof.traf.first().ok_or(InspectError::Missing("traf"))?;
+        let trun = traf.trun.first().ok_or(InspectError::Missing("trun"))?;
+        let first = trun.samples.get(0).ok_or(InspectError::Missing("sample"))?;
+        let flags = first.flags.or(traf.tfhd.default_sample_flags).unwrap_or(0);
+        return Ok(flags & 0x0001_0000 == 0);
+    }
+    Err(InspectError::Missing("moof"))
+}
+
 fn moof_duration(moof: &Moof, facts: &TrackFacts) -> Result<u64, InspectError> {
     let mut total = 0u64;
     for traf in &moof.traf {
@@ -101,6 +116,9 @@ mod tests {
             .collect();
         let frag = fragment(1, 7, 0, &samples).expect("fragment");
         assert_eq!(fragment_duration(&frag, &facts).expect("duration"), 5 * 3_600 + 10);
+        assert!(starts_with_sync_sample(&frag).expect("flags"));
+        let later = fragment(2, 7, 0, &samples[1..]).expect("fragment");
+        assert!(!starts_with_sync_sample(&later).expect("flags"));
         assert!(matches!(fragment_duration(&init, &facts), Err(InspectError::Missing("moof"))));
         assert!(fragment_duration(&frag[..frag.len() / 3], &facts).is_err(), "a truncated fragment is an error");
         assert!(init_facts(&frag).is_err());

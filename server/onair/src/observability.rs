@@ -13,7 +13,15 @@
 //! - `errors_total{kind}` (ingest) and `http_errors_total{kind}` (HTTP);
 //! - `target_duration_raised_total`: an encoder's GOP made a segment longer than the target duration;
 //! - transcoding: `transcode_dropped_frames_total{rendition,reason}`, `transcode_lag_seconds`,
-//!   `transcode_errors_total{kind}`.
+//!   `transcode_errors_total{kind}`;
+//! - `playlist_renders_total`: Media Playlists rendered (each distinct one once, however many
+//!   requests it answers);
+//! - relays: `relay_requests_total{outcome}` (`held`: answered from this node's store, `pulled`:
+//!   the rendition had to be pulled first), `relay_coalesced_waits_total` (requests that waited on a
+//!   pull already under way), `relay_upstream_requests_total{kind,outcome}`,
+//!   `relay_upstream_bytes_total{kind}`, `relay_failovers_total`, `relay_errors_total{kind}`,
+//!   `relay_part_delay_seconds` (import time minus the origin's production time), `relay_channels`,
+//!   `relay_renditions{channel}`; egress is `http_media_bytes_total`.
 
 use std::sync::OnceLock;
 

@@ -65,13 +65,17 @@ pub(crate) async fn rendition_file(
         (Some(held), upstream) => {
             if let Some(up) = upstream {
                 up.touch(&channel, &rendition);
+                metrics::counter!("onair_relay_requests_total", "outcome" => "held").increment(1);
             }
             held
         }
-        (None, Some(up)) => match up.rendition(&channel, &rendition).await {
-            Ok(pulled) => pulled,
-            Err(why) => return unavailable(why),
-        },
+        (None, Some(up)) => {
+            metrics::counter!("onair_relay_requests_total", "outcome" => "pulled").increment(1);
+            match up.rendition(&channel, &rendition).await {
+                Ok(pulled) => pulled,
+                Err(why) => return unavailable(why),
+            }
+        }
         (None, None) => return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found"),
     };
     match resource {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use onair_cmaf::inspect::{fragment_duration, init_facts, InspectError, TrackFacts};
+use onair_cmaf::inspect::{fragment_duration, init_facts, starts_with_sync_sample, InspectError, TrackFacts};
 use onair_hls::follow::{directive_query, MergeError, Next, Position, TrackPlaylist};
 use onair_hls::{Directives, MediaPlaylist, ParseError};
 use onair_origin::Unavailable;
@@ -141,31 +141,80 @@ impl Importer {
 
     /// Imports part `pos` (fetched as `fetched`) as `track` lists it.
     async fn import(&mut self, track: &TrackPlaylist, pos: Position, fetched: Fetched) -> Result<(), PullError> {
-        let seg = track.segment(pos.msn).ok_or(PullError::Behind)?;
-        let listed = seg.parts.get(pos.part as usize).ok_or(PullError::Behind)?;
-        let id = part_id(&listed.uri)?;
-        self.ensure_init(&seg.init_uri).await?;
-        let (Some((_, facts)), Some(w)) = (&self.init, &self.writer) else { return Err(PullError::Write(WriteError::NotOwner)) };
-        let duration = fragment_duration(&fetched.body, facts)?;
-        let start_ms = track.start_ms(pos).unwrap_or(0.0).max(0.0);
+        let facts = PartFacts::listed(track, pos)?;
+        self.import_as(facts, fetched).await
+    }
+
+    async fn import_as(&mut self, facts: PartFacts, fetched: Fetched) -> Result<(), PullError> {
+        self.ensure_init(&facts.init_uri).await?;
+        let (Some((_, init)), Some(w)) = (&self.init, &self.writer) else { return Err(PullError::Write(WriteError::NotOwner)) };
+        let duration = fragment_duration(&fetched.body, init)?;
         let now = SystemTime::now();
         let produced_at = fetched.produced_at.unwrap_or(now);
         let placement = Placement::At {
-            msn: pos.msn,
-            part_id: id,
-            discontinuity: seg.discontinuity,
-            discontinuity_sequence: track.discontinuity_sequence(pos.msn),
+            msn: facts.msn,
+            part_id: facts.part_id,
+            discontinuity: facts.discontinuity,
+            discontinuity_sequence: facts.discontinuity_sequence,
         };
         let part = NewPart {
-            program_date_time: UNIX_EPOCH + Duration::from_micros((start_ms * 1000.0) as u64),
+            program_date_time: UNIX_EPOCH + Duration::from_micros((facts.start_ms.max(0.0) * 1000.0) as u64),
             duration,
-            independent: listed.independent,
+            independent: facts.independent,
             data: fetched.body,
             produced_at,
         };
         w.append(placement, part)?;
         metrics::histogram!("onair_relay_part_delay_seconds").record(now.duration_since(produced_at).unwrap_or_default().as_secs_f64());
         Ok(())
+    }
+}
+
+/// Where a part goes and what the playlist says of it.
+struct PartFacts {
+    msn: u64,
+    part_id: u64,
+    independent: bool,
+    discontinuity: bool,
+    discontinuity_sequence: u64,
+    init_uri: String,
+    start_ms: f64,
+}
+
+impl PartFacts {
+    /// A part `track` lists at `pos`.
+    fn listed(track: &TrackPlaylist, pos: Position) -> Result<Self, PullError> {
+        let seg = track.segment(pos.msn).ok_or(PullError::Behind)?;
+        let listed = seg.parts.get(pos.part as usize).ok_or(PullError::Behind)?;
+        Ok(PartFacts {
+            msn: pos.msn,
+            part_id: part_id(&listed.uri)?,
+            independent: listed.independent,
+            discontinuity: seg.discontinuity,
+            discontinuity_sequence: track.discontinuity_sequence(pos.msn),
+            init_uri: seg.init_uri.clone(),
+            start_ms: track.start_ms(pos).unwrap_or(0.0),
+        })
+    }
+
+    /// The hinted part `uri`, fetched before the playlist that lists it: its place is certain when
+    /// it continues the open segment `pos.msn` (not its first part) and does not start with a sync
+    /// sample (a segment starts with one, so this part cannot open the next segment). `None` when
+    /// the playlist must be waited for.
+    fn hinted(track: &TrackPlaylist, pos: Position, uri: &str, fetched: &Fetched) -> Option<Self> {
+        let seg = track.segment(pos.msn).filter(|s| s.uri.is_none() && pos.part > 0 && s.parts.len() == pos.part as usize)?;
+        if starts_with_sync_sample(&fetched.body).unwrap_or(true) {
+            return None;
+        }
+        Some(PartFacts {
+            msn: pos.msn,
+            part_id: part_id(uri).ok()?,
+            independent: false,
+            discontinuity: seg.discontinuity,
+            discontinuity_sequence: track.discontinuity_sequence(pos.msn),
+            init_uri: seg.init_uri.clone(),
+            start_ms: track.live_edge_ms().unwrap_or(0.0),
+        })
     }
 }
 
@@ -307,24 +356,57 @@ async fn step(channel: &Arc<ChannelPull>, name: &str, pull: &RenditionPull, impo
             state.want = track.after(pos, false);
         }
         Next::Hint { pos, uri, reload } => {
-            // The hinted part and the playlist that will list it, in parallel (§6.2.5.2).
-            let (part, listed) = tokio::join!(
-                channel.get(format!("{name}/{uri}"), block, "part"),
-                playlist(channel, name, Some(reload), state.skip, block, Some(track))
-            );
-            let listed = listed?;
+            // The hinted part and the playlist that will list it, in parallel (§6.2.5.2). A part
+            // whose place is certain is imported the moment it lands, before the playlist.
+            let (listed, early, part_result) = {
+                let part = channel.get(format!("{name}/{uri}"), block, "part");
+                let reload = playlist(channel, name, Some(reload), state.skip, block, Some(track));
+                tokio::pin!(part, reload);
+                let mut early = false;
+                let mut part_result = None;
+                let listed = tokio::select! {
+                    biased;
+                    p = &mut part => {
+                        match p {
+                            Ok(f) => match PartFacts::hinted(track, pos, &uri, &f) {
+                                Some(facts) => {
+                                    importer.import_as(facts, f).await?;
+                                    early = true;
+                                }
+                                None => part_result = Some(Ok(f)),
+                            },
+                            Err(e) => part_result = Some(Err(e)),
+                        }
+                        reload.await?
+                    }
+                    l = &mut reload => {
+                        let l = l?;
+                        part_result = Some(part.await);
+                        l
+                    }
+                };
+                (listed, early, part_result)
+            };
             if !reached(&listed, pos) {
                 return Err(PullError::Unblocked);
             }
             let same = listed.segment(pos.msn).and_then(|s| s.parts.get(pos.part as usize)).is_some_and(|p| p.uri == uri);
-            match part {
-                Ok(f) if same => {
-                    importer.import(&listed, pos, f).await?;
-                    state.want = listed.after(pos, false);
+            if early {
+                if !same {
+                    // The upstream placed it elsewhere than it must have: start again.
+                    return Err(PullError::Backwards);
                 }
-                // Not produced as hinted (the upstream's encoder restarted): follow the playlist.
-                Ok(_) | Err(PullError::Fetch(FetchError::Status(404))) => {}
-                Err(e) => return Err(e),
+                state.want = listed.after(pos, false);
+            } else {
+                match part_result {
+                    Some(Ok(f)) if same => {
+                        importer.import(&listed, pos, f).await?;
+                        state.want = listed.after(pos, false);
+                    }
+                    // Not produced as hinted (the upstream's encoder restarted): follow the playlist.
+                    Some(Ok(_)) | Some(Err(PullError::Fetch(FetchError::Status(404)))) | None => {}
+                    Some(Err(e)) => return Err(e),
+                }
             }
             state.track = Some(listed);
         }
