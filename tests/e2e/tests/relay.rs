@@ -406,7 +406,7 @@ async fn fifty_viewers_on_a_relay_cost_the_origin_one_fetch_per_part() {
     let (origin, _publisher) = origin();
     wait_renditions_at(&origin.base_url(), "demo", &["source"], 2).await;
     // The load generator is one address with ~100 connections: trusted, as the README advises.
-    let relay = edge_with(&[origin.base_url()], "[http]\ntrusted = [\"127.0.0.1/32\"]\n");
+    let relay = edge_with(&[origin.base_url()], "[http]\ntrusted = [\"127.0.0.1/32\"]\n[relay]\nrelease_after_ms = 3000\n");
     let playlist = format!("{}/hls/demo/source/index.m3u8", relay.base_url());
     wait_renditions_at(&relay.base_url(), "demo", &["source"], 2).await;
     let origin_media = || origin.metric("onair_http_media_bytes_total");
@@ -439,6 +439,19 @@ async fn fifty_viewers_on_a_relay_cost_the_origin_one_fetch_per_part() {
     let ratio = served / pulled;
     assert!((40.0..=52.0).contains(&ratio), "relay egress is about 50× its pull: {ratio:.1}");
     assert!(report.late_percent < 5.0 && report.stalls == 0 && report.errors == 0, "viewers on time: {report:?}");
+
+    // Only the watched rendition was pulled; the other's Rendition Report comes from upstream.
+    let p = media(&format!("{}/hls/demo/source/index.m3u8", relay.base_url())).await;
+    assert!(p.rendition_reports.iter().any(|r| r.uri == "../audio/index.m3u8"), "audio reported: {:?}", p.rendition_reports);
+    assert_eq!(relay.metric("onair_relay_renditions{channel=\"demo\"}").await, 1.0, "only source is pulled");
+    // Nobody watches any more: the channel is released after relay.release_after_ms, and comes back on demand.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while relay.metric("onair_relay_channels").await > 0.0 {
+        assert!(Instant::now() < deadline, "the idle channel was not released");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let again = media(&format!("{}/hls/demo/source/index.m3u8", relay.base_url())).await;
+    assert!(!again.segments.is_empty() && relay.metric("onair_relay_channels").await == 1.0, "pulled again on demand");
 }
 
 /// hls.js on `playlist` for `seconds` in headless Chromium: p50 latency by PROGRAM-DATE-TIME after
