@@ -109,6 +109,7 @@ pub(crate) fn unavailable(why: Unavailable) -> Response {
         Unavailable::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         Unavailable::UpstreamDown => (StatusCode::SERVICE_UNAVAILABLE, "upstream_down"),
         Unavailable::BadUpstream => (StatusCode::BAD_GATEWAY, "bad_upstream"),
+        Unavailable::Full => (StatusCode::SERVICE_UNAVAILABLE, "relay_full"),
     };
     metrics::counter!("onair_http_errors_total", "kind" => metric_kind).increment(1);
     error_with(status, "no-store", &why.to_string(), metric_kind)

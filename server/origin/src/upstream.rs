@@ -20,6 +20,9 @@ pub enum Unavailable {
     /// numbered as an OnAir node numbers it): 502, not cached.
     #[error("the upstream sent a playlist or media this relay cannot use")]
     BadUpstream,
+    /// The relay holds as many channels as it may (`relay.max_channels`): 503, not cached.
+    #[error("this relay is at its channel limit")]
+    Full,
 }
 
 /// A held rendition and its broadcast, as the routes serve them.

@@ -21,10 +21,20 @@ pub struct RelayConfig {
     /// Segments before the live edge imported when a rendition is first pulled, so a player can
     /// start its hold-back behind the edge.
     pub initial_segments: usize,
+    /// Channels pulled (or being looked for upstream) at once; a request that would start one more
+    /// gets 503, so requests for made-up channel names cannot make the relay flood its upstreams.
+    pub max_channels: usize,
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        RelayConfig { upstreams: Vec::new(), release_after_ms: 30_000, connect_timeout_ms: 1_000, block_timeout_ms: 1_000, initial_segments: 2 }
+        RelayConfig {
+            upstreams: Vec::new(),
+            release_after_ms: 30_000,
+            connect_timeout_ms: 1_000,
+            block_timeout_ms: 1_000,
+            initial_segments: 2,
+            max_channels: 1_000,
+        }
     }
 }

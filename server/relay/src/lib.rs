@@ -223,21 +223,28 @@ impl Relay {
         list
     }
 
-    /// The relayed channel `name`, started if new. `None` when the channel is ingested here.
-    fn channel(&self, name: &str) -> Option<Arc<ChannelPull>> {
+    /// The relayed channel `name`, started if new. Errors: [`Unavailable::NotFound`] when the
+    /// channel is ingested here (or there is no upstream), [`Unavailable::Full`] at
+    /// `relay.max_channels` (counted in `onair_relay_errors_total{kind="full"}`).
+    fn channel(&self, name: &str) -> Result<Arc<ChannelPull>, Unavailable> {
         let mut map = self.shared.channels();
         if let Some(c) = map.get(name) {
-            return Some(c.clone());
+            return Ok(c.clone());
         }
         if self.shared.store.get(name).is_some_and(|b| !b.is_ended()) || self.shared.upstreams().is_empty() {
-            return None;
+            return Err(Unavailable::NotFound);
+        }
+        if map.len() >= self.shared.config.max_channels {
+            count_error("full");
+            tracing::warn!(channel = name, max = self.shared.config.max_channels, "relay at its channel limit; request refused");
+            return Err(Unavailable::Full);
         }
         let c = Arc::new(ChannelPull::new(name, self.shared.clone()));
         map.insert(name.to_string(), c.clone());
         metrics::gauge!("onair_relay_channels").set(map.len() as f64);
         drop(map);
         tokio::spawn(run_channel(c.clone()));
-        Some(c)
+        Ok(c)
     }
 
     async fn master(c: &ChannelPull) -> Result<Arc<MultivariantPlaylist>, Unavailable> {
@@ -333,7 +340,7 @@ fn forget(c: &Arc<ChannelPull>) {
 impl Upstream for Relay {
     fn multivariant<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<MultivariantPlaylist, Unavailable>> {
         Box::pin(async move {
-            let c = self.channel(channel).ok_or(Unavailable::NotFound)?;
+            let c = self.channel(channel)?;
             c.touch();
             Relay::master(&c).await.map(|m| (*m).clone())
         })
@@ -341,7 +348,7 @@ impl Upstream for Relay {
 
     fn rendition<'a>(&'a self, channel: &'a str, rendition: &'a str) -> BoxFuture<'a, Result<Held, Unavailable>> {
         Box::pin(async move {
-            let c = self.channel(channel).ok_or(Unavailable::NotFound)?;
+            let c = self.channel(channel)?;
             c.touch();
             Relay::master(&c).await?;
             let pull = {

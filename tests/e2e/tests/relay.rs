@@ -345,7 +345,8 @@ async fn bad_upstream_input_is_refused_with_a_metric_and_other_channels_play_on(
     let (origin, _publisher) = origin();
     wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
     let hostile = hostile_upstream(origin.base_url()).await;
-    let relay = edge(&[hostile, origin.base_url()]);
+    // Room for demo and the four bad channels, plus one.
+    let relay = edge_with(&[hostile, origin.base_url()], "[relay]\nmax_channels = 6\n");
     wait_renditions_at(&relay.base_url(), "demo", &["source"], 2).await;
 
     // A viewer of the good channel on the same relay, throughout.
@@ -398,6 +399,13 @@ async fn bad_upstream_input_is_refused_with_a_metric_and_other_channels_play_on(
     }
     assert!(relay.metric("onair_relay_upstream_requests_total{kind=\"playlist\",outcome=\"status\"}").await >= 1.0, "the 500s are counted");
     assert!(relay.log().contains("relay pull step failed"), "the relay logs the faults");
+
+    // Made-up channel names cannot make the relay flood its upstreams: past relay.max_channels, 503.
+    let ask = |name: &str| client().get(format!("{}/hls/{name}/master.m3u8", relay.base_url())).send();
+    let (first, second) = (ask("made-up-1").await.expect("answer"), ask("made-up-2").await.expect("answer"));
+    eprintln!("past the channel limit: {} then {}", first.status(), second.status());
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (404, 503));
+    assert!(relay.metric("onair_relay_errors_total{kind=\"full\"}").await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
