@@ -2,7 +2,7 @@
 //! its init segment, and a fragment's duration from its `moof` (ISO/IEC 14496-12 §8.8), so that
 //! imported parts keep the exact durations (in ticks) their origin gave them.
 
-use mp4_atom::{Any, Decode, Moof, Moov};
+use mp4_atom::{Atom, Decode, DecodeAtom, Header, Moof, Moov};
 
 /// Why CMAF bytes could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -27,19 +27,29 @@ pub struct TrackFacts {
     pub default_sample_duration: u32,
 }
 
-fn boxes(mut data: &[u8]) -> impl Iterator<Item = Result<Any, mp4_atom::Error>> + '_ {
-    std::iter::from_fn(move || (!data.is_empty()).then(|| Any::decode(&mut data)))
+/// The top-level boxes of kind `T` in `data`, decoded; every other box is skipped by its header's
+/// size (an `mdat` is never copied). Errors: a malformed header, a box running past the end of
+/// `data` (a truncated fragment), or a malformed `T`.
+fn top_level<T: Atom>(mut data: &[u8]) -> Result<Vec<T>, InspectError> {
+    let mut found = Vec::new();
+    while !data.is_empty() {
+        let header = Header::decode(&mut data)?;
+        let size = header.size.unwrap_or(data.len());
+        if size > data.len() {
+            return Err(InspectError::Decode(mp4_atom::Error::OutOfBounds));
+        }
+        let (body, rest) = data.split_at(size);
+        if header.kind == T::KIND {
+            found.push(T::decode_atom(&header, &mut &body[..])?);
+        }
+        data = rest;
+    }
+    Ok(found)
 }
 
 /// Reads an init segment's first track. Errors: [`InspectError::Decode`], [`InspectError::Missing`].
 pub fn init_facts(init: &[u8]) -> Result<TrackFacts, InspectError> {
-    let moov: Moov = boxes(init)
-        .find_map(|b| match b {
-            Ok(Any::Moov(m)) => Some(Ok(m)),
-            Ok(_) => None,
-            Err(e) => Some(Err(e)),
-        })
-        .ok_or(InspectError::Missing("moov"))??;
+    let moov: Moov = top_level::<Moov>(init)?.into_iter().next().ok_or(InspectError::Missing("moov"))?;
     let trak = moov.trak.first().ok_or(InspectError::Missing("trak"))?;
     let default_sample_duration = moov
         .mvex
@@ -53,33 +63,24 @@ pub fn init_facts(init: &[u8]) -> Result<TrackFacts, InspectError> {
 /// `moof` + `mdat`), taking each sample's duration from its `trun` entry, else `tfhd`, else the
 /// init segment's `trex` default (`facts`). Errors: [`InspectError`].
 pub fn fragment_duration(fragment: &[u8], facts: &TrackFacts) -> Result<u64, InspectError> {
-    let mut total = 0u64;
-    let mut seen = false;
-    for b in boxes(fragment) {
-        let Any::Moof(moof) = b? else { continue };
-        seen = true;
-        total += moof_duration(&moof, facts)?;
+    let moofs = top_level::<Moof>(fragment)?;
+    if moofs.is_empty() {
+        return Err(InspectError::Missing("moof"));
     }
-    if seen {
-        Ok(total)
-    } else {
-        Err(InspectError::Missing("moof"))
-    }
+    moofs.iter().map(|m| moof_duration(m, facts)).sum()
 }
 
 /// True if a fragment's first sample is a sync sample (its `sample_is_non_sync_sample` flag clear,
 /// ISO/IEC 14496-12 §8.8.3.1), from the `trun` first-sample or per-sample flags or the `tfhd`
 /// default. Errors: [`InspectError`] when there is no `moof` or no sample.
 pub fn starts_with_sync_sample(fragment: &[u8]) -> Result<bool, InspectError> {
-    for b in boxes(fragment) {
-        let Any::Moof(moof) = b? else { continue };
-        let traf = moof.traf.first().ok_or(InspectError::Missing("traf"))?;
-        let trun = traf.trun.first().ok_or(InspectError::Missing("trun"))?;
-        let first = trun.samples.get(0).ok_or(InspectError::Missing("sample"))?;
-        let flags = first.flags.or(traf.tfhd.default_sample_flags).unwrap_or(0);
-        return Ok(flags & 0x0001_0000 == 0);
-    }
-    Err(InspectError::Missing("moof"))
+    let moofs = top_level::<Moof>(fragment)?;
+    let moof = moofs.first().ok_or(InspectError::Missing("moof"))?;
+    let traf = moof.traf.first().ok_or(InspectError::Missing("traf"))?;
+    let trun = traf.trun.first().ok_or(InspectError::Missing("trun"))?;
+    let first = trun.samples.get(0).ok_or(InspectError::Missing("sample"))?;
+    let flags = first.flags.or(traf.tfhd.default_sample_flags).unwrap_or(0);
+    Ok(flags & 0x0001_0000 == 0)
 }
 
 fn moof_duration(moof: &Moof, facts: &TrackFacts) -> Result<u64, InspectError> {
