@@ -170,6 +170,14 @@ impl Importer {
     }
 }
 
+/// What became of a hinted part fetched beside its blocking reload.
+enum Hinted {
+    /// Imported as soon as it landed (its place was certain).
+    Imported,
+    /// Fetched (or not); imported once the playlist lists it.
+    Fetched(Result<Fetched, PullError>),
+}
+
 /// Where a part goes and what the playlist says of it.
 struct PartFacts {
     msn: u64,
@@ -358,55 +366,46 @@ async fn step(channel: &Arc<ChannelPull>, name: &str, pull: &RenditionPull, impo
         Next::Hint { pos, uri, reload } => {
             // The hinted part and the playlist that will list it, in parallel (§6.2.5.2). A part
             // whose place is certain is imported the moment it lands, before the playlist.
-            let (listed, early, part_result) = {
+            let (listed, hinted) = {
                 let part = channel.get(format!("{name}/{uri}"), block, "part");
                 let reload = playlist(channel, name, Some(reload), state.skip, block, Some(track));
                 tokio::pin!(part, reload);
-                let mut early = false;
-                let mut part_result = None;
-                let listed = tokio::select! {
+                tokio::select! {
                     biased;
                     p = &mut part => {
-                        match p {
+                        let hinted = match p {
                             Ok(f) => match PartFacts::hinted(track, pos, &uri, &f) {
                                 Some(facts) => {
                                     importer.import_as(facts, f).await?;
-                                    early = true;
+                                    Hinted::Imported
                                 }
-                                None => part_result = Some(Ok(f)),
+                                None => Hinted::Fetched(Ok(f)),
                             },
-                            Err(e) => part_result = Some(Err(e)),
-                        }
-                        reload.await?
+                            Err(e) => Hinted::Fetched(Err(e)),
+                        };
+                        (reload.await?, hinted)
                     }
                     l = &mut reload => {
                         let l = l?;
-                        part_result = Some(part.await);
-                        l
+                        (l, Hinted::Fetched(part.await))
                     }
-                };
-                (listed, early, part_result)
+                }
             };
             if !reached(&listed, pos) {
                 return Err(PullError::Unblocked);
             }
             let same = listed.segment(pos.msn).and_then(|s| s.parts.get(pos.part as usize)).is_some_and(|p| p.uri == uri);
-            if early {
-                if !same {
-                    // The upstream placed it elsewhere than it must have: start again.
-                    return Err(PullError::Backwards);
+            match hinted {
+                // The upstream placed it elsewhere than it must have: start again.
+                Hinted::Imported if !same => return Err(PullError::Backwards),
+                Hinted::Imported => state.want = listed.after(pos, false),
+                Hinted::Fetched(Ok(f)) if same => {
+                    importer.import(&listed, pos, f).await?;
+                    state.want = listed.after(pos, false);
                 }
-                state.want = listed.after(pos, false);
-            } else {
-                match part_result {
-                    Some(Ok(f)) if same => {
-                        importer.import(&listed, pos, f).await?;
-                        state.want = listed.after(pos, false);
-                    }
-                    // Not produced as hinted (the upstream's encoder restarted): follow the playlist.
-                    Some(Ok(_)) | Some(Err(PullError::Fetch(FetchError::Status(404)))) | None => {}
-                    Some(Err(e)) => return Err(e),
-                }
+                // Not produced as hinted (the upstream's encoder restarted): follow the playlist.
+                Hinted::Fetched(Ok(_) | Err(PullError::Fetch(FetchError::Status(404)))) => {}
+                Hinted::Fetched(Err(e)) => return Err(e),
             }
             state.track = Some(listed);
         }
