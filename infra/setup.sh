@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what OnAir needs on Debian 12 (idempotent; run as root or with sudo).
 #   bash infra/setup.sh          build dependencies: FFmpeg 5.1 libraries, clang and pkg-config (for ffmpeg-next),
+#                                OpenSSL headers (TLS to a rediss:// registry),
 #                                and the Wasm player built with wasm-pack into player-wasm/pkg
 #   bash infra/setup.sh test     also what the tests use: the ffmpeg CLI (publisher and reader), Debian's
 #                                chromium and firefox-esr (player tests), Node.js/npm with hls.js, playwright-core
 #                                and puppeteer-core under tests/browser (no browser download), the Python m3u8
 #                                parser, cargo-fuzz, and the caching proxies and load tool the relay tests and
-#                                benchmarks compare against (varnish, nginx, wrk; their services are not used).
+#                                benchmarks compare against (varnish, nginx, wrk) and the
+#                                cluster registry the Usher tests start (redis-server); their services are not used.
 # Rust crates are fetched by cargo itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +17,9 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 mode=${1:-build}
-packages=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+packages=(pkg-config clang libclang-dev libssl-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev)
-if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk); fi
+if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk redis-server); fi
 missing=()
 for p in "${packages[@]}"; do
   # nodejs/npm/pip may come from elsewhere on the image; only install what is absent.

@@ -4,6 +4,7 @@
 //! Environment names: top-level keys as `ONAIR_HTTP_ADDR`, `ONAIR_RTMP_ADDR`, `ONAIR_DATA_DIR`;
 //! nested keys with a double underscore, e.g. `ONAIR_HLS__PART_TARGET_MS=250`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,90 @@ pub struct Config {
     pub playback: PlaybackConfig,
     /// The web pages and the player files.
     pub web: WebConfig,
+    /// This node in a cluster, the registry, and Usher's placement of viewers.
+    pub cluster: ClusterConfig,
+}
+
+/// What a node may do in the cluster (`cluster.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Accepts publishers: an origin (only with ingest listeners, i.e. not `no_ingest`).
+    Ingest,
+    /// Serves viewers (relaying channels it does not ingest).
+    Relay,
+}
+
+/// The cluster: this node's identity and limits, the registry, and Usher's settings. See
+/// `onair-cluster` for the placement rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Where nodes report: `None` = in this process only (the embedded default); a Redis URL
+    /// (`redis://[:PASSWORD@]HOST[:PORT][/DB]`, `rediss://` for TLS) shared by every node and
+    /// Usher (`--registry`, `ONAIR_CLUSTER__REGISTRY`).
+    pub registry: Option<String>,
+    /// This node's id, unique in the cluster: 1-64 of `A-Z a-z 0-9 . _ -`. Default: the host
+    /// name and the HTTP port, e.g. `host1-8080`.
+    pub node_id: Option<String>,
+    /// Region of this node, matched against the client's region (`regions`). Default `default`.
+    pub region: String,
+    /// Availability zone. Default `default`.
+    pub zone: String,
+    /// Roles. Default both; `ingest` is dropped on a node without ingest listeners. An origin of
+    /// a cluster with relays usually has only `ingest`: Usher then sends it no viewers.
+    pub roles: Vec<Role>,
+    /// Most viewers Usher sends here. Default 10 000.
+    pub capacity_viewers: u64,
+    /// Most egress, Mbit/s, before Usher stops sending viewers here. Default 10 000.
+    pub capacity_egress_mbps: f64,
+    /// Relative cost of serving a viewer here (> 0). Default 1.
+    pub cost: f64,
+    /// How often this node reports, ms. Default 1000.
+    pub report_interval_ms: u64,
+    /// A report expires this long after it was made, ms (a node killed -9 leaves the registry
+    /// this long after its last report). Default 3000.
+    pub entry_ttl_ms: u64,
+    /// How often the playback API's view of the registry is refreshed, ms. Default 500.
+    pub view_refresh_ms: u64,
+    /// Candidates in a playback answer, 1-8. Default 3.
+    pub candidates: usize,
+    /// A node holding the channel at or above this load fraction ranks after nodes that do not
+    /// hold it yet. Default 0.9.
+    pub fill_target: f64,
+    /// Bounded-load factor of the rendezvous hash (> 1). Default 1.25.
+    pub bounded_load: f64,
+    /// Client networks by region: `{ eu = ["192.0.2.0/24"], us = ["198.51.100.0/24"] }`. The client
+    /// address is the socket's, or `X-Forwarded-For`'s behind a proxy in `http.trusted`.
+    pub regions: BTreeMap<String, Vec<ipnet::IpNet>>,
+    /// Playback-API requests per second per client address (trusted networks exempt). Default 10.
+    pub playback_rate_per_s: u32,
+    /// Burst of playback-API requests a client may make at once. Default 20.
+    pub playback_burst: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            registry: None,
+            node_id: None,
+            region: "default".into(),
+            zone: "default".into(),
+            roles: vec![Role::Ingest, Role::Relay],
+            capacity_viewers: 10_000,
+            capacity_egress_mbps: 10_000.0,
+            cost: 1.0,
+            report_interval_ms: 1000,
+            entry_ttl_ms: 3000,
+            view_refresh_ms: 500,
+            candidates: 3,
+            fill_target: 0.9,
+            bounded_load: 1.25,
+            regions: BTreeMap::new(),
+            playback_rate_per_s: 10,
+            playback_burst: 20,
+        }
+    }
 }
 
 /// The playback API (`GET /api/v1/playback/{channel}`) and its tokens.
@@ -169,6 +254,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             playback: PlaybackConfig::default(),
             web: WebConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -194,6 +280,26 @@ pub struct CliOverrides {
     /// `--upstream` (repeatable): replaces `relay.upstreams`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayOverrides>,
+    /// `--registry`, `--node-id`.
+    #[serde(skip_serializing_if = "ClusterOverrides::is_empty")]
+    pub cluster: ClusterOverrides,
+}
+
+/// The cluster settings a command line can set.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterOverrides {
+    /// Registry URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// Node id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+}
+
+impl ClusterOverrides {
+    fn is_empty(&self) -> bool {
+        self.registry.is_none() && self.node_id.is_none()
+    }
 }
 
 /// The relay settings a command line can set.
@@ -246,6 +352,19 @@ impl Config {
             if !ok_name || r.name == "source" || r.name == "audio" || r.bitrate_kbps == 0 || r.max_fps == 0 {
                 return Err(ConfigError::OutOfRange(format!("transcode.ladder rung {:?}: name of a-z 0-9 _ - (not source/audio), bitrate_kbps > 0, max_fps > 0", r.name)));
             }
+        }
+        let c = &self.cluster;
+        if c.node_id.as_deref().is_some_and(|id| !onair_cluster::node::valid_id(id)) {
+            return Err(ConfigError::OutOfRange("cluster.node_id: 1-64 of A-Z a-z 0-9 . _ -".into()));
+        }
+        let in_range = c.cost.is_finite() && c.cost > 0.0 && c.bounded_load > 1.0 && c.fill_target > 0.0 && c.fill_target <= 1.0;
+        if !in_range || !(1..=8).contains(&c.candidates) {
+            return Err(ConfigError::OutOfRange("cluster: cost > 0, bounded_load > 1, 0 < fill_target <= 1, candidates 1-8".into()));
+        }
+        if c.report_interval_ms < 100 || c.entry_ttl_ms < 2 * c.report_interval_ms || c.view_refresh_ms < 50 || c.playback_rate_per_s == 0 || c.playback_burst == 0 {
+            return Err(ConfigError::OutOfRange(
+                "cluster: report_interval_ms >= 100, entry_ttl_ms >= 2 x report_interval_ms, view_refresh_ms >= 50, playback rate and burst > 0".into(),
+            ));
         }
         if self.rtmp.max_chunk_size < 128 || self.rtmp.max_message_size < 1024 {
             return Err(ConfigError::OutOfRange("rtmp.max_chunk_size >= 128 and rtmp.max_message_size >= 1024".into()));

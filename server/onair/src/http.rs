@@ -1,13 +1,13 @@
-//! The HTTP front: the LL-HLS origin, the web pages (`/`, `/watch/{channel}`), the player files
-//! (`/player/`), the JSON API (`/api/v1/channels`, `/api/v1/playback/{channel}`, `/api/v1/time`),
-//! `/metrics` and `/healthz`.
+//! The HTTP front of a video node: the LL-HLS origin (counting viewer sessions on its Media
+//! Playlists), the web pages (`/`, `/watch/{channel}`), the player files (`/player/`), the JSON
+//! API (`/api/v1/channels` here, the rest in `api.rs`), `/metrics` and `/healthz`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 use tokio_util::sync::CancellationToken;
 use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::config::PlaybackConfig;
 use crate::playback::Signer;
 
@@ -44,6 +45,8 @@ pub struct Web {
     pub shutdown: CancellationToken,
     /// The relay, on a node with upstreams: channels not ingested here come from it.
     pub relay: Option<Relay>,
+    /// This node in the cluster (viewer sessions, Usher).
+    pub cluster: Arc<Cluster>,
 }
 
 #[derive(Clone)]
@@ -55,11 +58,14 @@ struct AppState {
 /// All routes of `onair serve`.
 pub fn app(store: Arc<Store>, web: Web) -> Router {
     let state = AppState { store: store.clone(), web: web.clone() };
-    let api = Router::new()
-        .route("/api/v1/channels", get(channels_json))
-        .route("/api/v1/playback/{channel}", get(playback_json))
-        .route("/api/v1/time", get(time_json))
-        .layer(CorsLayer::permissive());
+    let api = Router::new().route("/api/v1/channels", get(channels_json)).layer(CorsLayer::permissive());
+    let usher = crate::api::router(crate::api::Api {
+        cluster: web.cluster.clone(),
+        playback: web.playback.clone(),
+        signer: web.signer.clone(),
+        local: Some((store.clone(), web.relay.clone())),
+        request_timeout: web.request_timeout,
+    });
     let front = Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route("/watch/{channel}", get(watch_page))
@@ -69,11 +75,51 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .merge(api)
         .nest_service("/player", ServiceBuilder::new().layer(CompressionLayer::new()).service(ServeDir::new(&web.player_dir)))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, web.request_timeout))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .merge(usher);
     // The origin's blocking requests bound themselves (3 × target duration).
     let origin = onair_origin::router(OriginState::new(store, web.shutdown.clone(), web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>)))
-        .layer(middleware::from_fn_with_state(state, require_token));
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(state, count_viewers));
     front.merge(origin)
+}
+
+/// Records the session of every 200 Media Playlist answer (`/hls/{channel}/{rendition}/index.m3u8`):
+/// the one definition of a viewer (`onair_cluster::viewers`).
+async fn count_viewers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let channel = request
+        .uri()
+        .path()
+        .strip_prefix("/hls/")
+        .and_then(|p| p.strip_suffix("/index.m3u8"))
+        .and_then(|p| p.split_once('/'))
+        .map(|(channel, _)| channel.to_string());
+    let Some(channel) = channel else { return next.run(request).await };
+    let (_, client) = crate::api::client_of(&state.web.cluster, &request);
+    let headers = request.headers().clone();
+    let response = next.run(request).await;
+    if response.status() == StatusCode::OK {
+        state.web.cluster.seen(&channel, client, &headers);
+    }
+    response
+}
+
+/// The routes of a standalone `onair usher`: the API (playback, cluster, time), the channel list
+/// from the registry, `/metrics` and `/healthz`.
+pub fn usher_app(api: crate::api::Api) -> Router {
+    let cluster = api.cluster.clone();
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text))
+        .route(
+            "/api/v1/channels",
+            get(move || {
+                let cluster = cluster.clone();
+                async move { Json(cluster.channels()) }
+            }),
+        )
+        .layer(CorsLayer::permissive())
+        .merge(crate::api::router(api))
 }
 
 async fn metrics_text() -> Response {
@@ -150,55 +196,6 @@ fn live(store: &Store) -> Vec<LiveChannel> {
         .collect()
 }
 
-/// `GET /api/v1/playback/{channel}`: where a player may fetch the channel, best guess first.
-#[derive(Debug, serde::Serialize)]
-struct Playback {
-    channel: String,
-    /// Base URLs; the player appends `/hls/{channel}/master.m3u8?token=…`.
-    candidates: Vec<Candidate>,
-    /// Playback token (see `playback.rs`), valid on this server and on peers sharing the secret.
-    token: String,
-    /// Token expiry, Unix ms.
-    expires_at_ms: u64,
-}
-
-#[derive(Debug, serde::Serialize)]
-struct Candidate {
-    base_url: String,
-}
-
-async fn playback_json(State(state): State<AppState>, Path(channel): Path<String>, headers: HeaderMap) -> Response {
-    let mut live = state.store.get(&channel).is_some_and(|b| !b.renditions().is_empty() && !b.is_ended());
-    if !live && onair_origin::valid_name(&channel) {
-        if let Some(relay) = &state.web.relay {
-            live = relay.multivariant(&channel).await.is_ok();
-        }
-    }
-    if !live {
-        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "channel is not live", "channel": channel}))).into_response();
-    }
-    let this = state.web.playback.public_url.clone().or_else(|| {
-        let host = headers.get(header::HOST)?.to_str().ok()?;
-        Some(format!("http://{host}"))
-    });
-    let mut candidates: Vec<Candidate> = this.into_iter().map(|base_url| Candidate { base_url }).collect();
-    for peer in &state.web.playback.peers {
-        let base_url = peer.trim_end_matches('/').to_string();
-        if !candidates.iter().any(|c| c.base_url == base_url) {
-            candidates.push(Candidate { base_url });
-        }
-    }
-    let (token, expires) = state.web.signer.sign(&channel, SystemTime::now());
-    metrics::counter!("onair_playback_requests_total").increment(1);
-    Json(Playback { channel, candidates, token, expires_at_ms: expires * 1000 }).into_response()
-}
-
-/// `GET /api/v1/time`: the server's clock, `{"now_ms": Unix ms}`, for players' latency measurement.
-async fn time_json() -> Response {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
-    ([(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({ "now_ms": now }))).into_response()
-}
-
 async fn watch_page(Path(channel): Path<String>) -> Response {
     if !onair_origin::valid_name(&channel) {
         return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
@@ -214,8 +211,16 @@ mod tests {
     use onair_store::TimelineConfig;
     use tower::ServiceExt;
 
-    fn web(require_token: bool) -> Web {
+    fn web(store: &Arc<Store>, require_token: bool) -> Web {
+        let local = crate::cluster::LocalNode {
+            info: crate::cluster::node_info(&crate::config::Config::default(), 8080),
+            store: store.clone(),
+            relay: None,
+            sessions: Default::default(),
+            egress: Default::default(),
+        };
         Web {
+            cluster: Cluster::new(&crate::config::Config::default(), Some(local)).expect("cluster"),
             playback: PlaybackConfig { require_token, peers: vec!["http://peer:8080/".into()], ..PlaybackConfig::default() },
             signer: Signer::new(Some("k"), Duration::from_secs(60)),
             player_dir: PathBuf::from("/nonexistent"),
@@ -232,17 +237,17 @@ mod tests {
     #[tokio::test]
     async fn playlists_need_a_token_only_when_required() {
         let store = Arc::new(Store::new(TimelineConfig::default()));
-        let open = app(store.clone(), web(false));
+        let open = app(store.clone(), web(&store, false));
         // Not live: the origin answers 404, with or without a token.
         assert_eq!(status(&open, "/hls/demo/master.m3u8").await, StatusCode::NOT_FOUND);
-        let locked = app(store, web(true));
+        let locked = app(store.clone(), web(&store, true));
         assert_eq!(status(&locked, "/hls/demo/master.m3u8").await, StatusCode::FORBIDDEN);
         assert_eq!(status(&locked, "/hls/demo/master.m3u8?token=1.ab").await, StatusCode::FORBIDDEN);
-        let (token, _) = web(true).signer.sign("demo", SystemTime::now());
+        let (token, _) = web(&store, true).signer.sign("demo", SystemTime::now());
         // A valid token passes the check and reaches the origin.
         assert_eq!(status(&locked, &format!("/hls/demo/master.m3u8?token={token}")).await, StatusCode::NOT_FOUND);
         // Another channel's token does not.
-        let (other, _) = web(true).signer.sign("other", SystemTime::now());
+        let (other, _) = web(&store, true).signer.sign("other", SystemTime::now());
         assert_eq!(status(&locked, &format!("/hls/demo/master.m3u8?token={other}")).await, StatusCode::FORBIDDEN);
         // Media Playlists and parts stay cacheable without a token.
         assert_eq!(status(&locked, "/hls/demo/source/index.m3u8").await, StatusCode::NOT_FOUND);
@@ -251,7 +256,7 @@ mod tests {
     #[tokio::test]
     async fn pages_and_api() {
         let store = Arc::new(Store::new(TimelineConfig::default()));
-        let app = app(store, web(false));
+        let app = app(store.clone(), web(&store, false));
         assert_eq!(status(&app, "/").await, StatusCode::OK);
         assert_eq!(status(&app, "/watch/demo").await, StatusCode::OK);
         assert_eq!(status(&app, "/watch/no%20such").await, StatusCode::NOT_FOUND);

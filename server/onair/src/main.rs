@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use onair_channels::Channels;
-use onair::config::{CliOverrides, Config, RelayOverrides};
+use onair::config::{CliOverrides, ClusterOverrides, Config, RelayOverrides};
 
 /// OnAir: live video with LL-HLS. RTMP in, CMAF parts in RAM, LL-HLS out.
 #[derive(Debug, Parser)]
@@ -40,6 +40,29 @@ struct ServeArgs {
     /// Open no RTMP or SRT listener: only relay (env ONAIR_NO_INGEST=true).
     #[arg(long)]
     no_ingest: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// Cluster registry shared by every node and Usher: redis://[:PASSWORD@]HOST[:PORT][/DB] or
+    /// rediss://… (env ONAIR_CLUSTER__REGISTRY; default: this process only).
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
+    /// This node's id in the cluster (env ONAIR_CLUSTER__NODE_ID; default HOSTNAME-HTTPPORT).
+    #[arg(long)]
+    node_id: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct UsherArgs {
+    /// HTTP listen address (env ONAIR_HTTP_ADDR).
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// Cluster registry: redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://… (env ONAIR_CLUSTER__REGISTRY).
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +71,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run a pure edge: relays channels from its --upstream nodes, no ingest (serve --no-ingest).
     Edge(ServeArgs),
+    /// Run a standalone Usher: the playback API answered from the cluster registry (--registry).
+    Usher(UsherArgs),
     /// Manage channels and stream keys.
     Channel {
         #[command(subcommand)]
@@ -83,6 +108,11 @@ async fn main() -> anyhow::Result<()> {
         let edge = matches!(cli.command, Command::Edge(_));
         overrides.no_ingest = (args.no_ingest || edge).then_some(true);
         overrides.relay = (!args.upstreams.is_empty()).then(|| RelayOverrides { upstreams: args.upstreams.clone() });
+        overrides.cluster = ClusterOverrides { registry: args.cluster.registry.clone(), node_id: args.cluster.node_id.clone() };
+    }
+    if let Command::Usher(args) = &cli.command {
+        overrides.http_addr = args.http_addr;
+        overrides.cluster.registry = args.registry.clone();
     }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     if matches!(cli.command, Command::Edge(_)) && config.relay.upstreams.is_empty() {
@@ -102,6 +132,17 @@ async fn main() -> anyhow::Result<()> {
                         println!("{}\t{}", c.name, c.stream_key);
                     }
                 }
+            }
+        }
+        Command::Usher(_) => {
+            let mut running = onair::server::start_usher(&config).await.context("starting Usher")?;
+            let host = config.public_host.clone().unwrap_or_else(|| display_host(running.http_addr));
+            println!("usher http://{host}:{}/api/v1/playback/CHANNEL (playback API), /api/v1/cluster (nodes)", running.http_addr.port());
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+            tokio::select! {
+                failed = running.wait() => failed.context("Usher stopped")?,
+                _ = tokio::signal::ctrl_c() => running.shutdown().await,
+                _ = terminate.recv() => running.shutdown().await,
             }
         }
         Command::Serve(_) | Command::Edge(_) => {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -118,6 +119,8 @@ impl Drop for Ticket {
 /// header-read timer takes over).
 pub struct Guarded {
     inner: TcpStream,
+    /// Bytes written, server-wide (the node's egress).
+    egress: Arc<AtomicU64>,
     idle: Duration,
     /// Deadline for the peer's first byte; `None` once read.
     first_deadline: Option<Instant>,
@@ -125,10 +128,10 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    fn new(inner: TcpStream, config: &HttpConfig) -> Self {
+    fn new(inner: TcpStream, config: &HttpConfig, egress: Arc<AtomicU64>) -> Self {
         let idle = Duration::from_millis(config.idle_timeout_ms);
         let first = Instant::now() + Duration::from_millis(config.header_read_timeout_ms);
-        let mut g = Guarded { inner, idle, first_deadline: Some(first), timer: Box::pin(tokio::time::sleep(idle)) };
+        let mut g = Guarded { inner, egress, idle, first_deadline: Some(first), timer: Box::pin(tokio::time::sleep(idle)) };
         g.touch();
         g
     }
@@ -149,7 +152,8 @@ impl Guarded {
     fn wrote(&mut self, cx: &mut Context<'_>, r: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
         match r {
             Poll::Ready(r) => {
-                if r.as_ref().is_ok_and(|n| *n > 0) {
+                if let Ok(n @ 1..) = r {
+                    self.egress.fetch_add(n as u64, Ordering::Relaxed);
                     self.touch();
                 }
                 Poll::Ready(r)
@@ -206,10 +210,15 @@ impl AsyncWrite for Guarded {
     }
 }
 
+/// The socket address of the peer that sent a request (a request extension on every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting, lets in-flight
 /// responses finish for up to 3 s (blocked playlist requests were already answered
-/// with 503 by the origin) and returns.
-pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutdown: CancellationToken) {
+/// with 503 by the origin) and returns. Every request carries a [`PeerAddr`] extension; every
+/// byte written is added to `egress`.
+pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutdown: CancellationToken, egress: Arc<AtomicU64>) {
     let admission = Admission::new(config.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -242,9 +251,12 @@ pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutd
             }
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Guarded::new(stream, &config));
+        let io = TokioIo::new(Guarded::new(stream, &config, egress.clone()));
         let app = app.clone();
-        let service = hyper::service::service_fn(move |request| app.clone().oneshot(request));
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            app.clone().oneshot(request)
+        });
         let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

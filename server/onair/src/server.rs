@@ -1,6 +1,7 @@
 //! Starting the all-in-one server: channel database, RTMP listener, HTTP listener.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use onair_ingest::rtmp::RtmpIngest;
 use onair_ingest::srt::SrtIngest;
 use onair_relay::{Relay, RelayError};
 
+use crate::cluster::{Cluster, ClusterError, LocalNode};
 use crate::config::Config;
 use crate::observability::prometheus;
 
@@ -37,6 +39,9 @@ pub enum StartError {
     /// The relay configuration is unusable.
     #[error(transparent)]
     Relay(#[from] RelayError),
+    /// The cluster configuration is unusable.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// A running server. Dropping it stops its tasks.
@@ -56,6 +61,8 @@ pub struct Running {
     pub channels: Channels,
     /// The in-RAM store.
     pub store: Arc<Store>,
+    /// This node in the cluster.
+    pub cluster: Arc<Cluster>,
     shutdown: CancellationToken,
     tasks: JoinSet<&'static str>,
 }
@@ -142,6 +149,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     } else {
         Some(Relay::new(store.clone(), config.relay.clone(), shutdown.clone())?)
     };
+    let egress = Arc::new(AtomicU64::new(0));
+    let local = LocalNode {
+        info: crate::cluster::node_info(config, http_addr.port()),
+        store: store.clone(),
+        relay: relay.clone(),
+        sessions: Default::default(),
+        egress: egress.clone(),
+    };
+    let cluster = Cluster::new(config, Some(local))?;
+    cluster.spawn(&mut tasks, &shutdown);
     let web = crate::http::Web {
         playback: config.playback.clone(),
         signer: crate::playback::Signer::new(config.playback.token_secret.as_deref(), Duration::from_secs(config.playback.token_ttl_s)),
@@ -149,6 +166,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),
         shutdown: shutdown.clone(),
         relay: relay.clone(),
+        cluster: cluster.clone(),
     };
     if !config.web.player_dir.join("onair_player.js").exists() {
         tracing::warn!(dir = %config.web.player_dir.display(), "the Wasm player is not built; the watch page will not play (run: bash infra/setup.sh)");
@@ -170,11 +188,78 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     });
     let (http_config, stop) = (config.http.clone(), shutdown.clone());
     tasks.spawn(async move {
-        crate::serve::serve(http, app, http_config, stop).await;
+        crate::serve::serve(http, app, http_config, stop, egress).await;
         "HTTP listener"
     });
-    tracing::info!(%http_addr, ?rtmp_addr, ?srt_addr, upstreams = ?config.relay.upstreams, data_dir = %config.data_dir.display(), "OnAir is up");
-    Ok(Running { http_addr, rtmp_addr, srt_addr, relay, created_demo, channels, store, shutdown, tasks })
+    tracing::info!(
+        %http_addr, ?rtmp_addr, ?srt_addr, upstreams = ?config.relay.upstreams, data_dir = %config.data_dir.display(),
+        node = %cluster.local().map_or("", |l| l.info.id.as_str()), registry = %config.cluster.registry.as_deref().map_or("memory".into(), onair_cluster::registry::redacted),
+        "OnAir is up"
+    );
+    Ok(Running { http_addr, rtmp_addr, srt_addr, relay, created_demo, channels, store, cluster, shutdown, tasks })
+}
+
+/// A running standalone Usher (`onair usher`). Dropping it stops its tasks.
+#[derive(Debug)]
+pub struct RunningUsher {
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// The registry view and the ranking.
+    pub cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<&'static str>,
+}
+
+impl RunningUsher {
+    /// As [`Running::wait`].
+    pub async fn wait(&mut self) -> Result<(), RunError> {
+        match self.tasks.join_next().await {
+            None => Ok(()),
+            Some(Ok(name)) => Err(RunError::TaskStopped(name)),
+            Some(Err(e)) => Err(RunError::TaskPanicked(e.to_string())),
+        }
+    }
+
+    /// Stops, letting in-flight answers finish.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(SHUTDOWN_LIMIT, async { while self.tasks.join_next().await.is_some() {} }).await;
+    }
+}
+
+impl Drop for RunningUsher {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.tasks.abort_all();
+    }
+}
+
+/// Starts a standalone Usher: the playback API, `/api/v1/channels` and `/api/v1/cluster` from the
+/// shared registry (`cluster.registry` is required), `/metrics` and `/healthz`; no store, no
+/// ingest. Errors: [`StartError`].
+pub async fn start_usher(config: &Config) -> Result<RunningUsher, StartError> {
+    let _ = prometheus();
+    raise_file_limit();
+    let cluster = Cluster::new(config, None)?;
+    let http = TcpListener::bind(config.http_addr).await.map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
+    let http_addr = http.local_addr().map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    cluster.spawn(&mut tasks, &shutdown);
+    let app = crate::http::usher_app(crate::api::Api {
+        cluster: cluster.clone(),
+        playback: config.playback.clone(),
+        signer: crate::playback::Signer::new(config.playback.token_secret.as_deref(), Duration::from_secs(config.playback.token_ttl_s)),
+        local: None,
+        request_timeout: Duration::from_millis(config.http.request_timeout_ms),
+    });
+    let (http_config, stop) = (config.http.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        crate::serve::serve(http, app, http_config, stop, Arc::new(AtomicU64::new(0))).await;
+        "HTTP listener"
+    });
+    tracing::info!(%http_addr, registry = %config.cluster.registry.as_deref().map_or("", |_| "redis"), "OnAir Usher is up");
+    Ok(RunningUsher { http_addr, cluster, shutdown, tasks })
 }
 
 /// Binds the RTMP and SRT listeners and spawns their tasks; returns their addresses.

@@ -340,6 +340,16 @@ impl ServerProcess {
     /// As [`ServerProcess::start`], with `args` after `serve` (e.g. `--no-ingest`, `--upstream URL`);
     /// waits for the line naming the watch URLs. `key` is empty when the node printed none.
     pub fn start_with_args(http_port: u16, extra_toml: &str, args: &[&str]) -> ServerProcess {
+        Self::launch("serve", http_port, extra_toml, args, "watch http")
+    }
+
+    /// `onair usher` with `args` (e.g. `--registry URL`) and `extra_toml`; waits for its
+    /// "usher http" line.
+    pub fn usher(http_port: u16, extra_toml: &str, args: &[&str]) -> ServerProcess {
+        Self::launch("usher", http_port, extra_toml, args, "usher http")
+    }
+
+    fn launch(subcommand: &str, http_port: u16, extra_toml: &str, args: &[&str], ready: &str) -> ServerProcess {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().expect("tempdir");
         let rtmp_port = free_port();
@@ -356,7 +366,7 @@ impl ServerProcess {
         let mut child = Command::new(onair_binary())
             .arg("--config")
             .arg(&config_path)
-            .arg("serve")
+            .arg(subcommand)
             .args(args)
             .env("RUST_LOG", "warn,onair_relay=info")
             .stdin(Stdio::null())
@@ -365,6 +375,7 @@ impl ServerProcess {
             .spawn()
             .expect("onair");
         let stdout = child.stdout.take().expect("stdout");
+        let ready = ready.to_string();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut key = String::new();
@@ -372,7 +383,7 @@ impl ServerProcess {
                 if let Some(k) = line.strip_prefix("stream key for channel demo: ") {
                     key = k.trim().to_string();
                 }
-                if line.starts_with("watch http") {
+                if line.starts_with(&ready) {
                     let _ = tx.send(key.clone());
                 }
             }

@@ -1,0 +1,19 @@
+//! The OnAir control plane ("Usher", after Justin.tv's): every node reports who it is, its load
+//! and the channels it holds to a registry (in-process by default, Redis for a cluster); any node,
+//! or a standalone `onair usher`, ranks the nodes for each viewer from that registry.
+//!
+//! - [`node`]: what a node reports.
+//! - [`registry`]: where reports live and expire (~3 s after the last one).
+//! - [`usher`]: the placement of a viewer (sans-IO).
+//! - [`locality`]: the client's address and region.
+//! - [`viewers`]: the one definition of "a viewer".
+
+pub mod locality;
+pub mod node;
+pub mod registry;
+pub mod usher;
+pub mod viewers;
+
+pub use node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
+pub use registry::{Registry, RegistryError};
+pub use usher::{rank, Decision, Outcome, Placements, Request, UsherConfig};

@@ -1,0 +1,258 @@
+//! The node registry: each node publishes a [`NodeReport`] every report interval and it expires
+//! `entry_ttl` after the last one; Usher reads every live report.
+//!
+//! Two engines, one enum (no dynamic dispatch on the hot path):
+//! - [`Registry::Memory`]: in-process, the embedded default (`onair serve` alone).
+//! - [`Registry::Redis`]: a Redis server shared by every node (`--registry redis://HOST:PORT`;
+//!   `redis://:PASSWORD@HOST`, `rediss://` for TLS). Layout, under the prefix `onair:`:
+//!   - `onair:node:{id}`: the report as JSON, written with `SET … PX ttl`, so Redis itself drops a
+//!     node that stops reporting (a kill -9) `ttl` after its last report;
+//!   - `onair:nodes`: a sorted set of node ids scored by their expiry (Unix ms, the node's clock),
+//!     the index Usher reads (`ZRANGEBYSCORE`, then `MGET`); entries a minute past their expiry are
+//!     pruned, and a listed id whose key has expired is skipped, so clock skew between nodes
+//!     never revives a dead node.
+//!
+//! The Redis connection reconnects by itself (a restarted Redis sees every node again at its
+//! next report); each command times out after [`COMMAND_TIMEOUT`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::node::NodeReport;
+
+/// Time one Redis command may take before it fails.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+
+const NODE_KEY: &str = "onair:node:";
+const NODES_INDEX: &str = "onair:nodes";
+/// Index entries this long past their expiry are pruned, ms.
+const PRUNE_AFTER_MS: u64 = 60_000;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry URL is not a Redis URL.
+    #[error("registry URL {url}: {reason}")]
+    Url {
+        /// The URL with any password hidden.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Redis answered with an error or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer within [`COMMAND_TIMEOUT`].
+    #[error("redis: no answer within {COMMAND_TIMEOUT:?}")]
+    Timeout,
+    /// A report could not be encoded (never expected).
+    #[error("report encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// In-process registry: reports with their expiry.
+#[derive(Debug, Default)]
+pub struct MemoryRegistry {
+    nodes: Mutex<HashMap<String, (NodeReport, Instant)>>,
+}
+
+/// Redis registry.
+#[derive(Clone)]
+pub struct RedisRegistry {
+    conn: ConnectionManager,
+    url: String,
+}
+
+impl std::fmt::Debug for RedisRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRegistry").field("url", &self.url).finish()
+    }
+}
+
+/// Where node reports live.
+#[derive(Debug)]
+pub enum Registry {
+    /// In this process only.
+    Memory(MemoryRegistry),
+    /// In a shared Redis.
+    Redis(RedisRegistry),
+}
+
+/// `url` with the password (if any) replaced by `***`, for logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+impl Registry {
+    /// The in-process registry.
+    pub fn memory() -> Self {
+        Registry::Memory(MemoryRegistry::default())
+    }
+
+    /// A Redis registry at `url` (`redis://[:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://` for TLS).
+    /// Connects lazily: a Redis that is down at start is retried at every report. Errors:
+    /// [`RegistryError::Url`] for a malformed URL.
+    pub fn redis(url: &str) -> Result<Self, RegistryError> {
+        let shown = redacted(url);
+        let bad = |reason: String| RegistryError::Url { url: shown.clone(), reason };
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(bad("must start with redis:// or rediss://".into()));
+        }
+        let client = redis::Client::open(url).map_err(|e| bad(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| bad(e.to_string()))?;
+        Ok(Registry::Redis(RedisRegistry { conn, url: shown }))
+    }
+
+    /// `"memory"` or the Redis URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Registry::Memory(_) => "memory".into(),
+            Registry::Redis(r) => r.url.clone(),
+        }
+    }
+
+    /// Publishes `report`, valid for `ttl` from `now_ms` (Unix ms). Errors: [`RegistryError`].
+    pub async fn publish(&self, report: &NodeReport, ttl: Duration, now_ms: u64) -> Result<(), RegistryError> {
+        match self {
+            Registry::Memory(m) => {
+                let mut nodes = m.nodes.lock().unwrap_or_else(|e| e.into_inner());
+                nodes.insert(report.info.id.clone(), (report.clone(), Instant::now() + ttl));
+                Ok(())
+            }
+            Registry::Redis(r) => r.publish(report, ttl, now_ms).await,
+        }
+    }
+
+    /// Removes node `id` at once (a graceful stop). Errors: [`RegistryError`].
+    pub async fn withdraw(&self, id: &str) -> Result<(), RegistryError> {
+        match self {
+            Registry::Memory(m) => {
+                m.nodes.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+                Ok(())
+            }
+            Registry::Redis(r) => r.withdraw(id).await,
+        }
+    }
+
+    /// Every unexpired report, sorted by node id. Errors: [`RegistryError`].
+    pub async fn snapshot(&self, now_ms: u64) -> Result<Vec<NodeReport>, RegistryError> {
+        match self {
+            Registry::Memory(m) => {
+                let now = Instant::now();
+                let mut nodes = m.nodes.lock().unwrap_or_else(|e| e.into_inner());
+                nodes.retain(|_, (_, expires)| *expires > now);
+                let mut out: Vec<NodeReport> = nodes.values().map(|(r, _)| r.clone()).collect();
+                out.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+                Ok(out)
+            }
+            Registry::Redis(r) => r.snapshot(now_ms).await,
+        }
+    }
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, RegistryError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, f).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(RegistryError::Timeout),
+    }
+}
+
+impl RedisRegistry {
+    async fn publish(&self, report: &NodeReport, ttl: Duration, now_ms: u64) -> Result<(), RegistryError> {
+        let json = serde_json::to_string(report)?;
+        let key = format!("{NODE_KEY}{}", report.info.id);
+        let ttl_ms = ttl.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(json)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("ZADD")
+            .arg(NODES_INDEX)
+            .arg(now_ms + ttl_ms)
+            .arg(&report.info.id)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(NODES_INDEX)
+            .arg("-inf")
+            .arg(now_ms.saturating_sub(PRUNE_AFTER_MS))
+            .ignore();
+        let mut conn = self.conn.clone();
+        timed(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn withdraw(&self, id: &str) -> Result<(), RegistryError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("DEL").arg(format!("{NODE_KEY}{id}")).ignore().cmd("ZREM").arg(NODES_INDEX).arg(id).ignore();
+        let mut conn = self.conn.clone();
+        timed(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn snapshot(&self, now_ms: u64) -> Result<Vec<NodeReport>, RegistryError> {
+        let mut conn = self.conn.clone();
+        // Listed ids up to a minute past expiry (clock skew); their keys decide.
+        let ids: Vec<String> =
+            timed(redis::cmd("ZRANGEBYSCORE").arg(NODES_INDEX).arg(now_ms.saturating_sub(PRUNE_AFTER_MS)).arg("+inf").query_async(&mut conn)).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| format!("{NODE_KEY}{id}")).collect();
+        let values: Vec<Option<String>> = timed(redis::cmd("MGET").arg(&keys).query_async(&mut conn)).await?;
+        let mut out: Vec<NodeReport> = Vec::with_capacity(values.len());
+        for (id, value) in ids.iter().zip(values) {
+            let Some(json) = value else { continue };
+            match serde_json::from_str::<NodeReport>(&json) {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    // A node of another version, or a foreign key: skip it, say so.
+                    metrics::counter!("onair_registry_errors_total", "kind" => "decode").increment(1);
+                    tracing::warn!(node = %id, error = %e, "registry: cannot decode a node report");
+                }
+            }
+        }
+        out.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::tests::node;
+
+    #[tokio::test]
+    async fn memory_registry_expires_entries() {
+        let r = Registry::memory();
+        r.publish(&node("b", "eu", 0, 10, &[]), Duration::from_millis(200), 0).await.expect("publish");
+        r.publish(&node("a", "eu", 0, 10, &[]), Duration::from_secs(60), 0).await.expect("publish");
+        let ids = |v: Vec<NodeReport>| v.into_iter().map(|n| n.info.id).collect::<Vec<_>>();
+        assert_eq!(ids(r.snapshot(0).await.expect("snapshot")), vec!["a", "b"]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(ids(r.snapshot(0).await.expect("snapshot")), vec!["a"]);
+        r.withdraw("a").await.expect("withdraw");
+        assert!(r.snapshot(0).await.expect("snapshot").is_empty());
+        assert_eq!(r.describe(), "memory");
+    }
+
+    #[test]
+    fn redis_urls_are_checked_and_passwords_hidden() {
+        assert_eq!(redacted("redis://:hunter2@db:6379/0"), "redis://***@db:6379/0");
+        assert_eq!(redacted("redis://db:6379"), "redis://db:6379");
+        let e = Registry::redis("http://:hunter2@db").expect_err("not redis");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+}

@@ -1,0 +1,136 @@
+//! The one definition of "a viewer" in OnAir, used for node load (Usher), relay channel counts
+//! and the channel directory's view counts:
+//!
+//! **A viewer is a playback session that fetched one of the channel's Media Playlists (answer
+//! 200) from this node within the last [`SESSION_WINDOW`].** A session is named by the request's
+//! `X-Playback-Session-Id` header when it carries one (Apple's players send it; the load
+//! generator sends one per simulated viewer), and otherwise by the pair (client address,
+//! `User-Agent`): every LL-HLS player polls its Media Playlist several times a second, so a
+//! session that stops polling stops counting one window later. A cluster's count of a channel is
+//! the sum over its nodes. Viewers behind a CDN reach the node only as the CDN's few requests:
+//! they count only through the player's heartbeat (the OnAir player, a later addition), not here.
+//!
+//! Memory is bounded: at most [`MAX_SESSIONS`] sessions are tracked per node; beyond that new
+//! sessions are not counted (metric `onair_viewer_sessions_untracked_total`).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A session stops counting this long after its last Media Playlist request.
+pub const SESSION_WINDOW: Duration = Duration::from_secs(30);
+
+/// Most sessions tracked at once on one node.
+pub const MAX_SESSIONS: usize = 500_000;
+
+/// What names a session on a request.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionKey<'a> {
+    /// The `X-Playback-Session-Id` header's value.
+    Header(&'a str),
+    /// The client's address and `User-Agent` (empty when absent).
+    Client(IpAddr, &'a str),
+}
+
+#[derive(Debug, Default)]
+struct Tracked {
+    /// channel → session hash → last seen.
+    channels: HashMap<String, HashMap<u64, Instant>>,
+    total: usize,
+}
+
+/// The viewer sessions seen on this node.
+#[derive(Debug)]
+pub struct Sessions {
+    hasher: RandomState,
+    window: Duration,
+    tracked: Mutex<Tracked>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::new(SESSION_WINDOW)
+    }
+}
+
+impl Sessions {
+    /// Sessions that expire `window` after their last request.
+    pub fn new(window: Duration) -> Self {
+        Sessions { hasher: RandomState::new(), window, tracked: Mutex::new(Tracked::default()) }
+    }
+
+    fn hash(&self, key: SessionKey<'_>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        match key {
+            SessionKey::Header(id) => (0u8, id).hash(&mut h),
+            SessionKey::Client(ip, agent) => (1u8, ip.to_canonical(), agent).hash(&mut h),
+        }
+        h.finish()
+    }
+
+    /// Records that session `key` fetched a Media Playlist of `channel` at `now`.
+    pub fn seen(&self, channel: &str, key: SessionKey<'_>, now: Instant) {
+        let hash = self.hash(key);
+        let mut t = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        let full = t.total >= MAX_SESSIONS;
+        let sessions = match t.channels.get_mut(channel) {
+            Some(s) => s,
+            None if full => return untracked(),
+            None => t.channels.entry(channel.to_string()).or_default(),
+        };
+        if let Some(last) = sessions.get_mut(&hash) {
+            *last = now;
+        } else if full {
+            untracked();
+        } else {
+            sessions.insert(hash, now);
+            t.total += 1;
+        }
+    }
+
+    /// Viewers per channel at `now` (sessions seen within the window), sorted by channel;
+    /// forgets expired sessions.
+    pub fn counts(&self, now: Instant) -> Vec<(String, u64)> {
+        let mut t = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        let window = self.window;
+        t.channels.retain(|_, sessions| {
+            sessions.retain(|_, last| now.saturating_duration_since(*last) < window);
+            !sessions.is_empty()
+        });
+        t.total = t.channels.values().map(HashMap::len).sum();
+        let mut out: Vec<(String, u64)> = t.channels.iter().map(|(c, s)| (c.clone(), s.len() as u64)).collect();
+        out.sort();
+        out
+    }
+}
+
+fn untracked() {
+    metrics::counter!("onair_viewer_sessions_untracked_total").increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_viewer_is_a_session_seen_within_the_window() {
+        let s = Sessions::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        // The same session polling many times is one viewer.
+        for i in 0..20 {
+            s.seen("demo", SessionKey::Client(ip, "hls.js"), t0 + Duration::from_millis(200 * i));
+        }
+        // Another browser on the same address, and two header-named sessions.
+        s.seen("demo", SessionKey::Client(ip, "Firefox"), t0);
+        s.seen("demo", SessionKey::Header("a"), t0);
+        s.seen("demo", SessionKey::Header("b"), t0);
+        s.seen("other", SessionKey::Header("a"), t0);
+        assert_eq!(s.counts(t0 + Duration::from_secs(1)), vec![("demo".into(), 4), ("other".into(), 1)]);
+        // Only the polling session is still within the window 10 s after t0 + 3.8 s.
+        assert_eq!(s.counts(t0 + Duration::from_millis(13_000)), vec![("demo".into(), 1)]);
+        assert_eq!(s.counts(t0 + Duration::from_secs(20)), vec![]);
+    }
+}

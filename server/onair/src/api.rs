@@ -1,0 +1,145 @@
+//! The JSON API every node and `onair usher` serve: `GET /api/v1/playback/{channel}` (Usher's
+//! answer: ranked servers and a playback token), `GET /api/v1/cluster` (the registry view) and
+//! `GET /api/v1/time` (the server clock, for players' latency measurement).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use onair_origin::Upstream;
+use onair_relay::Relay;
+use onair_store::Store;
+use tower_http::cors::CorsLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::cluster::{Cluster, Offered};
+use crate::config::PlaybackConfig;
+use crate::playback::Signer;
+use crate::serve::PeerAddr;
+
+/// What the API needs.
+#[derive(Clone)]
+pub struct Api {
+    /// Usher and the registry view.
+    pub cluster: Arc<Cluster>,
+    /// Playback settings (static peers, token lifetime).
+    pub playback: PlaybackConfig,
+    /// Signs playback tokens.
+    pub signer: Signer,
+    /// On a video node: its store and relay, to know at once whether it holds a channel (its
+    /// own report may be up to a report interval old). `None` on `onair usher`.
+    pub local: Option<(Arc<Store>, Option<Relay>)>,
+    /// Time to answer, ms (408 after it).
+    pub request_timeout: Duration,
+}
+
+/// The API routes (CORS open: players on other origins call them).
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/api/v1/playback/{channel}", get(playback_json))
+        .route("/api/v1/cluster", get(cluster_json))
+        .route("/api/v1/time", get(time_json))
+        .layer(CorsLayer::permissive())
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, api.request_timeout))
+        .with_state(api)
+}
+
+/// The client address of a request: the peer (a [`PeerAddr`] extension; loopback when absent, as
+/// in in-process tests), or `X-Forwarded-For` behind a trusted proxy.
+pub fn client_of(cluster: &Cluster, request: &Request) -> (IpAddr, IpAddr) {
+    let peer = request.extensions().get::<PeerAddr>().map_or(IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
+    (peer, cluster.client_ip(peer, request.headers()))
+}
+
+/// `GET /api/v1/playback/{channel}`.
+#[derive(Debug, serde::Serialize)]
+struct Playback {
+    channel: String,
+    /// Servers, best first; the player appends `/hls/{channel}/master.m3u8?token=…`.
+    candidates: Vec<Offered>,
+    /// Playback token (see `playback.rs`), valid on every node sharing the secret.
+    token: String,
+    /// Token expiry, Unix ms.
+    expires_at_ms: u64,
+    /// With `?explain=1`: the client's address and region and every node's score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<serde_json::Value>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PlaybackQuery {
+    explain: Option<String>,
+}
+
+async fn playback_json(State(api): State<Api>, Path(channel): Path<String>, Query(q): Query<PlaybackQuery>, request: Request) -> Response {
+    let (peer, client) = client_of(&api.cluster, &request);
+    if !api.cluster.trusted(client) && !api.cluster.allow(client) {
+        metrics::counter!("onair_playback_rate_limited_total").increment(1);
+        tracing::debug!(%peer, %client, channel, "playback API rate limit");
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], Json(serde_json::json!({"error": "too many requests", "channel": channel})))
+            .into_response();
+    }
+    metrics::counter!("onair_playback_requests_total").increment(1);
+    let held_here = match &api.local {
+        Some(_) if !onair_origin::valid_name(&channel) => false,
+        Some((store, relay)) => {
+            let mut held = store.get(&channel).is_some_and(|b| !b.renditions().is_empty() && !b.is_ended());
+            // A relay with static upstreams and no holder in the registry: ask its upstreams.
+            if !held && !api.cluster.is_held(&channel) {
+                if let Some(relay) = relay {
+                    held = relay.multivariant(&channel).await.is_ok();
+                }
+            }
+            held
+        }
+        None => false,
+    };
+    let headers: &HeaderMap = request.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let placed = api.cluster.place(&channel, client, host, held_here);
+    let explain = q.explain.filter(|v| v != "0").map(|_| {
+        serde_json::json!({
+            "client": client.to_string(),
+            "region": placed.region,
+            "outcome": placed.decision.outcome,
+            "scores": placed.decision.scores,
+        })
+    });
+    let mut candidates = placed.offered;
+    if candidates.is_empty() {
+        let mut body = serde_json::json!({"channel": channel});
+        if let Some(explain) = explain {
+            body["explain"] = explain;
+        }
+        return if placed.decision.outcome == onair_cluster::Outcome::NotLive {
+            body["error"] = "channel is not live".into();
+            (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+        } else {
+            body["error"] = "every server is full; retry shortly".into();
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "2"), (header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+        };
+    }
+    for peer in &api.playback.peers {
+        let base_url = peer.trim_end_matches('/').to_string();
+        if !candidates.iter().any(|c| c.base_url == base_url) {
+            candidates.push(Offered { node: String::new(), base_url });
+        }
+    }
+    let (token, expires) = api.signer.sign(&channel, SystemTime::now());
+    ([(header::CACHE_CONTROL, "no-store")], Json(Playback { channel, candidates, token, expires_at_ms: expires * 1000, explain })).into_response()
+}
+
+async fn cluster_json(State(api): State<Api>) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Json(api.cluster.status())).into_response()
+}
+
+/// `GET /api/v1/time`: the server's clock, `{"now_ms": Unix ms}`, for players' latency measurement.
+async fn time_json() -> Response {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    ([(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({ "now_ms": now }))).into_response()
+}

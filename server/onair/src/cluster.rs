@@ -1,0 +1,421 @@
+//! This node in the cluster, and the Usher behind `GET /api/v1/playback/{channel}`: the node's
+//! reporter (every `cluster.report_interval_ms`: its load, viewers and held channels to the
+//! registry), the view of the registry the playback API ranks from (refreshed every
+//! `cluster.view_refresh_ms`; a registry outage leaves the last view in use, and says so in
+//! `onair_registry_up` and `onair_registry_view_age_seconds`), client locality and the
+//! per-client rate limit. A standalone `onair usher` has the view and no reporter.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use onair_cluster::locality::{client_ip, RegionTable};
+use onair_cluster::node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
+use onair_cluster::usher::{rank, Decision, Placements, Request, UsherConfig};
+use onair_cluster::viewers::{SessionKey, Sessions};
+use onair_cluster::{Registry, RegistryError};
+use onair_relay::Relay;
+use onair_store::Store;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Role};
+
+/// Why the cluster part could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A shared registry needs to know where players reach this node.
+    #[error("cluster.registry is set: playback.public_url must be set too (the URL players use to reach this node)")]
+    NoPublicUrl,
+    /// `onair usher` needs a shared registry.
+    #[error("onair usher needs a shared registry: --registry redis://HOST:PORT (or cluster.registry)")]
+    NoRegistry,
+    /// The registry URL is unusable.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// The parts of a video node the reporter reads.
+#[derive(Debug)]
+pub struct LocalNode {
+    /// What this node says about itself.
+    pub info: NodeInfo,
+    /// Its store (held channels).
+    pub store: Arc<Store>,
+    /// Its relay, when it relays (tells relayed channels from ingested ones).
+    pub relay: Option<Relay>,
+    /// Its viewer sessions (recorded by the HTTP front).
+    pub sessions: Sessions,
+    /// HTTP bytes written, counted by every connection (`serve.rs`).
+    pub egress: Arc<AtomicU64>,
+}
+
+/// The registry view the playback API ranks from.
+#[derive(Debug, Default)]
+struct View {
+    nodes: Arc<Vec<NodeReport>>,
+    /// When the registry last answered.
+    refreshed: Option<Instant>,
+    /// Whether the last read of the registry succeeded.
+    up: bool,
+}
+
+/// One offered server.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Offered {
+    /// Node id; empty for a static peer (`playback.peers`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// Its base URL; the player appends `/hls/{channel}/master.m3u8`.
+    pub base_url: String,
+}
+
+/// The answer for one viewer.
+#[derive(Debug)]
+pub struct Placed {
+    /// Usher's decision with every node's score.
+    pub decision: Decision,
+    /// The offered servers, best first.
+    pub offered: Vec<Offered>,
+    /// The client's region, if the region table knows its address.
+    pub region: Option<String>,
+}
+
+/// This node's cluster membership (or, on `onair usher`, none) and the playback API's Usher.
+#[derive(Debug)]
+pub struct Cluster {
+    registry: Registry,
+    local: Option<LocalNode>,
+    usher: UsherConfig,
+    regions: RegionTable,
+    trusted: Vec<ipnet::IpNet>,
+    placements: Placements,
+    view: RwLock<View>,
+    last_report: Mutex<Option<NodeReport>>,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    report_interval: Duration,
+    entry_ttl: Duration,
+    view_refresh: Duration,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The default node id: host name and HTTP port, cleaned to the id alphabet.
+fn default_node_id(http_port: u16) -> String {
+    let host = sysinfo::System::host_name().unwrap_or_else(|_| "node".into());
+    let host: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).take(50).collect();
+    format!("{}-{http_port}", if host.is_empty() { "node" } else { &host })
+}
+
+/// This node's identity from the configuration.
+pub fn node_info(config: &Config, http_port: u16) -> NodeInfo {
+    let c = &config.cluster;
+    NodeInfo {
+        id: c.node_id.clone().unwrap_or_else(|| default_node_id(http_port)),
+        base_url: config.playback.public_url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
+        region: c.region.clone(),
+        zone: c.zone.clone(),
+        roles: Roles { ingest: c.roles.contains(&Role::Ingest) && !config.no_ingest, relay: c.roles.contains(&Role::Relay) },
+        capacity_viewers: c.capacity_viewers,
+        capacity_egress_mbps: c.capacity_egress_mbps,
+        cost: c.cost,
+    }
+}
+
+/// The key of a client in the rate limiter: its IPv4 address, or its IPv6 /64 (one host usually
+/// has a whole /64).
+fn limiter_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
+impl Cluster {
+    /// The cluster part of a node (`local` = `Some`) or of a standalone Usher (`None`). Errors:
+    /// [`ClusterError`].
+    pub fn new(config: &Config, local: Option<LocalNode>) -> Result<Arc<Cluster>, ClusterError> {
+        let c = &config.cluster;
+        let registry = match &c.registry {
+            Some(url) => Registry::redis(url)?,
+            None if local.is_none() => return Err(ClusterError::NoRegistry),
+            None => Registry::memory(),
+        };
+        if c.registry.is_some() && local.as_ref().is_some_and(|l| l.info.base_url.is_none()) {
+            return Err(ClusterError::NoPublicUrl);
+        }
+        let rate = NonZeroU32::new(c.playback_rate_per_s).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(c.playback_burst).unwrap_or(NonZeroU32::MIN);
+        Ok(Arc::new(Cluster {
+            registry,
+            local,
+            usher: UsherConfig { candidates: c.candidates, fill_target: c.fill_target, bounded_load: c.bounded_load },
+            regions: RegionTable::new(c.regions.iter().flat_map(|(region, nets)| nets.iter().map(move |n| (*n, region.clone())))),
+            trusted: config.http.trusted.clone(),
+            placements: Placements::default(),
+            view: RwLock::new(View::default()),
+            last_report: Mutex::new(None),
+            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            report_interval: Duration::from_millis(c.report_interval_ms),
+            entry_ttl: Duration::from_millis(c.entry_ttl_ms),
+            view_refresh: Duration::from_millis(c.view_refresh_ms),
+        }))
+    }
+
+    /// This node, on a video node.
+    pub fn local(&self) -> Option<&LocalNode> {
+        self.local.as_ref()
+    }
+
+    /// The client's address: `peer`, or `X-Forwarded-For`'s rightmost untrusted hop when `peer`
+    /// is in `http.trusted`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let forwarded = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        client_ip(peer, forwarded, &self.trusted)
+    }
+
+    /// True when `peer` (the socket's address) is in `http.trusted`.
+    pub fn trusted(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted.iter().any(|n| n.contains(&peer))
+    }
+
+    /// Takes one playback-API request from the client's budget; false when over it.
+    pub fn allow(&self, client: IpAddr) -> bool {
+        self.limiter.check_key(&limiter_key(client)).is_ok()
+    }
+
+    /// Records a 200 Media Playlist answer of `channel` to a session (see `onair_cluster::viewers`).
+    pub fn seen(&self, channel: &str, client: IpAddr, headers: &HeaderMap) {
+        let Some(local) = &self.local else { return };
+        let key = match headers.get("x-playback-session-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 128) {
+            Some(id) => SessionKey::Header(id),
+            None => SessionKey::Client(client, headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("")),
+        };
+        local.sessions.seen(channel, key, Instant::now());
+    }
+
+    /// Places a viewer of `channel` from `client`. `host` (the request's `Host`) stands in for
+    /// this node's base URL when it has none configured; `held_here` says this node just found
+    /// the channel in its own store or upstream.
+    pub fn place(&self, channel: &str, client: IpAddr, host: Option<&str>, held_here: bool) -> Placed {
+        let nodes = self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
+        let region = self.regions.region(client).map(str::to_string);
+        let local_id = self.local.as_ref().map(|l| l.info.id.as_str());
+        let request = Request { channel, region: region.as_deref(), also_held_by: local_id.filter(|_| held_here) };
+        let decision = rank(&nodes, &request, |n, t| self.placements.since(n, t), &self.usher);
+        let offered: Vec<Offered> = decision
+            .candidates
+            .iter()
+            .filter_map(|id| {
+                let node = nodes.iter().find(|n| &n.info.id == id)?;
+                let base_url = match (&node.info.base_url, host) {
+                    (Some(u), _) => u.clone(),
+                    (None, Some(h)) if Some(id.as_str()) == local_id => format!("http://{h}"),
+                    _ => return None,
+                };
+                Some(Offered { node: id.clone(), base_url })
+            })
+            .collect();
+        if let Some(first) = offered.first() {
+            self.placements.record(&first.node, now_ms());
+        }
+        metrics::counter!("onair_usher_decisions_total", "outcome" => decision.outcome.label()).increment(1);
+        tracing::debug!(
+            channel,
+            %client,
+            region = region.as_deref().unwrap_or("-"),
+            outcome = decision.outcome.label(),
+            scores = %serde_json::to_string(&decision.scores).unwrap_or_default(),
+            "usher decision"
+        );
+        Placed { decision, offered, region }
+    }
+
+    /// True when some node of the view holds `channel`.
+    pub fn is_held(&self, channel: &str) -> bool {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.iter().any(|n| n.held(channel).is_some())
+    }
+
+    /// `GET /api/v1/cluster`: the registry, this node and every node's last report.
+    pub fn status(&self) -> serde_json::Value {
+        let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+        serde_json::json!({
+            "registry": self.registry.describe(),
+            "node": self.local.as_ref().map(|l| l.info.id.clone()),
+            "registry_up": view.up,
+            "view_age_ms": view.refreshed.map(|t| t.elapsed().as_millis() as u64),
+            "nodes": *view.nodes,
+        })
+    }
+
+    /// The union of every node's held channels (for `onair usher`'s channel list).
+    pub fn channels(&self) -> Vec<HeldChannel> {
+        let nodes = self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
+        let mut by_name: HashMap<&str, HeldChannel> = HashMap::new();
+        for n in nodes.iter() {
+            for c in &n.channels {
+                let entry = by_name.entry(c.channel.as_str()).or_insert_with(|| HeldChannel { viewers: 0, ..c.clone() });
+                entry.viewers += c.viewers;
+                if c.origin {
+                    entry.live = c.live;
+                    entry.renditions = c.renditions.clone();
+                }
+            }
+        }
+        let mut out: Vec<HeldChannel> = by_name.into_values().collect();
+        out.sort_by(|a, b| a.channel.cmp(&b.channel));
+        out
+    }
+
+    /// Spawns the reporter (on a node) and the view refresher into `tasks`; both stop at
+    /// `shutdown`, the reporter withdrawing this node from the registry.
+    pub fn spawn(self: &Arc<Self>, tasks: &mut JoinSet<&'static str>, shutdown: &CancellationToken) {
+        if self.local.is_some() {
+            let (me, stop) = (self.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                me.report_loop(stop).await;
+                "cluster reporter"
+            });
+        }
+        let (me, stop) = (self.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            me.view_loop(stop).await;
+            "cluster view"
+        });
+    }
+
+    async fn report_loop(&self, stop: CancellationToken) {
+        let Some(local) = &self.local else { return };
+        let mut system = sysinfo::System::new().ok();
+        let mut tick = tokio::time::interval(self.report_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut last_bytes, mut last_at) = (local.egress.load(Ordering::Relaxed), Instant::now());
+        let mut healthy = true;
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
+            let cpu = system.as_mut().map_or(0.0, |s| {
+                s.refresh_cpu_usage();
+                f64::from(s.global_cpu_usage() / 100.0).clamp(0.0, 1.0)
+            });
+            let bytes = local.egress.load(Ordering::Relaxed);
+            let secs = last_at.elapsed().as_secs_f64().max(0.001);
+            let egress_mbps = (bytes.saturating_sub(last_bytes)) as f64 * 8.0 / 1e6 / secs;
+            (last_bytes, last_at) = (bytes, Instant::now());
+            let report = self.report(local, Load { viewers: 0, egress_mbps, cpu });
+            metrics::gauge!("onair_viewers").set(report.load.viewers as f64);
+            metrics::gauge!("onair_egress_mbps").set(egress_mbps);
+            *self.last_report.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+            match self.registry.publish(&report, self.entry_ttl, report.reported_at_ms).await {
+                Ok(()) if !healthy => {
+                    healthy = true;
+                    tracing::info!(registry = %self.registry.describe(), "registry reachable again; this node is registered");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    metrics::counter!("onair_registry_errors_total", "kind" => "publish").increment(1);
+                    if healthy {
+                        tracing::warn!(registry = %self.registry.describe(), error = %e, "cannot report to the registry; retrying every report interval");
+                    }
+                    healthy = false;
+                }
+            }
+        }
+        if let Err(e) = self.registry.withdraw(&local.info.id).await {
+            tracing::debug!(error = %e, "could not withdraw from the registry at shutdown");
+        }
+    }
+
+    fn report(&self, local: &LocalNode, mut load: Load) -> NodeReport {
+        let counts: HashMap<String, u64> = local.sessions.counts(Instant::now()).into_iter().collect();
+        let relayed: HashSet<String> = local.relay.as_ref().map(|r| r.channels()).unwrap_or_default().into_iter().collect();
+        let channels: Vec<HeldChannel> = local
+            .store
+            .list()
+            .into_iter()
+            .filter(|b| b.live || b.reconnecting)
+            .map(|b| HeldChannel {
+                origin: !relayed.contains(&b.channel),
+                live: b.live,
+                viewers: counts.get(&b.channel).copied().unwrap_or(0),
+                started_at_ms: b.started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                renditions: b.renditions,
+                channel: b.channel,
+            })
+            .collect();
+        load.viewers = counts.values().sum();
+        NodeReport { info: local.info.clone(), load, channels, reported_at_ms: now_ms() }
+    }
+
+    async fn view_loop(&self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.view_refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut healthy = true;
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
+            let result = self.registry.snapshot(now_ms()).await;
+            let mut view = self.view.write().unwrap_or_else(|e| e.into_inner());
+            match result {
+                Ok(mut nodes) => {
+                    // An empty registry right after a view with live entries is a Redis that
+                    // restarted without persistence (or was flushed): keep the entries still
+                    // within their ttl (by their own report time) until the nodes' next reports,
+                    // rather than answer "not live" for everything meanwhile.
+                    if nodes.is_empty() {
+                        let now = now_ms();
+                        let ttl = self.entry_ttl.as_millis() as u64;
+                        nodes = view.nodes.iter().filter(|n| n.reported_at_ms + ttl > now).cloned().collect();
+                    }
+                    // This node ranks itself from its own last report until the registry has it.
+                    if let (Some(local), Some(mine)) = (&self.local, self.last_report.lock().unwrap_or_else(|e| e.into_inner()).as_ref()) {
+                        if !nodes.iter().any(|n| n.info.id == local.info.id) {
+                            nodes.push(mine.clone());
+                        }
+                    }
+                    metrics::gauge!("onair_cluster_nodes").set(nodes.len() as f64);
+                    view.nodes = Arc::new(nodes);
+                    view.refreshed = Some(Instant::now());
+                    if !healthy {
+                        tracing::info!(registry = %self.registry.describe(), "registry reachable again; Usher ranks from a fresh view");
+                    }
+                    healthy = true;
+                }
+                Err(e) => {
+                    metrics::counter!("onair_registry_errors_total", "kind" => "snapshot").increment(1);
+                    if healthy {
+                        tracing::warn!(registry = %self.registry.describe(), error = %e, "cannot read the registry; Usher answers from its last view");
+                    }
+                    healthy = false;
+                }
+            }
+            view.up = healthy;
+            metrics::gauge!("onair_registry_up").set(if healthy { 1.0 } else { 0.0 });
+            metrics::gauge!("onair_registry_view_age_seconds").set(view.refreshed.map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64()));
+            drop(view);
+            self.placements.prune(now_ms());
+            self.limiter.retain_recent();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_keys_group_ipv6_by_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(limiter_key(a), limiter_key(b));
+        assert_ne!(limiter_key(a), limiter_key(c));
+        let v4: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
+        assert_eq!(limiter_key(v4), "192.0.2.1".parse::<IpAddr>().expect("ip"));
+        assert!(default_node_id(8080).ends_with("-8080"));
+    }
+}

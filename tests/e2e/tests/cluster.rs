@@ -1,0 +1,195 @@
+//! The cluster on loopback with a real `redis-server` as the registry: an origin (ingest role
+//! only), two relays in two regions and a standalone `onair usher`, all separate `onair`
+//! processes; ffmpeg publishes the sample to the origin. Usher places viewers by locality (the
+//! client address from a trusted proxy's `X-Forwarded-For`), then on the relay that already holds
+//! the channel, never on the origin; forgets a relay killed with SIGKILL within a few seconds; and
+//! keeps answering from its last view while Redis restarts, after which every node registers again.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use onair_test_engines::RedisServer;
+
+const SECRET: &str = "cluster-test-secret";
+
+fn node_toml(port: u16, region: &str, roles: &str, extra: &str) -> String {
+    format!(
+        "[playback]\npublic_url = \"http://127.0.0.1:{port}\"\ntoken_secret = \"{SECRET}\"\n{extra}\n\
+         [cluster]\nregion = \"{region}\"\nroles = {roles}\nreport_interval_ms = 500\nentry_ttl_ms = 3000\nview_refresh_ms = 250\n"
+    )
+}
+
+/// `GET {usher}/api/v1/playback/demo?explain=1` as a trusted proxy forwarding for `client`.
+async fn ask(usher: &str, client: &str) -> (u16, serde_json::Value) {
+    let response = client_http()
+        .get(format!("{usher}/api/v1/playback/demo?explain=1"))
+        .header("x-forwarded-for", client)
+        .send()
+        .await
+        .expect("playback API");
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default())
+}
+
+fn client_http() -> reqwest::Client {
+    client()
+}
+
+fn first(answer: &serde_json::Value) -> String {
+    answer["candidates"][0]["node"].as_str().unwrap_or("").to_string()
+}
+
+fn offered(answer: &serde_json::Value) -> Vec<String> {
+    answer["candidates"].as_array().map(|c| c.iter().filter_map(|c| c["node"].as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+async fn cluster_view(usher: &str) -> serde_json::Value {
+    let text = get_text(&format!("{usher}/api/v1/cluster")).await.unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+/// Node ids in Usher's view, and those holding `demo`.
+async fn nodes_and_holders(usher: &str) -> (Vec<String>, Vec<String>) {
+    let view = cluster_view(usher).await;
+    let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
+    let id = |n: &serde_json::Value| n["info"]["id"].as_str().unwrap_or("").to_string();
+    let holders = nodes.iter().filter(|n| n["channels"].as_array().is_some_and(|c| c.iter().any(|c| c["channel"] == "demo"))).map(id).collect();
+    (nodes.iter().map(id).collect(), holders)
+}
+
+async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut check: impl FnMut() -> F) -> Duration {
+    let t0 = Instant::now();
+    while !check().await {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t0.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_failures() {
+    let mut redis = RedisServer::start();
+    let registry = redis.url();
+    let (origin_port, eu_port, us_port, usher_port) = (free_port(), free_port(), free_port(), free_port());
+    let origin = ServerProcess::start_with_args(origin_port, &node_toml(origin_port, "eu", "[\"ingest\"]", ""), &["--registry", &registry, "--node-id", "origin"]);
+    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let relay = |port: u16, region: &str, id: &str| {
+        // Relays check the token Usher signed (shared secret) on the Multivariant Playlist.
+        let toml = node_toml(port, region, "[\"relay\"]", "require_token = true");
+        ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--upstream", &origin.base_url(), "--registry", &registry, "--node-id", id])
+    };
+    let eu = relay(eu_port, "eu", "relay-eu");
+    let mut us = relay(us_port, "us", "relay-us");
+    let usher_toml = format!(
+        "[playback]\ntoken_secret = \"{SECRET}\"\n[http]\ntrusted = [\"127.0.0.1/32\"]\n\
+         [cluster]\nview_refresh_ms = 250\n[cluster.regions]\neu = [\"192.0.2.0/24\"]\nus = [\"198.51.100.0/24\"]\n"
+    );
+    let usher = ServerProcess::usher(usher_port, &usher_toml, &["--registry", &registry]);
+    let u = usher.base_url();
+    let registered = wait_for("three nodes registered, the origin holding demo", Duration::from_secs(20), || async {
+        let (nodes, holders) = nodes_and_holders(&u).await;
+        nodes == ["origin", "relay-eu", "relay-us"] && holders == ["origin"]
+    })
+    .await;
+    eprintln!("Usher saw the origin and both relays {} ms after the last one started", registered.as_millis());
+
+    // Locality: each region's client goes to its region's relay first; the origin (ingest role
+    // only) is never offered, and the explanation says why.
+    let (status, from_us) = ask(&u, "198.51.100.7").await;
+    assert_eq!(status, 200, "{from_us}");
+    assert_eq!(first(&from_us), "relay-us", "{from_us}");
+    assert_eq!(from_us["explain"]["region"], "us");
+    let (_, from_eu) = ask(&u, "192.0.2.7").await;
+    assert_eq!(offered(&from_eu), ["relay-eu", "relay-us"], "{from_eu}");
+    let origin_score = from_eu["explain"]["scores"].as_array().and_then(|s| s.iter().find(|s| s["node"] == "origin").cloned()).unwrap_or_default();
+    assert_eq!(origin_score["excluded"], "no_relay_role", "{from_eu}");
+    // A client claiming an address directly (not through a trusted proxy) is placed by its socket
+    // address: the header of an untrusted peer is ignored (the relay sees 127.0.0.1, no region).
+    let direct = client().get(format!("{}/api/v1/playback/demo?explain=1", eu.base_url())).header("x-forwarded-for", "198.51.100.7").send().await.expect("api");
+    let direct: serde_json::Value = serde_json::from_str(&direct.text().await.expect("body")).expect("json");
+    assert_eq!(direct["explain"]["client"], "127.0.0.1", "{direct}");
+
+    // A viewer plays from relay-us with Usher's token: relay-us now holds demo and counts one viewer.
+    let token = from_us["token"].as_str().expect("token").to_string();
+    let base = from_us["candidates"][0]["base_url"].as_str().expect("base_url").to_string();
+    let refused = client().get(format!("{base}/hls/demo/master.m3u8")).send().await.expect("master").status();
+    assert_eq!(refused.as_u16(), 403, "the relay requires the token");
+    let master = client().get(format!("{base}/hls/demo/master.m3u8?token={token}")).send().await.expect("master");
+    assert_eq!(master.status().as_u16(), 200);
+    let viewer = tokio::spawn({
+        let base = base.clone();
+        async move {
+            loop {
+                let _ = client().get(format!("{base}/hls/demo/source/index.m3u8")).header("x-playback-session-id", "viewer-1").send().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let held = wait_for("relay-us reported holding demo with its viewer", Duration::from_secs(10), || async {
+        let view = cluster_view(&u).await;
+        view["nodes"].as_array().is_some_and(|nodes| {
+            nodes.iter().any(|n| n["info"]["id"] == "relay-us" && n["channels"].as_array().is_some_and(|c| c.iter().any(|c| c["channel"] == "demo" && c["viewers"] == 1)))
+        })
+    })
+    .await;
+    eprintln!("relay-us reported demo and its viewer {} ms after the first request", held.as_millis());
+    // A client of no known region now goes to the holder.
+    let (_, anywhere) = ask(&u, "203.0.113.9").await;
+    assert_eq!(first(&anywhere), "relay-us", "{anywhere}");
+    viewer.abort();
+
+    // SIGKILL relay-us: Usher stops offering it once its entry expires (3 s after its last report).
+    us.child.kill().expect("kill relay-us");
+    let mut n = 0u32;
+    let gone = wait_for("Usher stopped offering the killed relay", Duration::from_secs(6), || {
+        // A new client each time: one client polling this fast would be rate limited.
+        n += 1;
+        let client = format!("198.51.100.{}", 10 + n % 200);
+        let u = u.clone();
+        async move {
+            let (status, a) = ask(&u, &client).await;
+            status == 200 && !offered(&a).contains(&"relay-us".to_string())
+        }
+    })
+    .await;
+    eprintln!("Usher stopped offering relay-us {} ms after its SIGKILL (entry ttl 3000 ms, report every 500 ms)", gone.as_millis());
+    assert!(gone <= Duration::from_millis(4500), "took {gone:?}");
+    let (_, after) = ask(&u, "198.51.100.8").await;
+    assert_eq!(offered(&after), ["relay-eu"], "{after}");
+
+    // Redis restarts (empty: no persistence). Meanwhile Usher answers from its last view and says
+    // so; afterwards every live node registers again.
+    let port = redis.port;
+    drop(redis);
+    let stale = wait_for("Usher reports the registry down", Duration::from_secs(5), || async { usher.metric("onair_registry_up").await == 0.0 }).await;
+    let (status, during) = ask(&u, "192.0.2.9").await;
+    assert_eq!((status, first(&during)), (200, "relay-eu".to_string()), "answers from the last view: {during}");
+    redis = RedisServer::start_on(port, None);
+    // Right after the restart the registry is empty until the next reports: Usher keeps its view.
+    let (status, restarted) = ask(&u, "192.0.2.10").await;
+    assert_eq!((status, first(&restarted)), (200, "relay-eu".to_string()), "{restarted}");
+    eprintln!("Redis down: Usher noticed in {} ms and kept answering from its last view", stale.as_millis());
+    let back = wait_for("nodes registered again after the Redis restart", Duration::from_secs(10), || async {
+        let (nodes, holders) = nodes_and_holders(&u).await;
+        cluster_view(&u).await["registry_up"] == true && nodes == ["origin", "relay-eu"] && holders.contains(&"origin".to_string())
+    })
+    .await;
+    assert_eq!(usher.metric("onair_registry_up").await, 1.0);
+    eprintln!("after the Redis restart, Usher saw the origin and relay-eu again {} ms later", back.as_millis());
+    assert!(usher.metric("onair_usher_decisions_total").await >= 6.0);
+
+    // One client asking far faster than 10 requests/s (burst 20) is refused with 429 and
+    // Retry-After, others are not.
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(ask(&u, "192.0.2.200").await.0);
+    }
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert!(limited >= 10 && statuses[..15].iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(ask(&u, "192.0.2.201").await.0, 200);
+    assert!(usher.metric("onair_playback_rate_limited_total").await >= limited as f64);
+    drop((eu, origin, redis));
+}

@@ -1,0 +1,63 @@
+//! Real engines for tests, each started on a free loopback port and killed on drop, never a mock:
+//! [`RedisServer`] (Debian's `redis-server`, installed by `bash infra/setup.sh test`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// `redis-server` in the foreground on 127.0.0.1, without persistence (a restart comes back
+/// empty, the worst case for the registry); killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts one on a free port.
+    pub fn start() -> RedisServer {
+        Self::start_on(free_port(), None)
+    }
+
+    /// Starts one on `port` (e.g. the port of one just stopped, to restart it), with
+    /// `requirepass` when `password` is given; waits until it accepts connections (≤ 10 s).
+    /// Panics when `redis-server` is missing or does not start.
+    pub fn start_on(port: u16, password: Option<&str>) -> RedisServer {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        if let Some(p) = password {
+            cmd.args(["--requirepass", p]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server: {e} (bash infra/setup.sh test installs it)"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                panic!("redis-server did not listen on 127.0.0.1:{port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { child, port }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
