@@ -48,7 +48,8 @@ pub struct Load {
     pub viewers: u64,
     /// HTTP bytes sent over the last report interval, in Mbit/s.
     pub egress_mbps: f64,
-    /// Machine CPU use over the last report interval, 0.0–1.0.
+    /// The node process's CPU use over the last report interval, as a fraction of the machine's
+    /// cores, 0.0–1.0.
     pub cpu: f64,
 }
 

@@ -17,6 +17,10 @@
 //!    coordinating.
 //! 4. Holders above the fill target, least loaded first.
 //!
+//! With a CDN configured, it comes first when every node that may take the viewer (those of its
+//! region, when its region is served) is loaded at or above the overflow load, or full
+//! ([`Outcome::Cdn`]); the nodes that still have room follow it.
+//!
 //! Never offered: nodes without the relay role (origins serve relays and CDNs, not viewers)
 //! and nodes at capacity ([`NodeReport::at_capacity`]), counting the viewers this
 //! Usher placed on them since their last report ([`Placements`]).
@@ -40,11 +44,17 @@ pub struct UsherConfig {
     /// A non-holder loaded above this × the mean load fraction is skipped by the rendezvous hash
     /// (consistent hashing with bounded loads). Default 1.25.
     pub bounded_load: f64,
+    /// With a CDN configured: the load fraction at or above which every node (of the client's
+    /// region, when served) must be for the CDN to be offered first ([`CDN`]). `None`: no CDN.
+    pub cdn_overflow: Option<f64>,
 }
+
+/// The candidate id that stands for the CDN (`cluster.cdn_url`); no node may take this id.
+pub const CDN: &str = "cdn";
 
 impl Default for UsherConfig {
     fn default() -> Self {
-        UsherConfig { candidates: 3, fill_target: 0.9, bounded_load: 1.25 }
+        UsherConfig { candidates: 3, fill_target: 0.9, bounded_load: 1.25, cdn_overflow: None }
     }
 }
 
@@ -60,6 +70,8 @@ pub enum Outcome {
     NotLive,
     /// The channel is live but every node that may serve viewers is full.
     NoCapacity,
+    /// The best node is above the CDN overflow load, or every node is full: the CDN comes first.
+    Cdn,
 }
 
 impl Outcome {
@@ -70,6 +82,7 @@ impl Outcome {
             Outcome::NewHolder => "new_holder",
             Outcome::NotLive => "not_live",
             Outcome::NoCapacity => "no_capacity",
+            Outcome::Cdn => "cdn",
         }
     }
 }
@@ -102,7 +115,7 @@ pub struct Score {
 pub struct Decision {
     /// What it came to.
     pub outcome: Outcome,
-    /// Offered node ids, best first (at most [`UsherConfig::candidates`]).
+    /// Offered node ids, best first (at most [`UsherConfig::candidates`]); [`CDN`] for the CDN.
     pub candidates: Vec<String>,
     /// Every node's score, in view order.
     pub scores: Vec<Score>,
@@ -197,14 +210,24 @@ pub fn rank(view: &[NodeReport], request: &Request<'_>, placed: impl Fn(&str, u6
     for (r, &i) in order.iter().enumerate() {
         scores[i].rank = Some(r);
     }
-    let candidates: Vec<String> = order.iter().take(config.candidates.clamp(1, 8)).map(|&i| scores[i].node.clone()).collect();
+    // Spill when every node that may take the viewer (in its region, if served) is at or above
+    // the overflow load: the relays fill up before the CDN takes anyone.
+    let spill = config.cdn_overflow.is_some_and(|load| order.iter().filter(|&&i| scores[i].in_region || !region_served).all(|&i| scores[i].load >= load));
     let outcome = match order.first() {
         _ if !live => Outcome::NotLive,
+        _ if spill => Outcome::Cdn,
         None => Outcome::NoCapacity,
         Some(&i) if scores[i].holder => Outcome::Holder,
         Some(_) => Outcome::NewHolder,
     };
-    let candidates = if live { candidates } else { Vec::new() };
+    let mut candidates: Vec<String> = Vec::new();
+    if live {
+        if spill {
+            candidates.push(CDN.to_string());
+        }
+        candidates.extend(order.iter().map(|&i| scores[i].node.clone()));
+        candidates.truncate(config.candidates.clamp(1, 8));
+    }
     Decision { outcome, candidates, scores }
 }
 
@@ -352,6 +375,29 @@ mod tests {
             }
         }
         assert!(cheap > 130, "cheap node won {cheap} of 200");
+    }
+
+    #[test]
+    fn overflow_to_the_cdn() {
+        let config = UsherConfig { cdn_overflow: Some(0.8), ..UsherConfig::default() };
+        let view = vec![node("a", "eu", 50, 100, &["demo"]), node("b", "eu", 85, 100, &[])];
+        let d = rank(&view, &Request::new("demo", None), none, &config);
+        assert_eq!((d.outcome, d.candidates.clone()), (Outcome::Holder, vec!["a".to_string(), "b".to_string()]));
+        // 30 viewers placed on a since its report: both nodes at or above 0.8.
+        let d = rank(&view, &Request::new("demo", None), |n, _| if n == "a" { 30 } else { 0 }, &config);
+        assert_eq!((d.outcome, d.candidates), (Outcome::Cdn, vec![CDN.to_string(), "a".to_string(), "b".to_string()]));
+        // One node below the overflow load keeps the CDN out, even when it is not ranked first.
+        let view = vec![node("a", "eu", 85, 100, &["demo"]), node("b", "eu", 10, 100, &[])];
+        assert_eq!(rank(&view, &Request::new("demo", None), none, &config).outcome, Outcome::Holder);
+        // Only the client's region counts when it is served.
+        let view = vec![node("a", "eu", 85, 100, &["demo"]), node("b", "us", 10, 100, &[])];
+        assert_eq!(rank(&view, &Request::new("demo", Some("eu")), none, &config).outcome, Outcome::Cdn);
+        // Every node full: the CDN alone.
+        let full = vec![node("a", "eu", 100, 100, &["demo"])];
+        let d = rank(&full, &Request::new("demo", None), none, &config);
+        assert_eq!((d.outcome, d.candidates), (Outcome::Cdn, vec![CDN.to_string()]));
+        // Not live: not even the CDN.
+        assert!(rank(&full, &Request::new("other", None), none, &config).candidates.is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use onair_cluster::locality::{client_ip, RegionTable};
 use onair_cluster::node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
-use onair_cluster::usher::{rank, Decision, Placements, Request, UsherConfig};
+use onair_cluster::usher::{rank, Decision, Placements, Request, UsherConfig, CDN};
 use onair_cluster::viewers::{SessionKey, Sessions};
 use onair_cluster::{Registry, RegistryError};
 use onair_relay::Relay;
@@ -92,6 +92,7 @@ pub struct Cluster {
     registry: Registry,
     local: Option<LocalNode>,
     usher: UsherConfig,
+    cdn_url: Option<String>,
     regions: RegionTable,
     trusted: Vec<ipnet::IpNet>,
     placements: Placements,
@@ -112,6 +113,29 @@ fn default_node_id(http_port: u16) -> String {
     let host = sysinfo::System::host_name().unwrap_or_else(|_| "node".into());
     let host: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' }).take(50).collect();
     format!("{}-{http_port}", if host.is_empty() { "node" } else { &host })
+}
+
+/// This process's CPU use as a fraction of the machine's cores (0.0-1.0), between two samples.
+/// The process's, not the machine's: nodes sharing a machine (or a container host) each report
+/// what they use.
+struct CpuMeter {
+    system: Option<sysinfo::System>,
+    pid: Option<sysinfo::Pid>,
+    cores: f64,
+}
+
+impl CpuMeter {
+    fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        CpuMeter { system: sysinfo::System::new().ok(), pid: sysinfo::get_current_pid().ok(), cores }
+    }
+
+    /// Use since the previous call (0 on the first).
+    fn sample(&mut self) -> f64 {
+        let (Some(system), Some(pid)) = (self.system.as_mut(), self.pid) else { return 0.0 };
+        system.refresh_processes_specifics(sysinfo::ProcessesToUpdate::Some(&[pid]), false, sysinfo::ProcessRefreshKind::nothing().with_cpu());
+        system.process(pid).map_or(0.0, |p| (f64::from(p.cpu_usage()) / 100.0 / self.cores).clamp(0.0, 1.0))
+    }
 }
 
 /// This node's identity from the configuration.
@@ -156,7 +180,13 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             registry,
             local,
-            usher: UsherConfig { candidates: c.candidates, fill_target: c.fill_target, bounded_load: c.bounded_load },
+            usher: UsherConfig {
+                candidates: c.candidates,
+                fill_target: c.fill_target,
+                bounded_load: c.bounded_load,
+                cdn_overflow: c.cdn_url.as_ref().map(|_| c.cdn_overflow_load),
+            },
+            cdn_url: c.cdn_url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
             regions: RegionTable::new(c.regions.iter().flat_map(|(region, nets)| nets.iter().map(move |n| (*n, region.clone())))),
             trusted: config.http.trusted.clone(),
             placements: Placements::default(),
@@ -215,6 +245,9 @@ impl Cluster {
             .candidates
             .iter()
             .filter_map(|id| {
+                if id == CDN {
+                    return Some(Offered { node: id.clone(), base_url: self.cdn_url.clone()? });
+                }
                 let node = nodes.iter().find(|n| &n.info.id == id)?;
                 let base_url = match (&node.info.base_url, host) {
                     (Some(u), _) => u.clone(),
@@ -224,7 +257,7 @@ impl Cluster {
                 Some(Offered { node: id.clone(), base_url })
             })
             .collect();
-        if let Some(first) = offered.first() {
+        if let Some(first) = offered.first().filter(|o| o.node != CDN) {
             self.placements.record(&first.node, now_ms());
         }
         metrics::counter!("onair_usher_decisions_total", "outcome" => decision.outcome.label()).increment(1);
@@ -294,16 +327,13 @@ impl Cluster {
 
     async fn report_loop(&self, stop: CancellationToken) {
         let Some(local) = &self.local else { return };
-        let mut system = sysinfo::System::new().ok();
+        let mut cpu = CpuMeter::new();
         let mut tick = tokio::time::interval(self.report_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut last_bytes, mut last_at) = (local.egress.load(Ordering::Relaxed), Instant::now());
         let mut healthy = true;
         while stop.run_until_cancelled(tick.tick()).await.is_some() {
-            let cpu = system.as_mut().map_or(0.0, |s| {
-                s.refresh_cpu_usage();
-                f64::from(s.global_cpu_usage() / 100.0).clamp(0.0, 1.0)
-            });
+            let cpu = cpu.sample();
             let bytes = local.egress.load(Ordering::Relaxed);
             let secs = last_at.elapsed().as_secs_f64().max(0.001);
             let egress_mbps = (bytes.saturating_sub(last_bytes)) as f64 * 8.0 / 1e6 / secs;

@@ -104,6 +104,12 @@ pub struct ClusterConfig {
     /// Client networks by region: `{ eu = ["192.0.2.0/24"], us = ["198.51.100.0/24"] }`. The client
     /// address is the socket's, or `X-Forwarded-For`'s behind a proxy in `http.trusted`.
     pub regions: BTreeMap<String, Vec<ipnet::IpNet>>,
+    /// Base URL of a CDN in front of the cluster (it pulls from the origin or relays, which send
+    /// RFC 8216bis Appendix B cache headers), offered first when the best node is loaded at or
+    /// above `cdn_overflow_load`, or when every node is full. Default none.
+    pub cdn_url: Option<String>,
+    /// Load fraction of the best node from which viewers spill to the CDN. Default 0.8.
+    pub cdn_overflow_load: f64,
     /// Playback-API requests per second per client address (trusted networks exempt). Default 10.
     pub playback_rate_per_s: u32,
     /// Burst of playback-API requests a client may make at once. Default 20.
@@ -128,6 +134,8 @@ impl Default for ClusterConfig {
             fill_target: 0.9,
             bounded_load: 1.25,
             regions: BTreeMap::new(),
+            cdn_url: None,
+            cdn_overflow_load: 0.8,
             playback_rate_per_s: 10,
             playback_burst: 20,
         }
@@ -354,8 +362,11 @@ impl Config {
             }
         }
         let c = &self.cluster;
-        if c.node_id.as_deref().is_some_and(|id| !onair_cluster::node::valid_id(id)) {
-            return Err(ConfigError::OutOfRange("cluster.node_id: 1-64 of A-Z a-z 0-9 . _ -".into()));
+        if c.node_id.as_deref().is_some_and(|id| !onair_cluster::node::valid_id(id) || id == onair_cluster::usher::CDN) {
+            return Err(ConfigError::OutOfRange("cluster.node_id: 1-64 of A-Z a-z 0-9 . _ - (and not \"cdn\")".into()));
+        }
+        if c.cdn_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) || !(c.cdn_overflow_load > 0.0) {
+            return Err(ConfigError::OutOfRange("cluster.cdn_url must be an http(s) URL; cdn_overflow_load > 0".into()));
         }
         let in_range = c.cost.is_finite() && c.cost > 0.0 && c.bounded_load > 1.0 && c.fill_target > 0.0 && c.fill_target <= 1.0;
         if !in_range || !(1..=8).contains(&c.candidates) {

@@ -14,6 +14,9 @@ use onair_test_engines::RedisServer;
 
 const SECRET: &str = "cluster-test-secret";
 
+/// The tests here run one at a time: each runs several servers and ffmpeg.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn node_toml(port: u16, region: &str, roles: &str, extra: &str) -> String {
     format!(
         "[playback]\npublic_url = \"http://127.0.0.1:{port}\"\ntoken_secret = \"{SECRET}\"\n{extra}\n\
@@ -70,6 +73,7 @@ async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, limit: Dura
 
 #[tokio::test(flavor = "multi_thread")]
 async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_failures() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut redis = RedisServer::start();
     let registry = redis.url();
     let (origin_port, eu_port, us_port, usher_port) = (free_port(), free_port(), free_port(), free_port());
@@ -192,4 +196,65 @@ async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_
     assert_eq!(ask(&u, "192.0.2.201").await.0, 200);
     assert!(usher.metric("onair_playback_rate_limited_total").await >= limited as f64);
     drop((eu, origin, redis));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn viewers_spill_to_the_cdn_when_relays_fill_and_never_beyond_capacity() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let registry = redis.url();
+    let (origin_port, a_port, b_port, usher_port) = (free_port(), free_port(), free_port(), free_port());
+    let origin = ServerProcess::start_with_args(origin_port, &node_toml(origin_port, "eu", "[\"ingest\"]", ""), &["--registry", &registry, "--node-id", "origin"]);
+    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    // Two small relays (5 viewers each) and Varnish, standing in for the CDN, in front of the origin.
+    let relay = |port: u16, id: &str| {
+        let toml = node_toml(port, "eu", "[\"relay\"]", "").replace("[cluster]\n", "[cluster]\ncapacity_viewers = 5\n");
+        ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--upstream", &origin.base_url(), "--registry", &registry, "--node-id", id])
+    };
+    let (_a, _b) = (relay(a_port, "relay-a"), relay(b_port, "relay-b"));
+    let cdn = Varnish::start(origin_port);
+    let usher_toml = format!("[playback]\ntoken_secret = \"{SECRET}\"\n[cluster]\nview_refresh_ms = 250\ncdn_url = \"{}\"\n", cdn.base_url());
+    let usher = ServerProcess::usher(usher_port, &usher_toml, &["--registry", &registry]);
+    let u = usher.base_url();
+    wait_for("three nodes registered", Duration::from_secs(20), || async { nodes_and_holders(&u).await.0.len() == 3 }).await;
+
+    // 20 viewers arrive at once (within one report interval): the relays take viewers until both
+    // are at the overflow load (0.8 of 5) or full, the rest go to the CDN first.
+    let mut firsts: Vec<String> = Vec::new();
+    let mut answers = Vec::new();
+    for i in 0..20 {
+        let (status, a) = ask(&u, &format!("127.0.0.{}", 10 + i)).await;
+        assert_eq!(status, 200, "{a}");
+        firsts.push(first(&a));
+        answers.push(a);
+    }
+    let count = |id: &str| firsts.iter().filter(|f| *f == id).count();
+    eprintln!(
+        "20 viewers through Usher, relays of capacity 5: relay-a {}, relay-b {}, CDN {} ({:.0} % spilled)",
+        count("relay-a"),
+        count("relay-b"),
+        count("cdn"),
+        100.0 * count("cdn") as f64 / 20.0
+    );
+    assert!(count("relay-a") <= 5 && count("relay-b") <= 5, "a relay was filled past its capacity: {firsts:?}");
+    assert!(count("relay-a") >= 4 && count("relay-b") >= 4, "the CDN took viewers while a relay had room: {firsts:?}");
+    assert_eq!(count("cdn") + count("relay-a") + count("relay-b"), 20);
+    assert!(usher.metric("onair_usher_decisions_total{outcome=\"cdn\"}").await >= count("cdn") as f64);
+    // A spilled viewer plays through the CDN: Multivariant Playlist with Usher's token, the Media
+    // Playlist, and a part that the second viewer gets from the cache.
+    let spilled = answers.iter().find(|a| first(a) == "cdn").expect("a spilled viewer");
+    assert_eq!(spilled["candidates"][0]["base_url"], cdn.base_url().as_str());
+    let base = cdn.base_url();
+    let master = get_text(&format!("{base}/hls/demo/master.m3u8?token={}", spilled["token"].as_str().unwrap_or(""))).await.expect("master via the CDN");
+    assert!(master.contains("source/index.m3u8"), "{master}");
+    let playlist = get_text(&format!("{base}/hls/demo/source/index.m3u8")).await.expect("media playlist via the CDN");
+    let part = playlist.lines().filter_map(|l| l.split("URI=\"").nth(1)).filter_map(|r| r.split('"').next()).find(|u| u.starts_with("part")).expect("a part").to_string();
+    let url = format!("{base}/hls/demo/source/{part}");
+    let first_fetch = client().get(&url).send().await.expect("part");
+    assert_eq!(first_fetch.status().as_u16(), 200);
+    let second = client().get(&url).send().await.expect("part again");
+    let xv = second.headers().get("x-varnish").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    assert_eq!(xv.split_whitespace().count(), 2, "second fetch was not a cache hit (X-Varnish: {xv})");
+    drop((origin, redis));
 }
