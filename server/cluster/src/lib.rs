@@ -15,5 +15,5 @@ pub mod usher;
 pub mod viewers;
 
 pub use node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
-pub use registry::{Registry, RegistryError};
+pub use registry::{Lease, Registry, RegistryError};
 pub use usher::{rank, Decision, Outcome, Placements, Request, UsherConfig};

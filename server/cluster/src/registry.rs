@@ -28,6 +28,46 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
 const NODE_KEY: &str = "onair:node:";
 const NODES_INDEX: &str = "onair:nodes";
+const LEASE_KEY: &str = "onair:lease:";
+const EPOCH_KEY: &str = "onair:epoch:";
+
+/// Takes the lease (KEYS[1]) for ARGV[1] for ARGV[2] ms, bumping the epoch (KEYS[2]) for a new
+/// holder; a holder asking again keeps its epoch. Returns {1, epoch} or {0, holder}.
+const ACQUIRE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local sep = string.find(cur, ' ', 1, true)
+  local holder = string.sub(cur, 1, sep - 1)
+  if holder ~= ARGV[1] then return {0, holder} end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, string.sub(cur, sep + 1)}
+end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. epoch, 'PX', ARGV[2])
+return {1, tostring(epoch)}
+";
+
+/// Extends the lease KEYS[1] if ARGV[1] (holder) with epoch ARGV[2] still holds it; re-takes it
+/// if it vanished (a Redis restarted without persistence), keeping the epoch counter KEYS[2] at
+/// least that epoch. Returns 1 (held) or 0 (lost to another holder).
+const RENEW: &str = r"
+local mine = ARGV[1] .. ' ' .. ARGV[2]
+local cur = redis.call('GET', KEYS[1])
+if cur == mine then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+if cur then return 0 end
+redis.call('SET', KEYS[1], mine, 'PX', ARGV[3])
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+return 1
+";
+
+/// Deletes the lease KEYS[1] if ARGV[1] still holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
 /// Index entries this long past their expiry are pruned, ms.
 const PRUNE_AFTER_MS: u64 = 60_000;
 
@@ -57,6 +97,19 @@ pub enum RegistryError {
 #[derive(Debug, Default)]
 pub struct MemoryRegistry {
     nodes: Mutex<HashMap<String, (NodeReport, Instant)>>,
+    leases: Mutex<MemoryLeases>,
+}
+
+/// In-process leases: channel → (holder, epoch, expiry), and the last epoch per channel.
+type MemoryLeases = (HashMap<String, (String, u64, Instant)>, HashMap<String, u64>);
+
+/// The answer to a lease request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This node holds the lease with this fencing epoch (bumped on every new holder).
+    Held(u64),
+    /// Another node holds it.
+    HeldBy(String),
 }
 
 /// Redis registry.
@@ -142,6 +195,88 @@ impl Registry {
                 Ok(())
             }
             Registry::Redis(r) => r.withdraw(id).await,
+        }
+    }
+
+    /// Takes the publish lease of `channel` for node `node` for `ttl` (one publisher per stream
+    /// key across the cluster), or keeps it if `node` holds it already. Errors: [`RegistryError`].
+    pub async fn acquire(&self, channel: &str, node: &str, ttl: Duration) -> Result<Lease, RegistryError> {
+        match self {
+            Registry::Memory(m) => {
+                let mut guard = m.leases.lock().unwrap_or_else(|e| e.into_inner());
+                let (leases, epochs) = &mut *guard;
+                let now = Instant::now();
+                if let Some((holder, epoch, expires)) = leases.get_mut(channel).filter(|l| l.2 > now) {
+                    if holder != node {
+                        return Ok(Lease::HeldBy(holder.clone()));
+                    }
+                    *expires = now + ttl;
+                    return Ok(Lease::Held(*epoch));
+                }
+                let epoch = epochs.entry(channel.to_string()).or_insert(0);
+                *epoch += 1;
+                leases.insert(channel.to_string(), (node.to_string(), *epoch, now + ttl));
+                Ok(Lease::Held(*epoch))
+            }
+            Registry::Redis(r) => {
+                let mut conn = r.conn.clone();
+                let script = redis::Script::new(ACQUIRE);
+                let mut call = script.key(format!("{LEASE_KEY}{channel}"));
+                call.key(format!("{EPOCH_KEY}{channel}")).arg(node).arg(ttl.as_millis() as u64);
+                let (held, value): (i64, String) = timed(call.invoke_async(&mut conn)).await?;
+                Ok(if held == 1 { Lease::Held(value.parse().unwrap_or(0)) } else { Lease::HeldBy(value) })
+            }
+        }
+    }
+
+    /// Extends `node`'s lease of `channel` (epoch `epoch`) by `ttl`: `true` while it holds it,
+    /// `false` when another node took it. Errors: [`RegistryError`].
+    pub async fn renew(&self, channel: &str, node: &str, epoch: u64, ttl: Duration) -> Result<bool, RegistryError> {
+        match self {
+            Registry::Memory(m) => {
+                let mut guard = m.leases.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                match guard.0.get_mut(channel) {
+                    Some((holder, e, expires)) if holder == node && *e == epoch => {
+                        *expires = now + ttl;
+                        Ok(true)
+                    }
+                    Some((_, _, expires)) if *expires > now => Ok(false),
+                    _ => {
+                        guard.0.insert(channel.to_string(), (node.to_string(), epoch, now + ttl));
+                        Ok(true)
+                    }
+                }
+            }
+            Registry::Redis(r) => {
+                let mut conn = r.conn.clone();
+                let script = redis::Script::new(RENEW);
+                let mut call = script.key(format!("{LEASE_KEY}{channel}"));
+                call.key(format!("{EPOCH_KEY}{channel}")).arg(node).arg(epoch).arg(ttl.as_millis() as u64);
+                let held: i64 = timed(call.invoke_async(&mut conn)).await?;
+                Ok(held == 1)
+            }
+        }
+    }
+
+    /// Gives up `node`'s lease of `channel` (epoch `epoch`) at once, if it still holds it (its
+    /// publisher left: another node may take the key now). Errors: [`RegistryError`].
+    pub async fn release(&self, channel: &str, node: &str, epoch: u64) -> Result<(), RegistryError> {
+        match self {
+            Registry::Memory(m) => {
+                let mut guard = m.leases.lock().unwrap_or_else(|e| e.into_inner());
+                if guard.0.get(channel).is_some_and(|(h, e, _)| h == node && *e == epoch) {
+                    guard.0.remove(channel);
+                }
+                Ok(())
+            }
+            Registry::Redis(r) => {
+                let mut conn = r.conn.clone();
+                let script = redis::Script::new(RELEASE);
+                let mut call = script.key(format!("{LEASE_KEY}{channel}"));
+                call.arg(format!("{node} {epoch}"));
+                timed(call.invoke_async::<i64>(&mut conn)).await.map(|_| ())
+            }
         }
     }
 
@@ -246,6 +381,21 @@ mod tests {
         r.withdraw("a").await.expect("withdraw");
         assert!(r.snapshot(0).await.expect("snapshot").is_empty());
         assert_eq!(r.describe(), "memory");
+    }
+
+    #[tokio::test]
+    async fn memory_leases_are_exclusive_and_bump_the_epoch() {
+        let r = Registry::memory();
+        let ttl = Duration::from_millis(200);
+        assert_eq!(r.acquire("demo", "a", ttl).await.expect("a"), Lease::Held(1));
+        assert_eq!(r.acquire("demo", "a", ttl).await.expect("a again"), Lease::Held(1));
+        assert_eq!(r.acquire("demo", "b", ttl).await.expect("b"), Lease::HeldBy("a".into()));
+        assert!(r.renew("demo", "a", 1, ttl).await.expect("renew"));
+        r.release("demo", "a", 1).await.expect("release");
+        assert_eq!(r.acquire("demo", "b", ttl).await.expect("b"), Lease::Held(2));
+        assert!(!r.renew("demo", "a", 1, ttl).await.expect("a lost it"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(r.acquire("demo", "a", ttl).await.expect("expired"), Lease::Held(3));
     }
 
     #[test]

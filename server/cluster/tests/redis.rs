@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use onair_cluster::node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
-use onair_cluster::Registry;
+use onair_cluster::{Lease, Registry};
 use onair_test_engines::{free_port, RedisServer};
 
 fn report(id: &str, channels: &[&str]) -> NodeReport {
@@ -118,4 +118,33 @@ impl WithTime for NodeReport {
         self.reported_at_ms = t;
         self
     }
+}
+
+#[tokio::test]
+async fn publish_leases_are_exclusive_expire_and_bump_the_epoch() {
+    let redis = RedisServer::start();
+    let (a, b) = (Registry::redis(&redis.url()).expect("a"), Registry::redis(&redis.url()).expect("b"));
+    let ttl = Duration::from_millis(600);
+    let Lease::Held(e1) = a.acquire("demo", "origin-a", ttl).await.expect("a") else { panic!("a must get the lease") };
+    assert_eq!(a.acquire("demo", "origin-a", ttl).await.expect("a again"), Lease::Held(e1), "a holder keeps its epoch");
+    assert_eq!(b.acquire("demo", "origin-b", ttl).await.expect("b"), Lease::HeldBy("origin-a".into()));
+    // Renewed, it outlives its ttl; b stays refused.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(a.renew("demo", "origin-a", e1, ttl).await.expect("renew"));
+    }
+    assert_eq!(b.acquire("demo", "origin-b", ttl).await.expect("b"), Lease::HeldBy("origin-a".into()));
+    // a stops renewing (a kill -9): b gets it after the ttl, with a higher epoch; a's renewal fails.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let Lease::Held(e2) = b.acquire("demo", "origin-b", ttl).await.expect("b") else { panic!("b must get the expired lease") };
+    assert!(e2 > e1);
+    assert!(!a.renew("demo", "origin-a", e1, ttl).await.expect("renew"), "a stale holder cannot renew");
+    // A release by a stale holder does nothing; b's own release frees the key at once.
+    a.release("demo", "origin-a", e1).await.expect("release");
+    assert_eq!(a.acquire("demo", "origin-a", ttl).await.expect("a"), Lease::HeldBy("origin-b".into()));
+    b.release("demo", "origin-b", e2).await.expect("release");
+    let Lease::Held(e3) = a.acquire("demo", "origin-a", ttl).await.expect("a") else { panic!("released") };
+    assert!(e3 > e2);
+    // Other channels are independent.
+    assert!(matches!(b.acquire("other", "origin-b", ttl).await.expect("other"), Lease::Held(_)));
 }

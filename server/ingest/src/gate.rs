@@ -29,6 +29,35 @@ pub enum Refusal {
     /// The channel database failed.
     #[error("channel database error")]
     Database,
+    /// Another node of the cluster holds the channel's publish lease (its publisher is live
+    /// there).
+    #[error("channel {channel} is live on node {node}")]
+    LiveElsewhere {
+        /// The channel.
+        channel: String,
+        /// The node holding the lease.
+        node: String,
+    },
+    /// The cluster registry could not be asked whether the channel is live elsewhere.
+    #[error("cannot confirm that the channel is not live elsewhere (cluster registry unreachable)")]
+    LeaseUnavailable,
+}
+
+/// Why a [`PublishLease`] was not granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseRefusal {
+    /// Another node holds it.
+    HeldBy(String),
+    /// The registry did not answer.
+    Unavailable,
+}
+
+/// Cluster-wide exclusivity of a stream key (a lease in the cluster registry), asked before a
+/// publisher is admitted on this node; the implementation renews it while the publisher is live
+/// here and gives it up when it leaves.
+pub trait PublishLease: Send + Sync + std::fmt::Debug {
+    /// Takes (or keeps) the lease of `channel` for this node. Errors: [`LeaseRefusal`].
+    fn acquire<'a>(&'a self, channel: &'a str) -> futures::future::BoxFuture<'a, Result<(), LeaseRefusal>>;
 }
 
 impl Refusal {
@@ -39,6 +68,8 @@ impl Refusal {
             Refusal::AlreadyLive(_) => "already_live",
             Refusal::ServerFull => "too_many_publishers",
             Refusal::Database => "channel_db",
+            Refusal::LiveElsewhere { .. } => "live_elsewhere",
+            Refusal::LeaseUnavailable => "lease_unavailable",
         }
     }
 }
@@ -65,13 +96,15 @@ pub struct Gate {
     channels: Channels,
     store: Arc<Store>,
     budget: RungBudget,
+    lease: Option<Arc<dyn PublishLease>>,
 }
 
 impl Gate {
-    /// A gate over `channels` and `store` with the ingest settings.
-    pub fn new(config: IngestSettings, channels: Channels, store: Arc<Store>) -> Arc<Self> {
+    /// A gate over `channels` and `store` with the ingest settings; with `lease`, a publisher is
+    /// admitted only with the channel's cluster-wide lease.
+    pub fn new(config: IngestSettings, channels: Channels, store: Arc<Store>, lease: Option<Arc<dyn PublishLease>>) -> Arc<Self> {
         let budget = RungBudget::new(config.transcode.max_rungs);
-        Arc::new(Gate { config, channels, store, budget })
+        Arc::new(Gate { config, channels, store, budget, lease })
     }
 
     /// The ingest settings.
@@ -114,6 +147,21 @@ impl Gate {
             ingest_error("too_many_publishers");
             tracing::warn!(%peer, protocol, channel = channel.name, limit = ingest.max_publishers, "publish refused: server has its maximum of publishers");
             return Err(Refusal::ServerFull);
+        }
+        if let Some(lease) = &self.lease {
+            match lease.acquire(&channel.name).await {
+                Ok(()) => {}
+                Err(LeaseRefusal::HeldBy(node)) => {
+                    ingest_error("live_elsewhere");
+                    tracing::warn!(%peer, protocol, channel = channel.name, node, "publish refused: the channel is live on another node");
+                    return Err(Refusal::LiveElsewhere { channel: channel.name, node });
+                }
+                Err(LeaseRefusal::Unavailable) => {
+                    ingest_error("lease_unavailable");
+                    tracing::warn!(%peer, protocol, channel = channel.name, "publish refused: the cluster registry cannot confirm the channel is not live elsewhere");
+                    return Err(Refusal::LeaseUnavailable);
+                }
+            }
         }
         match self.store.start(&channel.name, ingest.takeover) {
             Ok(session) => {

@@ -235,6 +235,8 @@ impl RtmpIngest {
                     Refusal::AlreadyLive(_) => ("NetStream.Publish.BadName", "This channel is already live."),
                     Refusal::ServerFull => ("NetStream.Publish.Denied", "This server takes no more publishers right now."),
                     Refusal::Database => ("NetStream.Publish.Denied", "Server error, try again."),
+                    Refusal::LiveElsewhere { .. } => ("NetStream.Publish.BadName", "This channel is already live on another server."),
+                    Refusal::LeaseUnavailable => ("NetStream.Publish.Denied", "Server error, try again."),
                 };
                 session.reject_publish(code, text);
                 None

@@ -220,7 +220,8 @@ fn reject_reason(refusal: &Refusal) -> ServerRejectReason {
         Refusal::UnknownKey => ServerRejectReason::Unauthorized,
         Refusal::AlreadyLive(_) => ServerRejectReason::Conflict,
         Refusal::ServerFull => ServerRejectReason::Overload,
-        Refusal::Database => ServerRejectReason::InternalServerError,
+        Refusal::Database | Refusal::LeaseUnavailable => ServerRejectReason::InternalServerError,
+        Refusal::LiveElsewhere { .. } => ServerRejectReason::Conflict,
     }
 }
 

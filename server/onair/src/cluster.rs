@@ -89,7 +89,7 @@ pub struct Placed {
 /// This node's cluster membership (or, on `onair usher`, none) and the playback API's Usher.
 #[derive(Debug)]
 pub struct Cluster {
-    registry: Registry,
+    registry: Arc<Registry>,
     local: Option<LocalNode>,
     usher: UsherConfig,
     cdn_url: Option<String>,
@@ -178,7 +178,7 @@ impl Cluster {
         let rate = NonZeroU32::new(c.playback_rate_per_s).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(c.playback_burst).unwrap_or(NonZeroU32::MIN);
         Ok(Arc::new(Cluster {
-            registry,
+            registry: Arc::new(registry),
             local,
             usher: UsherConfig {
                 candidates: c.candidates,
@@ -197,6 +197,16 @@ impl Cluster {
             entry_ttl: Duration::from_millis(c.entry_ttl_ms),
             view_refresh: Duration::from_millis(c.view_refresh_ms),
         }))
+    }
+
+    /// The registry (shared with the publish leases).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.clone()
+    }
+
+    /// How long a registry entry (and a publish lease) lives after its last renewal.
+    pub fn entry_ttl(&self) -> Duration {
+        self.entry_ttl
     }
 
     /// This node, on a video node.

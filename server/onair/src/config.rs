@@ -365,7 +365,7 @@ impl Config {
         if c.node_id.as_deref().is_some_and(|id| !onair_cluster::node::valid_id(id) || id == onair_cluster::usher::CDN) {
             return Err(ConfigError::OutOfRange("cluster.node_id: 1-64 of A-Z a-z 0-9 . _ - (and not \"cdn\")".into()));
         }
-        if c.cdn_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) || !(c.cdn_overflow_load > 0.0) {
+        if c.cdn_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) || c.cdn_overflow_load.is_nan() || c.cdn_overflow_load <= 0.0 {
             return Err(ConfigError::OutOfRange("cluster.cdn_url must be an http(s) URL; cdn_overflow_load > 0".into()));
         }
         let in_range = c.cost.is_finite() && c.cost > 0.0 && c.bounded_load > 1.0 && c.fill_target > 0.0 && c.fill_target <= 1.0;

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod lease;
 pub mod observability;
 pub mod playback;
 pub mod serve;

@@ -26,7 +26,8 @@
 //!   interval), `cluster_nodes` (nodes in the registry view), `registry_up` (1 when the last registry
 //!   read succeeded), `registry_view_age_seconds`, `registry_errors_total{kind}` (`publish`,
 //!   `snapshot`, `decode`), `usher_decisions_total{outcome}`, `playback_requests_total`,
-//!   `playback_rate_limited_total`, `viewer_sessions_untracked_total`.
+//!   `playback_rate_limited_total`, `viewer_sessions_untracked_total`, `lease_lost_total` (a
+//!   publish lease found taken by another node: the local publisher was stopped).
 
 use std::sync::OnceLock;
 

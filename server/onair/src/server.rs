@@ -18,6 +18,7 @@ use onair_relay::{Relay, RelayError};
 
 use crate::cluster::{Cluster, ClusterError, LocalNode};
 use crate::config::Config;
+use crate::lease::ClusterLease;
 use crate::observability::prometheus;
 
 /// Errors from starting the server.
@@ -138,27 +139,29 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let http_addr = http.local_addr().map_err(bind("HTTP", config.http_addr))?;
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let (rtmp_addr, srt_addr) = if config.no_ingest {
-        (None, None)
-    } else {
-        let (rtmp, srt) = start_ingest(config, &channels, &store, &shutdown, &mut tasks).await?;
-        (Some(rtmp), Some(srt))
-    };
     let relay = if config.relay.upstreams.is_empty() {
         None
     } else {
         Some(Relay::new(store.clone(), config.relay.clone(), shutdown.clone())?)
     };
     let egress = Arc::new(AtomicU64::new(0));
-    let local = LocalNode {
-        info: crate::cluster::node_info(config, http_addr.port()),
-        store: store.clone(),
-        relay: relay.clone(),
-        sessions: Default::default(),
-        egress: egress.clone(),
-    };
+    let info = crate::cluster::node_info(config, http_addr.port());
+    let node_id = info.id.clone();
+    let local = LocalNode { info, store: store.clone(), relay: relay.clone(), sessions: Default::default(), egress: egress.clone() };
     let cluster = Cluster::new(config, Some(local))?;
     cluster.spawn(&mut tasks, &shutdown);
+    let (rtmp_addr, srt_addr) = if config.no_ingest {
+        (None, None)
+    } else {
+        let lease = ClusterLease::new(cluster.registry(), node_id, cluster.entry_ttl(), store.clone());
+        let (keeper, stop) = (lease.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            keeper.keep(stop).await;
+            "publish lease keeper"
+        });
+        let (rtmp, srt) = start_ingest(config, &channels, &store, lease, &shutdown, &mut tasks).await?;
+        (Some(rtmp), Some(srt))
+    };
     let web = crate::http::Web {
         playback: config.playback.clone(),
         signer: crate::playback::Signer::new(config.playback.token_secret.as_deref(), Duration::from_secs(config.playback.token_ttl_s)),
@@ -267,6 +270,7 @@ async fn start_ingest(
     config: &Config,
     channels: &Channels,
     store: &Arc<Store>,
+    lease: Arc<ClusterLease>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<&'static str>,
 ) -> Result<(SocketAddr, SocketAddr), StartError> {
@@ -286,7 +290,7 @@ async fn start_ingest(
             predict_durations: config.hls.close_parts_early,
         },
     };
-    let gate = Gate::new(settings, channels.clone(), store.clone());
+    let gate = Gate::new(settings, channels.clone(), store.clone(), Some(lease));
     let (rtmp_ingest, stop) = (RtmpIngest::new(gate.clone()), shutdown.clone());
     tasks.spawn(async move {
         rtmp_ingest.run(rtmp, stop).await;

@@ -258,3 +258,101 @@ async fn viewers_spill_to_the_cdn_when_relays_fill_and_never_beyond_capacity() {
     assert_eq!(xv.split_whitespace().count(), 2, "second fetch was not a cache hit (X-Varnish: {xv})");
     drop((origin, redis));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_publisher_per_key_across_origins_and_takeover_after_a_kill() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let registry = redis.url();
+    // Both origins read one channel database (the same stream keys), as they would share PostgreSQL.
+    let channels = tempfile::tempdir().expect("tempdir");
+    let data = channels.path().to_str().expect("path").to_string();
+    let (a_port, b_port) = (free_port(), free_port());
+    let origin = |port: u16, id: &str| {
+        ServerProcess::start_with_args(port, &node_toml(port, "eu", "[\"ingest\", \"relay\"]", ""), &["--registry", &registry, "--node-id", id, "--data-dir", &data])
+    };
+    let a = origin(a_port, "origin-a");
+    let b = origin(b_port, "origin-b");
+    assert!(!a.key.is_empty(), "origin-a created the demo channel");
+    let key = a.key.clone();
+    let url_b = format!("rtmp://127.0.0.1:{}/live/{key}", b.rtmp_port);
+    let mut publisher_a = Publisher::start(&obs_like_fixture(), &a.rtmp_url());
+    wait_renditions_at(&a.base_url(), "demo", &["source", "audio"], 1).await;
+
+    // While origin-a is alive with its publisher, origin-b refuses the key.
+    let refused = publish_once(&obs_like_fixture(), &url_b, 3, None).await;
+    assert!(!refused.status.success(), "origin-b accepted a key live on origin-a");
+    assert!(b.metric("onair_errors_total{kind=\"live_elsewhere\"}").await >= 1.0);
+    assert!(b.log().contains("live on another node"), "{}", b.log());
+
+    // The publisher drops from origin-a (origin-a alive, the broadcast in its reconnect grace
+    // period) and reconnects to origin-b, as OBS does to its backup server: the lease was released
+    // with the publisher, so origin-b takes it at once.
+    publisher_a.kill();
+    let url_a = a.rtmp_url();
+    let retrying_b = RetryingPublisher::start(&url_b);
+    let moved = wait_live(&b.base_url(), Duration::from_secs(10)).await;
+    eprintln!("publisher moved from origin-a to origin-b: live there {} ms after it dropped from origin-a", moved.as_millis());
+    assert!(moved <= Duration::from_millis(3000), "{moved:?}");
+    // Now origin-a refuses the key.
+    assert!(!publish_once(&obs_like_fixture(), &url_a, 3, None).await.status.success(), "origin-a accepted a key live on origin-b");
+
+    // kill -9 origin-b: its lease expires (3 s after its last renewal) and origin-a accepts the
+    // publisher, which retries as OBS does.
+    let mut b = b;
+    drop(retrying_b);
+    b.child.kill().expect("kill origin-b");
+    let _retrying_a = RetryingPublisher::start(&url_a);
+    let accepted = wait_live(&a.base_url(), Duration::from_secs(15)).await;
+    eprintln!(
+        "kill -9 of origin-b: origin-a had the publisher live {} ms after the kill (lease ttl 3000 ms, renewed every 1000 ms; publisher retrying every 0.3 s)",
+        accepted.as_millis()
+    );
+    assert!(accepted >= Duration::from_millis(1500), "origin-a took the key before origin-b's lease could have expired: {accepted:?}");
+    assert!(accepted <= Duration::from_millis(5000), "{accepted:?}");
+    drop((a, b, redis, channels));
+}
+
+/// ffmpeg publishing to `url`, started again 300 ms after each exit (as OBS retries a refused or
+/// dropped connection); stops on drop.
+struct RetryingPublisher {
+    task: tokio::task::JoinHandle<()>,
+    current: std::sync::Arc<std::sync::Mutex<Option<Publisher>>>,
+}
+
+impl RetryingPublisher {
+    fn start(url: &str) -> RetryingPublisher {
+        let url = url.to_string();
+        let current = std::sync::Arc::new(std::sync::Mutex::new(None::<Publisher>));
+        let slot = current.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                *slot.lock().expect("slot") = Some(Publisher::start(&obs_like_fixture(), &url));
+                while slot.lock().expect("slot").as_mut().is_some_and(|p| p.child.try_wait().ok().flatten().is_none()) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        RetryingPublisher { task, current }
+    }
+}
+
+impl Drop for RetryingPublisher {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(mut p) = self.current.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            p.kill();
+        }
+    }
+}
+
+/// Waits until `base` lists `demo` as live (a publisher attached there); returns the time taken.
+async fn wait_live(base: &str, limit: Duration) -> Duration {
+    wait_for(&format!("demo live on {base}"), limit, || async {
+        let text = get_text(&format!("{base}/api/v1/channels")).await.unwrap_or_default();
+        let list: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        list.as_array().is_some_and(|l| l.iter().any(|c| c["channel"] == "demo" && c["state"] == "live"))
+    })
+    .await
+}
