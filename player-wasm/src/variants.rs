@@ -54,6 +54,7 @@ mod tests {
         let m = MultivariantPlaylist {
             audio: vec![audio("aac", "a1/index.m3u8", false), audio("aac", "a2/index.m3u8", true)],
             variants: vec![variant(&["avc1.64001f", "mp4a.40.2"], Some("aac")), variant(&["avc1.4d401e", "mp4a.40.2"], None), variant(&["mp4a.40.5"], None)],
+            content_steering: None,
         };
         assert_eq!(mime_types(&m, 0), ("video/mp4; codecs=\"avc1.64001f\"".into(), Some("audio/mp4; codecs=\"mp4a.40.2\"".into())));
         assert_eq!(mime_types(&m, 1), ("video/mp4; codecs=\"avc1.4d401e,mp4a.40.2\"".into(), None));

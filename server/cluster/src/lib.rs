@@ -5,12 +5,16 @@
 //! - [`node`]: what a node reports.
 //! - [`registry`]: where reports live and expire (~3 s after the last one).
 //! - [`usher`]: the placement of a viewer (sans-IO).
+//! - [`steering`]: the Content Steering manifest (sans-IO).
+//! - [`tree`]: a channel's replication tree and the choice of a relay's parent (sans-IO).
 //! - [`locality`]: the client's address and region.
 //! - [`viewers`]: the one definition of "a viewer".
 
 pub mod locality;
 pub mod node;
 pub mod registry;
+pub mod steering;
+pub mod tree;
 pub mod usher;
 pub mod viewers;
 

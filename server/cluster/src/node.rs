@@ -68,6 +68,8 @@ pub struct HeldChannel {
     pub viewers: u64,
     /// When the broadcast started, Unix ms.
     pub started_at_ms: u64,
+    /// Base URL of the node it pulls the channel from (`None` on the origin).
+    pub upstream: Option<String>,
 }
 
 /// One report: the node, its load and its channels.
@@ -129,7 +131,7 @@ pub(crate) mod tests {
             load: Load { viewers, egress_mbps: 0.0, cpu: 0.0 },
             channels: channels
                 .iter()
-                .map(|c| HeldChannel { channel: (*c).into(), renditions: vec!["source".into()], origin: false, live: true, viewers: 0, started_at_ms: 0 })
+                .map(|c| HeldChannel { channel: (*c).into(), renditions: vec!["source".into()], origin: false, live: true, viewers: 0, started_at_ms: 0, upstream: None })
                 .collect(),
             reported_at_ms: 0,
         }

@@ -341,7 +341,7 @@ mod tests {
             for n in &mut v {
                 n.channels.clear();
             }
-            v[0].channels.push(crate::node::HeldChannel { channel: format!("c{c}"), renditions: vec![], origin: true, live: true, viewers: 0, started_at_ms: 0 });
+            v[0].channels.push(crate::node::HeldChannel { channel: format!("c{c}"), renditions: vec![], origin: true, live: true, viewers: 0, started_at_ms: 0, upstream: None });
             v[0].info.roles.relay = false;
             let d = rank(&v, &Request::new(&format!("c{c}"), None), none, &UsherConfig::default());
             // Two runs (two Usher replicas) agree.
@@ -369,7 +369,7 @@ mod tests {
         v.push(origin);
         let mut cheap = 0;
         for c in 0..200 {
-            v[2].channels = vec![crate::node::HeldChannel { channel: format!("c{c}"), renditions: vec![], origin: true, live: true, viewers: 0, started_at_ms: 0 }];
+            v[2].channels = vec![crate::node::HeldChannel { channel: format!("c{c}"), renditions: vec![], origin: true, live: true, viewers: 0, started_at_ms: 0, upstream: None }];
             if rank(&v, &Request::new(&format!("c{c}"), None), none, &UsherConfig::default()).candidates[0] == "n0" {
                 cheap += 1;
             }

@@ -23,7 +23,7 @@ fn report(id: &str, channels: &[&str]) -> NodeReport {
         load: Load { viewers: 3, egress_mbps: 1.5, cpu: 0.25 },
         channels: channels
             .iter()
-            .map(|c| HeldChannel { channel: (*c).into(), renditions: vec!["source".into(), "audio".into()], origin: false, live: true, viewers: 3, started_at_ms: 1 })
+            .map(|c| HeldChannel { channel: (*c).into(), renditions: vec!["source".into(), "audio".into()], origin: false, live: true, viewers: 3, started_at_ms: 1, upstream: None })
             .collect(),
         reported_at_ms: now_ms(),
     }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::playlist::{
+use crate::playlist::{ContentSteering, 
     AudioMedia, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry, RenditionReport, ServerControl, Variant,
 };
 
@@ -83,8 +83,9 @@ pub fn parse_date(value: &str) -> Option<SystemTime> {
 }
 
 impl MultivariantPlaylist {
-    /// Reads a Multivariant Playlist (§4.4.6). Keeps EXT-X-STREAM-INF variants (in file order) and
-    /// EXT-X-MEDIA TYPE=AUDIO renditions that have a URI. Errors: [`ParseError`].
+    /// Reads a Multivariant Playlist (§4.4.6). Keeps EXT-X-STREAM-INF variants (in file order),
+    /// EXT-X-MEDIA TYPE=AUDIO renditions that have a URI, and EXT-X-CONTENT-STEERING (PATHWAY-ID
+    /// defaults to "." as §4.4.6.6 says). Errors: [`ParseError`].
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let mut m = MultivariantPlaylist::default();
         let mut pending: Option<(usize, Variant)> = None;
@@ -102,6 +103,10 @@ impl MultivariantPlaylist {
                         });
                     }
                 }
+            } else if let Some(list) = line.strip_prefix("#EXT-X-CONTENT-STEERING:") {
+                let a = attributes(list);
+                let server_uri = attr(&a, "SERVER-URI").ok_or(ParseError::Bad { line: n, what: "EXT-X-CONTENT-STEERING SERVER-URI" })?;
+                m.content_steering = Some(ContentSteering { server_uri: server_uri.into(), pathway_id: attr(&a, "PATHWAY-ID").unwrap_or(".").into() });
             } else if let Some(list) = line.strip_prefix("#EXT-X-STREAM-INF:") {
                 if let Some((at, _)) = pending {
                     return Err(ParseError::StreamInfWithoutUri(at));

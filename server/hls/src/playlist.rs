@@ -42,6 +42,16 @@ pub struct AudioMedia {
     pub default: bool,
 }
 
+/// EXT-X-CONTENT-STEERING (§4.4.6.6): where a client fetches the Steering Manifest, and the
+/// pathway this playlist's variants belong to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentSteering {
+    /// SERVER-URI of the Steering Manifest (absolute).
+    pub server_uri: String,
+    /// PATHWAY-ID of every variant and audio rendition of this playlist (the node serving it).
+    pub pathway_id: String,
+}
+
 /// The Multivariant Playlist (§4.4.6).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MultivariantPlaylist {
@@ -49,18 +59,34 @@ pub struct MultivariantPlaylist {
     pub audio: Vec<AudioMedia>,
     /// Variant streams, highest bandwidth first.
     pub variants: Vec<Variant>,
+    /// Content Steering, when a steering server ranks the pathways. With it every variant gets
+    /// `PATHWAY-ID` and a `STABLE-VARIANT-ID`, every audio rendition a `STABLE-RENDITION-ID`: the
+    /// first path segment of its URI (the rendition name for `NAME/index.m3u8`), which the Steering
+    /// Manifest's pathway clones map to other servers' URIs.
+    pub content_steering: Option<ContentSteering>,
+}
+
+/// The stable id of a Media Playlist URI: its first path segment (`source` for `source/index.m3u8`).
+pub fn stable_id(uri: &str) -> &str {
+    uri.split('/').next().unwrap_or(uri)
 }
 
 impl MultivariantPlaylist {
     /// The playlist text.
     pub fn render(&self) -> String {
         let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        if let Some(cs) = &self.content_steering {
+            let _ = writeln!(out, "#EXT-X-CONTENT-STEERING:SERVER-URI=\"{}\",PATHWAY-ID=\"{}\"", cs.server_uri, cs.pathway_id);
+        }
         for a in &self.audio {
             let _ = write!(out, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{}\",NAME=\"{}\"", a.group_id, a.name);
             let yes_no = if a.default { "YES" } else { "NO" };
             let _ = write!(out, ",DEFAULT={yes_no},AUTOSELECT={yes_no}");
             if let Some(c) = a.channels {
                 let _ = write!(out, ",CHANNELS=\"{c}\"");
+            }
+            if let Some(cs) = &self.content_steering {
+                let _ = write!(out, ",STABLE-RENDITION-ID=\"{}\",PATHWAY-ID=\"{}\"", stable_id(&a.uri), cs.pathway_id);
             }
             let _ = writeln!(out, ",URI=\"{}\"", a.uri);
         }
@@ -78,6 +104,9 @@ impl MultivariantPlaylist {
             }
             if let Some(g) = &v.audio_group {
                 let _ = write!(out, ",AUDIO=\"{g}\"");
+            }
+            if let Some(cs) = &self.content_steering {
+                let _ = write!(out, ",STABLE-VARIANT-ID=\"{}\",PATHWAY-ID=\"{}\"", stable_id(&v.uri), cs.pathway_id);
             }
             let _ = writeln!(out, "\n{}", v.uri);
         }
@@ -356,6 +385,7 @@ mod tests {
                 frame_rate: Some(25.0),
                 audio_group: Some("aac".into()),
             }],
+            content_steering: None,
         };
         assert_eq!(
             m.render(),
@@ -364,5 +394,14 @@ mod tests {
              #EXT-X-STREAM-INF:BANDWIDTH=2800000,AVERAGE-BANDWIDTH=2600000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=25.000,AUDIO=\"aac\"\n\
              source/index.m3u8\n"
         );
+        let steered = MultivariantPlaylist {
+            content_steering: Some(ContentSteering { server_uri: "http://usher/api/v1/steering/demo?base=edge-1".into(), pathway_id: "edge-1".into() }),
+            ..m
+        };
+        let text = steered.render();
+        assert!(text.contains("#EXT-X-CONTENT-STEERING:SERVER-URI=\"http://usher/api/v1/steering/demo?base=edge-1\",PATHWAY-ID=\"edge-1\"\n"), "{text}");
+        assert!(text.contains(",AUDIO=\"aac\",STABLE-VARIANT-ID=\"source\",PATHWAY-ID=\"edge-1\"\nsource/index.m3u8"), "{text}");
+        assert!(text.contains(",STABLE-RENDITION-ID=\"audio\",PATHWAY-ID=\"edge-1\",URI=\"audio/index.m3u8\""), "{text}");
+        assert_eq!(MultivariantPlaylist::parse(&text).expect("parses"), steered, "round trip");
     }
 }

@@ -1,5 +1,6 @@
 //! The JSON API every node and `onair usher` serve: `GET /api/v1/playback/{channel}` (Usher's
-//! answer: ranked servers and a playback token), `GET /api/v1/cluster` (the registry view) and
+//! answer: ranked servers and a playback token), `GET /api/v1/cluster` (the registry view),
+//! `GET /api/v1/channels/{channel}/tree` (the channel's replication tree) and
 //! `GET /api/v1/time` (the server clock, for players' latency measurement).
 
 use std::net::IpAddr;
@@ -43,6 +44,8 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/playback/{channel}", get(playback_json))
         .route("/api/v1/cluster", get(cluster_json))
+        .route("/api/v1/channels/{channel}/tree", get(tree_json))
+        .route("/api/v1/steering/{channel}", get(steering_json))
         .route("/api/v1/time", get(time_json))
         .layer(CorsLayer::permissive())
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, api.request_timeout))
@@ -132,6 +135,38 @@ async fn playback_json(State(api): State<Api>, Path(channel): Path<String>, Quer
     }
     let (token, expires) = api.signer.sign(&channel, SystemTime::now());
     ([(header::CACHE_CONTROL, "no-store")], Json(Playback { channel, candidates, token, expires_at_ms: expires * 1000, explain })).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SteeringQuery {
+    /// PATHWAY-ID of the Multivariant Playlist the client loaded (the SERVER-URI carries it).
+    base: Option<String>,
+    /// The client's current pathway (added by the client, §7.2).
+    #[serde(rename = "_HLS_pathway")]
+    pathway: Option<String>,
+}
+
+/// `GET /api/v1/steering/{channel}?base=PATHWAY`: the Steering Manifest (RFC 8216bis §7.1) of
+/// the channel for this client, ranked by Usher. 404 when not live, 429 over the rate limit.
+async fn steering_json(State(api): State<Api>, Path(channel): Path<String>, Query(q): Query<SteeringQuery>, request: Request) -> Response {
+    let (_, client) = client_of(&api.cluster, &request);
+    if !api.cluster.trusted(client) && !api.cluster.allow(client) {
+        metrics::counter!("onair_playback_rate_limited_total").increment(1);
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "10")], "too many requests\n").into_response();
+    }
+    let base = q.base.or(q.pathway).filter(|b| onair_cluster::node::valid_id(b)).unwrap_or_else(|| ".".into());
+    match api.cluster.steering_manifest(&channel, client, &base) {
+        Some(m) => ([(header::CACHE_CONTROL, "no-store")], Json(m)).into_response(),
+        None => (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({"error": "channel is not live", "channel": channel}))).into_response(),
+    }
+}
+
+/// `GET /api/v1/channels/{channel}/tree`: `{channel, nodes: [{node, base_url, origin, parent,
+/// depth, children, viewers, load}]}`, every node holding the channel (404 when none does).
+async fn tree_json(State(api): State<Api>, Path(channel): Path<String>) -> Response {
+    let nodes = api.cluster.tree(&channel);
+    let status = if nodes.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({ "channel": channel, "nodes": nodes }))).into_response()
 }
 
 async fn cluster_json(State(api): State<Api>) -> Response {

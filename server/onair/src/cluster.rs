@@ -5,11 +5,11 @@
 //! `onair_registry_up` and `onair_registry_view_age_seconds`), client locality and the
 //! per-client rate limit. A standalone `onair usher` has the view and no reporter.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
@@ -19,7 +19,7 @@ use onair_cluster::node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
 use onair_cluster::usher::{rank, Decision, Placements, Request, UsherConfig, CDN};
 use onair_cluster::viewers::{SessionKey, Sessions};
 use onair_cluster::{Registry, RegistryError};
-use onair_relay::Relay;
+use onair_relay::{Relay, Routes};
 use onair_store::Store;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -102,6 +102,10 @@ pub struct Cluster {
     report_interval: Duration,
     entry_ttl: Duration,
     view_refresh: Duration,
+    max_fanout: u32,
+    /// This node's Content Steering, when on (a shared registry and `cluster.steering`).
+    steering: Option<onair_origin::Steering>,
+    steering_ttl_s: u32,
 }
 
 fn now_ms() -> u64 {
@@ -175,6 +179,13 @@ impl Cluster {
         if c.registry.is_some() && local.as_ref().is_some_and(|l| l.info.base_url.is_none()) {
             return Err(ClusterError::NoPublicUrl);
         }
+        let steering = match (&c.registry, &local) {
+            (Some(_), Some(l)) if c.steering => c.steering_url.clone().or(l.info.base_url.clone()).map(|base| onair_origin::Steering {
+                server: format!("{}/api/v1/steering/", base.trim_end_matches('/')),
+                pathway: l.info.id.clone(),
+            }),
+            _ => None,
+        };
         let rate = NonZeroU32::new(c.playback_rate_per_s).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(c.playback_burst).unwrap_or(NonZeroU32::MIN);
         Ok(Arc::new(Cluster {
@@ -196,7 +207,40 @@ impl Cluster {
             report_interval: Duration::from_millis(c.report_interval_ms),
             entry_ttl: Duration::from_millis(c.entry_ttl_ms),
             view_refresh: Duration::from_millis(c.view_refresh_ms),
+            max_fanout: c.max_fanout,
+            steering,
+            steering_ttl_s: c.steering_ttl_s,
         }))
+    }
+
+    /// This node's Content Steering for its Multivariant Playlists (`None`: off).
+    pub fn steering(&self) -> Option<onair_origin::Steering> {
+        self.steering.clone()
+    }
+
+    /// The Steering Manifest for a client of `channel` from `client` on pathway `base`: `None`
+    /// when the channel is not live. Counted in `onair_usher_decisions_total` under
+    /// `steering_{outcome}`; places no viewer (clients reload it every TTL).
+    pub fn steering_manifest(&self, channel: &str, client: IpAddr, base: &str) -> Option<serde_json::Value> {
+        let nodes = self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
+        let region = self.regions.region(client);
+        let decision = rank(&nodes, &Request::new(channel, region), |n, t| self.placements.since(n, t), &self.usher);
+        metrics::counter!("onair_steering_decisions_total", "outcome" => decision.outcome.label()).increment(1);
+        if decision.outcome == onair_cluster::Outcome::NotLive {
+            return None;
+        }
+        let offered: Vec<onair_cluster::steering::Pathway> = decision
+            .candidates
+            .iter()
+            .filter_map(|id| {
+                let base_url = if id == CDN { self.cdn_url.clone() } else { nodes.iter().find(|n| &n.info.id == id)?.info.base_url.clone() };
+                Some(onair_cluster::steering::Pathway { id: id.clone(), base_url: base_url? })
+            })
+            .collect();
+        // The channel's renditions as its origin (else any holder) reports them.
+        let held = nodes.iter().filter_map(|n| n.held(channel)).max_by_key(|c| c.origin)?;
+        let reload = format!("/api/v1/steering/{channel}?base={base}");
+        Some(onair_cluster::steering::manifest(&offered, base, channel, &held.renditions, self.steering_ttl_s, &reload))
     }
 
     /// The registry (shared with the publish leases).
@@ -287,6 +331,11 @@ impl Cluster {
         self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.iter().any(|n| n.held(channel).is_some())
     }
 
+    /// The replication tree of `channel` in the current view.
+    pub fn tree(&self, channel: &str) -> Vec<onair_cluster::tree::TreeNode> {
+        onair_cluster::tree::tree(&self.view.read().unwrap_or_else(|e| e.into_inner()).nodes, channel)
+    }
+
     /// `GET /api/v1/cluster`: the registry, this node and every node's last report.
     pub fn status(&self) -> serde_json::Value {
         let view = self.view.read().unwrap_or_else(|e| e.into_inner());
@@ -374,14 +423,15 @@ impl Cluster {
 
     fn report(&self, local: &LocalNode, mut load: Load) -> NodeReport {
         let counts: HashMap<String, u64> = local.sessions.counts(Instant::now()).into_iter().collect();
-        let relayed: HashSet<String> = local.relay.as_ref().map(|r| r.channels()).unwrap_or_default().into_iter().collect();
+        let relayed: HashMap<String, String> = local.relay.as_ref().map(|r| r.channel_upstreams()).unwrap_or_default();
         let channels: Vec<HeldChannel> = local
             .store
             .list()
             .into_iter()
             .filter(|b| b.live || b.reconnecting)
             .map(|b| HeldChannel {
-                origin: !relayed.contains(&b.channel),
+                origin: !relayed.contains_key(&b.channel),
+                upstream: relayed.get(&b.channel).filter(|u| !u.is_empty()).cloned(),
                 live: b.live,
                 viewers: counts.get(&b.channel).copied().unwrap_or(0),
                 started_at_ms: b.started.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
@@ -440,6 +490,20 @@ impl Cluster {
             self.placements.prune(now_ms());
             self.limiter.retain_recent();
         }
+    }
+}
+
+/// The relay's routes from the registry: the parents [`onair_cluster::tree::parents`] picks for
+/// this node. Holds the cluster weakly (the cluster holds the relay).
+#[derive(Debug)]
+pub struct ClusterRoutes(pub Weak<Cluster>);
+
+impl Routes for ClusterRoutes {
+    fn upstreams_for(&self, channel: &str) -> Vec<String> {
+        let Some(cluster) = self.0.upgrade() else { return Vec::new() };
+        let Some(me) = cluster.local.as_ref().map(|l| l.info.id.clone()) else { return Vec::new() };
+        let nodes = cluster.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
+        onair_cluster::tree::parents(&nodes, channel, &me, cluster.max_fanout)
     }
 }
 

@@ -101,6 +101,9 @@ pub struct ClusterConfig {
     pub fill_target: f64,
     /// Bounded-load factor of the rendezvous hash (> 1). Default 1.25.
     pub bounded_load: f64,
+    /// Most relays pulling a channel from one node before the next relay pulls from a relay
+    /// (the tree deepens instead of the origin feeding every relay). Default 4.
+    pub max_fanout: u32,
     /// Client networks by region: `{ eu = ["192.0.2.0/24"], us = ["198.51.100.0/24"] }`. The client
     /// address is the socket's, or `X-Forwarded-For`'s behind a proxy in `http.trusted`.
     pub regions: BTreeMap<String, Vec<ipnet::IpNet>>,
@@ -110,6 +113,15 @@ pub struct ClusterConfig {
     pub cdn_url: Option<String>,
     /// Load fraction of the best node from which viewers spill to the CDN. Default 0.8.
     pub cdn_overflow_load: f64,
+    /// Content Steering: with a shared registry, every Multivariant Playlist names a Steering
+    /// Manifest ranking the servers for its client (hls.js, Shaka, Safari and the OnAir player
+    /// follow it). Default true.
+    pub steering: bool,
+    /// Base URL of the server answering the Steering Manifest (`/api/v1/steering/{channel}`),
+    /// e.g. Usher's. Default: this node's `playback.public_url` (every node answers it).
+    pub steering_url: Option<String>,
+    /// The Steering Manifest's TTL, s: how often clients ask again. Default 10.
+    pub steering_ttl_s: u32,
     /// Playback-API requests per second per client address (trusted networks exempt). Default 10.
     pub playback_rate_per_s: u32,
     /// Burst of playback-API requests a client may make at once. Default 20.
@@ -133,9 +145,13 @@ impl Default for ClusterConfig {
             candidates: 3,
             fill_target: 0.9,
             bounded_load: 1.25,
+            max_fanout: 4,
             regions: BTreeMap::new(),
             cdn_url: None,
             cdn_overflow_load: 0.8,
+            steering: true,
+            steering_url: None,
+            steering_ttl_s: 10,
             playback_rate_per_s: 10,
             playback_burst: 20,
         }
@@ -365,12 +381,16 @@ impl Config {
         if c.node_id.as_deref().is_some_and(|id| !onair_cluster::node::valid_id(id) || id == onair_cluster::usher::CDN) {
             return Err(ConfigError::OutOfRange("cluster.node_id: 1-64 of A-Z a-z 0-9 . _ - (and not \"cdn\")".into()));
         }
+        let http_url = |u: &String| u.starts_with("http://") || u.starts_with("https://");
+        if c.steering_url.as_ref().is_some_and(|u| !http_url(u)) || c.steering_ttl_s == 0 {
+            return Err(ConfigError::OutOfRange("cluster.steering_url must be an http(s) URL; steering_ttl_s > 0".into()));
+        }
         if c.cdn_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) || c.cdn_overflow_load.is_nan() || c.cdn_overflow_load <= 0.0 {
             return Err(ConfigError::OutOfRange("cluster.cdn_url must be an http(s) URL; cdn_overflow_load > 0".into()));
         }
         let in_range = c.cost.is_finite() && c.cost > 0.0 && c.bounded_load > 1.0 && c.fill_target > 0.0 && c.fill_target <= 1.0;
-        if !in_range || !(1..=8).contains(&c.candidates) {
-            return Err(ConfigError::OutOfRange("cluster: cost > 0, bounded_load > 1, 0 < fill_target <= 1, candidates 1-8".into()));
+        if !in_range || !(1..=8).contains(&c.candidates) || c.max_fanout == 0 {
+            return Err(ConfigError::OutOfRange("cluster: cost > 0, bounded_load > 1, 0 < fill_target <= 1, candidates 1-8, max_fanout > 0".into()));
         }
         if c.report_interval_ms < 100 || c.entry_ttl_ms < 2 * c.report_interval_ms || c.view_refresh_ms < 50 || c.playback_rate_per_s == 0 || c.playback_burst == 0 {
             return Err(ConfigError::OutOfRange(

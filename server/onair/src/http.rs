@@ -78,7 +78,8 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .with_state(state.clone())
         .merge(usher);
     // The origin's blocking requests bound themselves (3 × target duration).
-    let origin = onair_origin::router(OriginState::new(store, web.shutdown.clone(), web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>)))
+    let upstream = web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>);
+    let origin = onair_origin::router(OriginState::new(store, web.shutdown.clone(), upstream, web.cluster.steering()))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state, count_viewers));
     front.merge(origin)

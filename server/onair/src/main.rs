@@ -115,8 +115,8 @@ async fn main() -> anyhow::Result<()> {
         overrides.cluster.registry = args.registry.clone();
     }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
-    if matches!(cli.command, Command::Edge(_)) && config.relay.upstreams.is_empty() {
-        anyhow::bail!("onair edge needs at least one --upstream URL (or relay.upstreams in the configuration)");
+    if matches!(cli.command, Command::Edge(_)) && config.relay.upstreams.is_empty() && config.cluster.registry.is_none() {
+        anyhow::bail!("onair edge needs at least one --upstream URL (or relay.upstreams in the configuration), or a --registry to find channels in");
     }
     match cli.command {
         Command::Config => print!("{}", config.to_toml()),
@@ -152,7 +152,10 @@ async fn main() -> anyhow::Result<()> {
                 print_ingest(&config, &running, rtmp, srt);
             }
             if let Some(relay) = &running.relay {
-                println!("relaying channels from {}", relay.upstreams().join(", "));
+                match relay.upstreams() {
+                    list if list.is_empty() => println!("relaying channels from the nodes the cluster registry shows holding them"),
+                    list => println!("relaying channels from {}", list.join(", ")),
+                }
             }
             let http_port = running.http_addr.port();
             println!("watch http://{http_host}:{http_port}/ (channels), http://{http_host}:{http_port}/watch/CHANNEL (player), http://{http_host}:{http_port}/hls/CHANNEL/master.m3u8 (LL-HLS)");

@@ -21,11 +21,14 @@
 //!   pull already under way), `relay_upstream_requests_total{kind,outcome}`,
 //!   `relay_upstream_bytes_total{kind}`, `relay_failovers_total`, `relay_errors_total{kind}`,
 //!   `relay_part_delay_seconds` (import time minus the origin's production time), `relay_channels`,
-//!   `relay_renditions{channel}`; egress is `http_media_bytes_total`;
+//!   `relay_renditions{channel}`, `relay_timeline_changes_total` (a rendition continued after a
+//!   discontinuity because its new upstream is on another timeline); egress is
+//!   `http_media_bytes_total`;
 //! - cluster: `viewers` (this node's viewer sessions), `egress_mbps` (HTTP bytes sent, last report
 //!   interval), `cluster_nodes` (nodes in the registry view), `registry_up` (1 when the last registry
 //!   read succeeded), `registry_view_age_seconds`, `registry_errors_total{kind}` (`publish`,
-//!   `snapshot`, `decode`), `usher_decisions_total{outcome}`, `playback_requests_total`,
+//!   `snapshot`, `decode`), `usher_decisions_total{outcome}`, `steering_decisions_total{outcome}` (Steering
+//!   Manifests served), `playback_requests_total`,
 //!   `playback_rate_limited_total`, `viewer_sessions_untracked_total`, `lease_lost_total` (a
 //!   publish lease found taken by another node: the local publisher was stopped).
 

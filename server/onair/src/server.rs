@@ -139,7 +139,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let http_addr = http.local_addr().map_err(bind("HTTP", config.http_addr))?;
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let relay = if config.relay.upstreams.is_empty() {
+    // A node relays with static upstreams, or in a shared registry with the relay role (its
+    // upstreams then come from the registry: the channel's tree).
+    let routed = config.cluster.registry.is_some() && config.cluster.roles.contains(&crate::config::Role::Relay);
+    let relay = if config.relay.upstreams.is_empty() && !routed {
         None
     } else {
         Some(Relay::new(store.clone(), config.relay.clone(), shutdown.clone())?)
@@ -150,6 +153,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let local = LocalNode { info, store: store.clone(), relay: relay.clone(), sessions: Default::default(), egress: egress.clone() };
     let cluster = Cluster::new(config, Some(local))?;
     cluster.spawn(&mut tasks, &shutdown);
+    if let Some(relay) = relay.as_ref().filter(|_| routed) {
+        relay.set_routes(Arc::new(crate::cluster::ClusterRoutes(Arc::downgrade(&cluster))));
+    }
     let (rtmp_addr, srt_addr) = if config.no_ingest {
         (None, None)
     } else {

@@ -45,13 +45,28 @@ pub struct Origin {
     pub shutdown: CancellationToken,
     /// Where channels this node does not ingest come from (a relay); `None` on a plain origin.
     pub upstream: Option<Arc<dyn Upstream>>,
+    /// Content Steering for the Multivariant Playlists, in a cluster.
+    pub steering: Option<Steering>,
     renders: playlists::Renders,
 }
 
+/// Content Steering (RFC 8216bis §4.4.6.6, §7) of this node's Multivariant Playlists: each names
+/// the Steering Manifest `{server}{channel}?base={pathway}` and puts its variants in pathway
+/// `pathway` (this node), which the manifest ranks among the other servers' pathways.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Steering {
+    /// Absolute URL prefix of the Steering Manifest, the channel name appended, e.g.
+    /// `https://usher.example.com/api/v1/steering/`.
+    pub server: String,
+    /// This node's PATHWAY-ID (its node id).
+    pub pathway: String,
+}
+
 impl OriginState {
-    /// The routes' state over `store`.
-    pub fn new(store: Arc<Store>, shutdown: CancellationToken, upstream: Option<Arc<dyn Upstream>>) -> Self {
-        OriginState(Arc::new(Origin { store, shutdown, upstream, renders: playlists::Renders::default() }))
+    /// The routes' state over `store`; `steering` adds EXT-X-CONTENT-STEERING to the Multivariant
+    /// Playlists.
+    pub fn new(store: Arc<Store>, shutdown: CancellationToken, upstream: Option<Arc<dyn Upstream>>, steering: Option<Steering>) -> Self {
+        OriginState(Arc::new(Origin { store, shutdown, upstream, steering, renders: playlists::Renders::default() }))
     }
 }
 

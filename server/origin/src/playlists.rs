@@ -78,8 +78,9 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
     let mut relayed = None;
     if let Some(up) = &state.upstream {
         match up.multivariant(&channel).await {
-            Ok(mirrored) => {
+            Ok(mut mirrored) => {
                 metrics::counter!("onair_playlist_requests_total", "kind" => "multivariant").increment(1);
+                mirrored.content_steering = steering(&state, &channel);
                 return playlist_response(mirrored.render(), CacheKind::Playlist, td);
             }
             Err(why) => relayed = Some(why),
@@ -97,7 +98,15 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
     }
     metrics::counter!("onair_playlist_requests_total", "kind" => "multivariant").increment(1);
     let td = renditions.iter().map(|r| r.target_duration()).max().unwrap_or(td);
-    playlist_response(build_multivariant(&renditions).render(), CacheKind::Playlist, td)
+    let mut m = build_multivariant(&renditions);
+    m.content_steering = steering(&state, &channel);
+    playlist_response(m.render(), CacheKind::Playlist, td)
+}
+
+/// This node's EXT-X-CONTENT-STEERING for `channel` (a valid channel name: safe in a URL).
+fn steering(state: &OriginState, channel: &str) -> Option<onair_hls::ContentSteering> {
+    let s = state.steering.as_ref()?;
+    Some(onair_hls::ContentSteering { server_uri: format!("{}{channel}?base={}", s.server, s.pathway), pathway_id: s.pathway.clone() })
 }
 
 fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
@@ -127,6 +136,7 @@ fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
             })
             .collect(),
         variants: Vec::new(),
+        content_steering: None,
     };
     for (info, (peak, avg)) in facts.iter().filter(|(i, _)| i.is_video) {
         let mut codecs = vec![info.codec.clone()];

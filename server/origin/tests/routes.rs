@@ -35,7 +35,7 @@ fn setup() -> Setup {
     };
     let writer = session.writer(info, Bytes::from_static(b"init")).expect("writer");
     let shutdown = CancellationToken::new();
-    Setup { app: router(OriginState::new(store, shutdown.clone(), None)), session, writer, shutdown }
+    Setup { app: router(OriginState::new(store, shutdown.clone(), None, None)), session, writer, shutdown }
 }
 
 fn add_parts(w: &RenditionWriter, n: u64) {

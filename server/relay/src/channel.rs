@@ -59,6 +59,10 @@ pub(crate) struct ChannelPull {
     pub last_request: AtomicU64,
     /// Cancelled when the channel is released or the relay stops.
     pub stop: CancellationToken,
+    /// (generation, this node's Media Sequence Numbers minus the upstream's): 0 until the channel
+    /// moves to an upstream on another timeline (a publisher that moved to another origin); the
+    /// renditions share it so they stay aligned, and each move bumps the generation.
+    pub msn_shift: Mutex<(u64, i64)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -79,6 +83,7 @@ impl ChannelPull {
             reports: Mutex::new(HashMap::new()),
             last_request: AtomicU64::new(shared.now_ms()),
             stop,
+            msn_shift: Mutex::new((0, 0)),
             shared,
         }
     }
@@ -143,12 +148,13 @@ impl ChannelPull {
         *lock(&self.session_ref) = None;
     }
 
-    /// Finds the first upstream, in configured order starting after `after` (all of them, from
-    /// the first, when `None`), that has the channel's Multivariant Playlist; makes it current.
-    /// Errors: [`Unavailable::NotFound`] when every upstream answered 404,
-    /// [`Unavailable::UpstreamDown`] when some could not be asked.
+    /// Finds the first upstream, in order (the control plane's routes, then the configured list)
+    /// starting after `after` (all of them, from the first, when `None`), that has the channel's
+    /// Multivariant Playlist; makes it current. Errors: [`Unavailable::NotFound`] when every
+    /// upstream answered 404 (or there is none), [`Unavailable::UpstreamDown`] when some could
+    /// not be asked.
     pub async fn find_upstream(&self, after: Option<&str>) -> Result<MultivariantPlaylist, Unavailable> {
-        let list = self.shared.upstreams();
+        let list = self.shared.upstreams_for(&self.name);
         let start = after.and_then(|a| list.iter().position(|u| u == a)).map_or(0, |i| i + 1);
         let mut down = false;
         for i in 0..list.len() {

@@ -61,6 +61,15 @@ pub(crate) fn count_error(kind: &'static str) {
     metrics::counter!("onair_relay_errors_total", "kind" => kind).increment(1);
 }
 
+/// Where a channel may be pulled from besides the configured upstreams: the control plane's
+/// answer (the cluster registry's holders of the channel, best parent first). Asked each time a
+/// channel looks for an upstream (its first pull, and every failover); its answer is tried before
+/// the configured list.
+pub trait Routes: Send + Sync + std::fmt::Debug {
+    /// Base URLs (`http://host:port`) that hold `channel` now, best first.
+    fn upstreams_for(&self, channel: &str) -> Vec<String>;
+}
+
 /// What every relayed channel shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -68,6 +77,7 @@ pub(crate) struct Shared {
     pub fetcher: fetch::Fetcher,
     pub config: RelayConfig,
     upstreams: RwLock<Arc<Vec<String>>>,
+    routes: RwLock<Option<Arc<dyn Routes>>>,
     pub shutdown: CancellationToken,
     channels: Mutex<HashMap<String, Arc<ChannelPull>>>,
     directory: tokio::sync::Mutex<Option<(Instant, Vec<DirectoryEntry>)>>,
@@ -104,6 +114,19 @@ impl Shared {
 
     pub fn upstreams(&self) -> Arc<Vec<String>> {
         self.upstreams.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Upstreams for `channel`: the routes' answer, then the configured list, without repeats.
+    pub fn upstreams_for(&self, channel: &str) -> Vec<String> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut list: Vec<String> = routes.map(|r| r.upstreams_for(channel)).unwrap_or_default();
+        list.retain(|u| normalize(std::slice::from_ref(u)).is_ok());
+        for u in self.upstreams().iter() {
+            if !list.contains(u) {
+                list.push(u.clone());
+            }
+        }
+        list
     }
 
     /// Time allowed for a request the upstream answers at once (a playlist, a listed part).
@@ -164,6 +187,7 @@ impl Relay {
             fetcher,
             config,
             upstreams: RwLock::new(Arc::new(upstreams)),
+            routes: RwLock::new(None),
             shutdown,
             channels: Mutex::new(HashMap::new()),
             directory: tokio::sync::Mutex::new(None),
@@ -185,6 +209,16 @@ impl Relay {
         tracing::info!(upstreams = ?list, "relay upstreams changed");
         *self.shared.upstreams.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(list);
         Ok(())
+    }
+
+    /// Installs the control plane's routes (tried before the configured upstreams).
+    pub fn set_routes(&self, routes: Arc<dyn Routes>) {
+        *self.shared.routes.write().unwrap_or_else(|e| e.into_inner()) = Some(routes);
+    }
+
+    /// The upstream base URL each relayed channel comes from now (empty while it looks for one).
+    pub fn channel_upstreams(&self) -> HashMap<String, String> {
+        self.shared.channels().iter().map(|(c, p)| (c.clone(), p.upstream())).collect()
     }
 
     /// Channels being relayed now.
@@ -224,14 +258,14 @@ impl Relay {
     }
 
     /// The relayed channel `name`, started if new. Errors: [`Unavailable::NotFound`] when the
-    /// channel is ingested here (or there is no upstream), [`Unavailable::Full`] at
+    /// channel is ingested here (or there is no upstream for it), [`Unavailable::Full`] at
     /// `relay.max_channels` (counted in `onair_relay_errors_total{kind="full"}`).
     fn channel(&self, name: &str) -> Result<Arc<ChannelPull>, Unavailable> {
         let mut map = self.shared.channels();
         if let Some(c) = map.get(name) {
             return Ok(c.clone());
         }
-        if self.shared.store.get(name).is_some_and(|b| !b.is_ended()) || self.shared.upstreams().is_empty() {
+        if self.shared.store.get(name).is_some_and(|b| !b.is_ended()) || self.shared.upstreams_for(name).is_empty() {
             return Err(Unavailable::NotFound);
         }
         if map.len() >= self.shared.config.max_channels {

@@ -1,7 +1,8 @@
 //! Pulling one rendition: follows the upstream's Media Playlist with blocking reloads and the
 //! Preload Hint (the sans-IO [`onair_hls::follow`] decides what to fetch), and imports every part
 //! into the local store with the upstream's own numbering ([`Placement::At`]), as soon as the
-//! upstream has it.
+//! upstream has it; after a move to an upstream on another timeline, shifted to continue this
+//! node's numbering after one discontinuity ([`Shift`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -108,12 +109,55 @@ pub(crate) fn rendition_info(master: &MultivariantPlaylist, name: &str) -> Optio
 
 use onair_hls::MultivariantPlaylist;
 
+/// This node's numbering minus the upstream's, for one rendition: all zero while the channel
+/// comes from the timeline it started on; set by [`Importer::rebase`] when the channel moved to an
+/// upstream on another timeline (a publisher that moved to another origin, numbering from its own
+/// start), so that this node's numbering continues after one EXT-X-DISCONTINUITY and players keep
+/// their `_HLS_msn`/`_HLS_part` without a reload.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shift {
+    /// The channel's shift generation this rendition follows.
+    generation: u64,
+    msn: i64,
+    part: i64,
+    init: i64,
+    discontinuity_sequence: i64,
+    /// This node's first Media Sequence Number on the new timeline: its segment starts with
+    /// EXT-X-DISCONTINUITY.
+    first_msn: Option<u64>,
+}
+
+fn shifted(n: u64, by: i64) -> Result<u64, PullError> {
+    u64::try_from(i128::from(n) + i128::from(by)).map_err(|_| PullError::Backwards)
+}
+
+/// True when `track` continues this node's copy `local` of the rendition under `shift`: the
+/// newest segment both list (with parts upstream) has the same first part id and the same
+/// PROGRAM-DATE-TIME (to 5 ms). Two fresh broadcasts of one encoder number alike; only the clock
+/// tells them apart.
+fn continues(track: &TrackPlaylist, local: &onair_store::Snapshot, shift: &Shift) -> bool {
+    local
+        .segments
+        .iter()
+        .rev()
+        .find_map(|s| {
+            let up = u64::try_from(i128::from(s.msn) - i128::from(shift.msn)).ok()?;
+            let first = part_id(&track.segment(up)?.parts.first()?.uri).ok()?;
+            let up_ms = track.start_ms(Position { msn: up, part: 0 })?;
+            let local_ms = s.program_date_time.duration_since(UNIX_EPOCH).ok()?.as_secs_f64() * 1000.0;
+            Some(i128::from(first) + i128::from(shift.part) == i128::from(s.first_part_id) && (up_ms - local_ms).abs() < 5.0)
+        })
+        .unwrap_or(false)
+}
+
 /// The import side of a pull: the rendition's writer and its current init segment.
 struct Importer {
     channel: Arc<ChannelPull>,
     info: RenditionInfo,
     writer: Option<RenditionWriter>,
+    /// The upstream's id of the current init segment, and its facts.
     init: Option<(u64, TrackFacts)>,
+    shift: Shift,
 }
 
 impl Importer {
@@ -128,11 +172,12 @@ impl Importer {
         let f = self.channel.get(format!("{}/{init_uri}", self.info.name), timeout, "init").await?;
         let facts = init_facts(&f.body)?;
         let info = RenditionInfo { timescale: facts.timescale, ..self.info.clone() };
+        let local = shifted(id, self.shift.init)?;
         match &self.writer {
-            Some(w) => w.import_init(id, info, f.body)?,
+            Some(w) => w.import_init(local, info, f.body)?,
             None => {
                 let Some(session) = self.channel.session_ref() else { return Err(PullError::Write(WriteError::NotOwner)) };
-                self.writer = Some(session.import_writer(info, id, f.body)?);
+                self.writer = Some(session.import_writer(info, local, f.body)?);
             }
         }
         self.init = Some((id, facts));
@@ -151,11 +196,12 @@ impl Importer {
         let duration = fragment_duration(&fetched.body, init)?;
         let now = SystemTime::now();
         let produced_at = fetched.produced_at.unwrap_or(now);
+        let msn = shifted(facts.msn, self.shift.msn)?;
         let placement = Placement::At {
-            msn: facts.msn,
-            part_id: facts.part_id,
-            discontinuity: facts.discontinuity,
-            discontinuity_sequence: facts.discontinuity_sequence,
+            msn,
+            part_id: shifted(facts.part_id, self.shift.part)?,
+            discontinuity: facts.discontinuity || self.shift.first_msn == Some(msn),
+            discontinuity_sequence: shifted(facts.discontinuity_sequence, self.shift.discontinuity_sequence)?,
         };
         let part = NewPart {
             program_date_time: UNIX_EPOCH + Duration::from_micros((facts.start_ms.max(0.0) * 1000.0) as u64),
@@ -166,6 +212,53 @@ impl Importer {
         };
         w.append(placement, part)?;
         metrics::histogram!("onair_relay_part_delay_seconds").record(now.duration_since(produced_at).unwrap_or_default().as_secs_f64());
+        Ok(())
+    }
+}
+
+impl Importer {
+    /// The channel moved to an upstream on another timeline: from `start` (upstream numbering)
+    /// on, this rendition continues this node's numbering after one discontinuity, with a new init
+    /// segment. The Media Sequence Number shift is the channel's, so renditions stay aligned: a
+    /// rendition adopts the one another rendition set for this move, or sets a new one past every
+    /// rendition's last segment.
+    fn rebase(&mut self, track: &TrackPlaylist, start: Position) -> Result<(), PullError> {
+        let Some(w) = &self.writer else { return Ok(()) };
+        let pos = w.rendition().position();
+        let seg = track.segment(start.msn).ok_or(PullError::Behind)?;
+        let first = part_id(&seg.parts.first().ok_or(PullError::Behind)?.uri)?;
+        let init = init_id(&seg.init_uri)?;
+        let last = pos.last_msn.map_or(-1, |m| m as i64);
+        let (generation, msn) = {
+            let mut channel = self.channel.msn_shift.lock().unwrap_or_else(|e| e.into_inner());
+            if channel.0 > self.shift.generation && start.msn as i64 + channel.1 > last {
+                *channel
+            } else {
+                let newest = self.channel.shared.store.get(&self.channel.name).map_or(last, |b| {
+                    b.renditions().iter().filter_map(|r| r.position().last_msn).map(|m| m as i64).max().unwrap_or(last)
+                });
+                *channel = (channel.0 + 1, newest.max(last) + 1 - start.msn as i64);
+                *channel
+            }
+        };
+        self.shift = Shift {
+            generation,
+            msn,
+            part: pos.next_part_id as i64 - first as i64,
+            init: pos.init_id as i64 + 1 - init as i64,
+            discontinuity_sequence: pos.discontinuity_sequence as i64 + 1 - track.discontinuity_sequence(start.msn) as i64,
+            first_msn: Some(shifted(start.msn, msn)?),
+        };
+        // The new timeline's init segment becomes a new one here, even with the same name upstream.
+        self.init = None;
+        metrics::counter!("onair_relay_timeline_changes_total").increment(1);
+        tracing::warn!(
+            channel = self.channel.name,
+            rendition = self.info.name,
+            upstream = self.channel.upstream(),
+            msn_shift = msn,
+            "the upstream is on another timeline (a new origin?): continuing after a discontinuity"
+        );
         Ok(())
     }
 }
@@ -242,7 +335,10 @@ pub(crate) async fn run(channel: Arc<ChannelPull>, name: String, pull: Arc<Rendi
         pull.ready.send_replace(Some(Err(Unavailable::NotFound)));
         return;
     };
-    let mut importer = Importer { channel: channel.clone(), info, writer: None, init: None };
+    // A rendition first pulled after the channel moved numbers as the channel's others do.
+    let (generation, msn) = *channel.msn_shift.lock().unwrap_or_else(|e| e.into_inner());
+    let shift = Shift { generation, msn, ..Shift::default() };
+    let mut importer = Importer { channel: channel.clone(), info, writer: None, init: None, shift };
     let stop = pull.stop.clone();
     tokio::select! {
         _ = stop.cancelled() => {}
@@ -268,10 +364,13 @@ struct Follow {
     want: Position,
     /// Ask for delta updates (off after one could not be merged).
     skip: bool,
+    /// The upstream `track` came from: after a failover the next step starts again from a full
+    /// playlist of the new one (which may be on another timeline).
+    upstream: String,
 }
 
 async fn follow(channel: &Arc<ChannelPull>, name: &str, pull: &RenditionPull, importer: &mut Importer) {
-    let mut state = Follow { track: None, want: Position { msn: 0, part: 0 }, skip: true };
+    let mut state = Follow { track: None, want: Position { msn: 0, part: 0 }, skip: true, upstream: channel.upstream() };
     let mut failures = 0u32;
     loop {
         match step(channel, name, pull, importer, &mut state).await {
@@ -322,15 +421,25 @@ async fn follow(channel: &Arc<ChannelPull>, name: &str, pull: &RenditionPull, im
 /// One step; `Ok(true)` when the upstream ended the broadcast and everything was imported.
 async fn step(channel: &Arc<ChannelPull>, name: &str, pull: &RenditionPull, importer: &mut Importer, state: &mut Follow) -> Result<bool, PullError> {
     let shared = &channel.shared;
+    let upstream = channel.upstream();
+    if upstream != state.upstream {
+        state.track = None;
+        state.upstream = upstream;
+    }
     let Some(track) = &state.track else {
         // (Re)start: a full playlist, then the last segments' parts, fetched concurrently.
         let track = playlist(channel, name, None, false, shared.probe_timeout(), None).await?;
         let mut want = start_position(&track, shared.config.initial_segments);
         if let Some(w) = &importer.writer {
-            // Continuing after an error: from where the store is, if the upstream still lists it.
+            // Continuing after an error or a failover: from where the store is, if the upstream
+            // continues it; else the upstream is on another timeline (or moved past this node).
             let pos = w.rendition().position();
-            if let Some(m) = pos.last_msn.filter(|m| *m >= track.first_msn()) {
-                want = track.after(Position { msn: m, part: pos.last_part }, false);
+            if let Some(m) = pos.last_msn {
+                if continues(&track, &w.rendition().snapshot(), &importer.shift) {
+                    want = track.after(Position { msn: shifted(m, -importer.shift.msn)?, part: pos.last_part }, false);
+                } else {
+                    importer.rebase(&track, want)?;
+                }
             }
         }
         let mut batch = Vec::new();

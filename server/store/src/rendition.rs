@@ -63,6 +63,10 @@ pub struct Position {
     pub next_part_id: u64,
     /// True once the broadcast ended (EXT-X-ENDLIST).
     pub ended: bool,
+    /// Id of the init segment parts are written against now.
+    pub init_id: u64,
+    /// Discontinuity sequence of the newest segment (0 with none).
+    pub discontinuity_sequence: u64,
 }
 
 /// A finished Partial Segment handed to [`crate::RenditionWriter::append`].
@@ -161,6 +165,8 @@ impl Timeline {
             last_part: last.map(|s| s.parts.len().saturating_sub(1) as u32).unwrap_or(0),
             next_part_id: self.next_part_id,
             ended: self.ended,
+            init_id: self.current_init,
+            discontinuity_sequence: last.map_or(0, |s| s.discontinuity_sequence),
         }
     }
 

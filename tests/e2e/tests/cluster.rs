@@ -356,3 +356,137 @@ async fn wait_live(base: &str, limit: Duration) -> Duration {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn relays_find_the_origin_in_the_registry_and_follow_the_publisher_to_a_new_origin() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let registry = redis.url();
+    let channels = tempfile::tempdir().expect("tempdir");
+    let data = channels.path().to_str().expect("path").to_string();
+    let (a_port, b_port, r_port) = (free_port(), free_port(), free_port());
+    let origin = |port: u16, id: &str| {
+        ServerProcess::start_with_args(port, &node_toml(port, "eu", "[\"ingest\"]", ""), &["--registry", &registry, "--node-id", id, "--data-dir", &data])
+    };
+    let mut a = origin(a_port, "origin-a");
+    let b = origin(b_port, "origin-b");
+    let url_b = format!("rtmp://127.0.0.1:{}/live/{}", b.rtmp_port, a.key);
+    let publisher_a = RetryingPublisher::start(&a.rtmp_url());
+    wait_renditions_at(&a.base_url(), "demo", &["source", "audio"], 2).await;
+    // A relay with no configured upstream: it finds the channel's holder in the registry.
+    let relay = ServerProcess::start_with_args(r_port, &node_toml(r_port, "eu", "[\"relay\"]", ""), &["--no-ingest", "--registry", &registry, "--node-id", "relay"]);
+    let r = relay.base_url();
+    wait_for("relay registered", Duration::from_secs(10), || async { get_text(&format!("{r}/api/v1/cluster")).await.is_some_and(|t| t.contains("\"relay\"") && t.contains("origin-a")) }).await;
+    wait_renditions_at(&r, "demo", &["source", "audio"], 2).await;
+    let tree = |base: String| async move { serde_json::from_str::<serde_json::Value>(&get_text(&format!("{base}/api/v1/channels/demo/tree")).await.unwrap_or_default()).unwrap_or_default() };
+    let parent_of_relay = |t: &serde_json::Value| t["nodes"].as_array().and_then(|n| n.iter().find(|n| n["node"] == "relay")).map(|n| n["parent"].clone()).unwrap_or_default();
+    wait_for("the tree shows the relay under origin-a", Duration::from_secs(5), || {
+        let t = tree(r.clone());
+        async move { parent_of_relay(&t.await) == "origin-a" }
+    })
+    .await;
+    eprintln!("tree before: {}", tree(r.clone()).await);
+
+    // A viewer on the relay follows the live edge.
+    let edge = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, (u64, u32), bool)>::new()));
+    let watcher = tokio::spawn({
+        let (r, edge) = (r.clone(), edge.clone());
+        async move {
+            loop {
+                if let Some(p) = get_text(&format!("{r}/hls/demo/source/index.m3u8")).await {
+                    if p.contains("#EXT-X-MEDIA-SEQUENCE:") {
+                        edge.lock().expect("edge").push((Instant::now(), live_edge(&p), p.contains("#EXT-X-DISCONTINUITY")));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // kill -9 origin-a; the publisher reconnects to origin-b (retrying as OBS does), which takes the
+    // key once origin-a's lease expires; the relay moves to origin-b, found in the registry.
+    a.child.kill().expect("kill origin-a");
+    drop(publisher_a);
+    let killed = Instant::now();
+    let _publisher_b = RetryingPublisher::start(&url_b);
+    wait_live(&b.base_url(), Duration::from_secs(15)).await;
+    let live_on_b = killed.elapsed();
+    let before = edge.lock().expect("edge").iter().filter(|(t, _, _)| *t < killed).map(|(_, e, _)| *e).max().expect("edge before the kill");
+    let resumed = wait_for("the relay's playlist advances again", Duration::from_secs(20), || {
+        let edge = edge.clone();
+        async move { edge.lock().expect("edge").iter().any(|(t, e, _)| *t > killed && *e > before) }
+    })
+    .await;
+    let stall = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    watcher.abort();
+    let samples = edge.lock().expect("edge").clone();
+    let after = samples.last().map(|s| s.1).expect("samples");
+    assert!(samples.windows(2).all(|w| w[1].1 >= w[0].1), "the relay's live edge went backwards");
+    let last = get_text(&format!("{r}/hls/demo/source/index.m3u8")).await.unwrap_or_default();
+    assert!(samples.last().is_some_and(|s| s.2), "no EXT-X-DISCONTINUITY after the origin changed:\n{last}\n{}", relay.log());
+    let t = tree(r.clone()).await;
+    assert_eq!(parent_of_relay(&t), "origin-b", "{t}");
+    eprintln!("tree after: {t}");
+    eprintln!(
+        "origin kill -9 with the publisher moving to origin-b: live on origin-b after {} ms, the relay's playlist advanced again {} ms after the kill (waited {} ms for it after origin-b was live); live edge {before:?} -> {after:?}, one discontinuity",
+        live_on_b.as_millis(),
+        stall.as_millis(),
+        resumed.as_millis()
+    );
+    drop((b, relay, redis, channels));
+}
+
+/// hls.js in Chromium on `playlist` (page `page`) for `seconds`; its report.
+async fn hlsjs(page: &str, playlist: &str, seconds: u32) -> serde_json::Value {
+    let script = repo_root().join("tests/browser/hlsjs-play.mjs");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(script).args([page.to_string(), playlist.to_string(), seconds.to_string()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "hls.js run failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hlsjs_follows_content_steering_to_the_server_usher_ranks_first() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let registry = redis.url();
+    let (origin_port, far_port, near_port) = (free_port(), free_port(), free_port());
+    let origin = ServerProcess::start_with_args(origin_port, &node_toml(origin_port, "far", "[\"ingest\"]", ""), &["--registry", &registry, "--node-id", "origin"]);
+    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    // Loopback clients are in region "near"; relay-far is not, relay-near is.
+    let relay = |port: u16, region: &str, id: &str| {
+        let toml = format!("{}[cluster.regions]\nnear = [\"127.0.0.0/8\"]\n", node_toml(port, region, "[\"relay\"]", ""));
+        ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--registry", &registry, "--node-id", id])
+    };
+    let far = relay(far_port, "far", "relay-far");
+    let near = relay(near_port, "near", "relay-near");
+    wait_for("both relays registered", Duration::from_secs(15), || async {
+        let t = get_text(&format!("{}/api/v1/cluster", far.base_url())).await.unwrap_or_default();
+        t.contains("\"relay-near\"") && t.contains("\"relay-far\"") && t.contains("\"origin\"")
+    })
+    .await;
+    let master = get_text(&format!("{}/hls/demo/master.m3u8", far.base_url())).await.expect("master");
+    let server_uri = format!("{}/api/v1/steering/demo?base=relay-far", far.base_url());
+    assert!(master.contains(&format!("#EXT-X-CONTENT-STEERING:SERVER-URI=\"{server_uri}\",PATHWAY-ID=\"relay-far\"")), "{master}");
+    assert!(master.contains("STABLE-VARIANT-ID=\"source\",PATHWAY-ID=\"relay-far\""), "{master}");
+    let manifest: serde_json::Value = serde_json::from_str(&get_text(&server_uri).await.expect("steering manifest")).expect("json");
+    assert_eq!(manifest["VERSION"], 1);
+    assert_eq!(manifest["PATHWAY-PRIORITY"][0], "relay-near", "{manifest}");
+    assert_eq!(manifest["PATHWAY-CLONES"][0]["URI-REPLACEMENT"]["PER-VARIANT-URIS"]["source"], format!("{}/hls/demo/source/index.m3u8", near.base_url()));
+    eprintln!("steering manifest for a loopback client of relay-far: {manifest}");
+
+    // hls.js loads relay-far's Multivariant Playlist and moves to relay-near, which Usher ranks first.
+    let report = hlsjs(&format!("{}/", far.base_url()), &format!("{}/hls/demo/master.m3u8", far.base_url()), 20).await;
+    let played = played_seconds(&report);
+    assert!(played >= 12.0, "hls.js played {played:.1} s: {}", report["errors"]);
+    let near_viewers = near.metric("onair_viewers").await;
+    let steered = near.metric("onair_steering_decisions_total").await + far.metric("onair_steering_decisions_total").await;
+    eprintln!("hls.js played {played:.1} s; relay-near counted {near_viewers} viewer(s) after steering ({steered} steering manifests served)");
+    assert!(near_viewers >= 1.0, "hls.js never reached relay-near; relay-far log: {}", far.log());
+    assert!(steered >= 1.0);
+    drop((origin, far, near, redis));
+}
