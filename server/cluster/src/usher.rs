@@ -13,7 +13,7 @@
 //! 3. **Other nodes**, by a weighted rendezvous hash of (channel, node) with bounded load: the
 //!    channel's next node is the one with the highest `-(1 / cost) / ln(h)` for `h` the hash of
 //!    (channel, node) in (0, 1), skipping nodes loaded above [`UsherConfig::bounded_load`] × the
-//!    mean. Every Usher replica reading the same registry computes the same order, without
+//!    mean (+ 5 % of capacity, so that idle nodes' noise does not reorder them). Every Usher replica reading the same registry computes the same order, without
 //!    coordinating.
 //! 4. Holders above the fill target, least loaded first.
 //!
@@ -57,6 +57,10 @@ impl Default for UsherConfig {
         UsherConfig { candidates: 3, fill_target: 0.9, bounded_load: 1.25, cdn_overflow: None }
     }
 }
+
+/// Absolute slack of the bounded-load rule (load fraction): nodes a few percent apart (CPU noise
+/// on idle nodes) keep their rendezvous order.
+const BOUND_SLACK: f64 = 0.05;
 
 /// What a decision came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -185,7 +189,7 @@ pub fn rank(view: &[NodeReport], request: &Request<'_>, placed: impl Fn(&str, u6
     if !offered.is_empty() {
         let mean = offered.iter().map(|&i| scores[i].load).sum::<f64>() / offered.len() as f64;
         for &i in &offered {
-            scores[i].above_bound = !scores[i].holder && scores[i].load > config.bounded_load * mean + 1e-9;
+            scores[i].above_bound = !scores[i].holder && scores[i].load > config.bounded_load * mean + BOUND_SLACK;
         }
     }
     let tier = |s: &Score| match (s.holder, s.load < config.fill_target) {

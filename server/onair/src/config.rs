@@ -50,6 +50,27 @@ pub struct Config {
     pub web: WebConfig,
     /// This node in a cluster, the registry, and Usher's placement of viewers.
     pub cluster: ClusterConfig,
+    /// The admin API (drain).
+    pub admin: AdminConfig,
+}
+
+/// The admin API (`/admin/v1/…`, `onair drain`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token every admin request must carry; `None` turns the admin API off. Default none.
+    pub token: Option<String>,
+    /// Networks admin requests may come from. Default loopback only (`127.0.0.0/8`, `::1/128`).
+    pub allow: Vec<ipnet::IpNet>,
+    /// `onair drain` waits this long for the node to stop, s. Default 30.
+    pub drain_timeout_s: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        let loopback = ["127.0.0.0/8", "::1/128"].iter().filter_map(|n| n.parse().ok()).collect();
+        AdminConfig { token: None, allow: loopback, drain_timeout_s: 30 }
+    }
 }
 
 /// What a node may do in the cluster (`cluster.roles`).
@@ -279,6 +300,7 @@ impl Default for Config {
             playback: PlaybackConfig::default(),
             web: WebConfig::default(),
             cluster: ClusterConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }

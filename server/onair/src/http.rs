@@ -47,6 +47,8 @@ pub struct Web {
     pub relay: Option<Relay>,
     /// This node in the cluster (viewer sessions, Usher).
     pub cluster: Arc<Cluster>,
+    /// The admin API.
+    pub admin: crate::admin::Admin,
 }
 
 #[derive(Clone)]
@@ -76,7 +78,8 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .nest_service("/player", ServiceBuilder::new().layer(CompressionLayer::new()).service(ServeDir::new(&web.player_dir)))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, web.request_timeout))
         .with_state(state.clone())
-        .merge(usher);
+        .merge(usher)
+        .merge(crate::admin::router(web.admin.clone()));
     // The origin's blocking requests bound themselves (3 × target duration).
     let upstream = web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>);
     let origin = onair_origin::router(OriginState::new(store, web.shutdown.clone(), upstream, web.cluster.steering()))
@@ -228,6 +231,7 @@ mod tests {
             request_timeout: Duration::from_secs(10),
             shutdown: CancellationToken::new(),
             relay: None,
+            admin: crate::admin::Admin { config: Default::default(), drain: CancellationToken::new() },
         }
     }
 

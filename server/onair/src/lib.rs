@@ -3,6 +3,7 @@
 //! (`onair-channels`), the publish pipeline (`onair-ingest`), the store and the origin together.
 //! `main.rs` is the CLI on top; tests start the same server in-process with [`server::start`].
 
+pub mod admin;
 pub mod api;
 pub mod cluster;
 pub mod config;

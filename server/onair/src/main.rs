@@ -73,6 +73,13 @@ enum Command {
     Edge(ServeArgs),
     /// Run a standalone Usher: the playback API answered from the cluster registry (--registry).
     Usher(UsherArgs),
+    /// Drain the node of this configuration (or --url): it stops taking viewers and publishers,
+    /// answers playlists with 503 so players and relays move, leaves the registry and exits.
+    Drain {
+        /// The node's base URL (default: http://127.0.0.1:PORT of its http_addr).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Manage channels and stream keys.
     Channel {
         #[command(subcommand)]
@@ -134,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Drain { url } => drain(&config, url).await?,
         Command::Usher(_) => {
             let mut running = onair::server::start_usher(&config).await.context("starting Usher")?;
             let host = config.public_host.clone().unwrap_or_else(|| display_host(running.http_addr));
@@ -160,16 +168,43 @@ async fn main() -> anyhow::Result<()> {
             let http_port = running.http_addr.port();
             println!("watch http://{http_host}:{http_port}/ (channels), http://{http_host}:{http_port}/watch/CHANNEL (player), http://{http_host}:{http_port}/hls/CHANNEL/master.m3u8 (LL-HLS)");
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+            let drain = running.drain_signal();
             tokio::select! {
                 failed = running.wait() => {
                     failed.context("the server stopped")?;
                 }
                 _ = tokio::signal::ctrl_c() => running.shutdown().await,
                 _ = terminate.recv() => running.shutdown().await,
+                _ = drain.cancelled() => running.shutdown().await,
             }
         }
     }
     Ok(())
+}
+
+/// `onair drain`: asks the node to drain (admin API, bearer `admin.token`), then waits until it
+/// stopped answering or `admin.drain_timeout_s` passed.
+async fn drain(config: &Config, url: Option<String>) -> anyhow::Result<()> {
+    let token = config.admin.token.as_deref().context("onair drain needs admin.token (the node's admin bearer token) in the configuration")?;
+    let base = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", config.http_addr.port()));
+    let base = base.trim_end_matches('/');
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let started = std::time::Instant::now();
+    let response = http.post(format!("{base}/admin/v1/drain")).bearer_auth(token).send().await.with_context(|| format!("cannot reach {base}"))?;
+    let status = response.status();
+    if status != reqwest::StatusCode::ACCEPTED {
+        anyhow::bail!("{base} refused the drain: {status} {}", response.text().await.unwrap_or_default().trim());
+    }
+    println!("{base} is draining");
+    let limit = std::time::Duration::from_secs(config.admin.drain_timeout_s);
+    while started.elapsed() < limit {
+        if http.get(format!("{base}/healthz")).send().await.is_err() {
+            println!("{base} stopped answering {} ms after the drain request", started.elapsed().as_millis());
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{base} still answers {} s after the drain request", limit.as_secs())
 }
 
 /// Prints where and how to publish.

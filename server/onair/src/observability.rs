@@ -30,7 +30,8 @@
 //!   `snapshot`, `decode`), `usher_decisions_total{outcome}`, `steering_decisions_total{outcome}` (Steering
 //!   Manifests served), `playback_requests_total`,
 //!   `playback_rate_limited_total`, `viewer_sessions_untracked_total`, `lease_lost_total` (a
-//!   publish lease found taken by another node: the local publisher was stopped).
+//!   publish lease found taken by another node: the local publisher was stopped),
+//!   `admin_refused_total{reason}`.
 
 use std::sync::OnceLock;
 

@@ -64,6 +64,7 @@ pub struct Running {
     pub store: Arc<Store>,
     /// This node in the cluster.
     pub cluster: Arc<Cluster>,
+    drain: CancellationToken,
     shutdown: CancellationToken,
     tasks: JoinSet<&'static str>,
 }
@@ -91,6 +92,12 @@ impl Running {
             Some(Ok(name)) => Err(RunError::TaskStopped(name)),
             Some(Err(e)) => Err(RunError::TaskPanicked(e.to_string())),
         }
+    }
+
+    /// Cancelled when a drain is requested through the admin API (`onair drain`): the caller then
+    /// runs [`Running::shutdown`].
+    pub fn drain_signal(&self) -> CancellationToken {
+        self.drain.clone()
     }
 
     /// Graceful shutdown: stops accepting publishers and viewers, answers blocked and new playlist
@@ -138,6 +145,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let http = TcpListener::bind(config.http_addr).await.map_err(bind("HTTP", config.http_addr))?;
     let http_addr = http.local_addr().map_err(bind("HTTP", config.http_addr))?;
     let shutdown = CancellationToken::new();
+    let drain = CancellationToken::new();
     let mut tasks = JoinSet::new();
     // A node relays with static upstreams, or in a shared registry with the relay role (its
     // upstreams then come from the registry: the channel's tree).
@@ -176,6 +184,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         relay: relay.clone(),
         cluster: cluster.clone(),
+        admin: crate::admin::Admin { config: config.admin.clone(), drain: drain.clone() },
     };
     if !config.web.player_dir.join("onair_player.js").exists() {
         tracing::warn!(dir = %config.web.player_dir.display(), "the Wasm player is not built; the watch page will not play (run: bash infra/setup.sh)");
@@ -205,7 +214,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         node = %cluster.local().map_or("", |l| l.info.id.as_str()), registry = %config.cluster.registry.as_deref().map_or("memory".into(), onair_cluster::registry::redacted),
         "OnAir is up"
     );
-    Ok(Running { http_addr, rtmp_addr, srt_addr, relay, created_demo, channels, store, cluster, shutdown, tasks })
+    Ok(Running { http_addr, rtmp_addr, srt_addr, relay, created_demo, channels, store, cluster, drain, shutdown, tasks })
 }
 
 /// A running standalone Usher (`onair usher`). Dropping it stops its tasks.

@@ -490,3 +490,109 @@ async fn hlsjs_follows_content_steering_to_the_server_usher_ranks_first() {
     assert!(steered >= 1.0);
     drop((origin, far, near, redis));
 }
+
+/// `onair drain --url URL` with admin token `token`; (success, stdout + stderr).
+async fn onair_drain(url: &str, token: &str) -> (bool, String) {
+    let mut cmd = std::process::Command::new(onair_binary());
+    // Defaults and the token from the environment (no onair.toml in the temp directory).
+    cmd.args(["drain", "--url", url]).env("ONAIR_ADMIN__TOKEN", token).env_remove("ONAIR_CONFIG").current_dir(std::env::temp_dir());
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("onair drain")).await.expect("join");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_relay_hands_its_viewers_over_and_exits() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let registry = redis.url();
+    let (origin_port, a_port, b_port, usher_port) = (free_port(), free_port(), free_port(), free_port());
+    let origin = ServerProcess::start_with_args(origin_port, &node_toml(origin_port, "eu", "[\"ingest\"]", ""), &["--registry", &registry, "--node-id", "origin"]);
+    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let relay = |port: u16, id: &str| {
+        let toml = format!("{}[admin]\ntoken = \"drain-me\"\n", node_toml(port, "eu", "[\"relay\"]", ""));
+        ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--registry", &registry, "--node-id", id])
+    };
+    let mut a = relay(a_port, "relay-a");
+    let b = relay(b_port, "relay-b");
+    let usher = ServerProcess::usher(usher_port, &format!("[playback]\ntoken_secret = \"{SECRET}\"\n[cluster]\nview_refresh_ms = 250\n"), &["--registry", &registry]);
+    let u = usher.base_url();
+    wait_for("three nodes registered", Duration::from_secs(20), || async { nodes_and_holders(&u).await.0.len() == 3 }).await;
+
+    // Six viewers, each on its first candidate, moving to the next on any failed playlist request
+    // (as the OnAir player does); each records every move.
+    let (first_answer_status, first_answer) = ask(&u, "127.0.0.1").await;
+    assert_eq!(first_answer_status, 200);
+    let drained_first = first(&first_answer);
+    let (drained, other) = if drained_first == "relay-a" { (a_port, b_port) } else { (b_port, a_port) };
+    let candidates = vec![format!("http://127.0.0.1:{drained}"), format!("http://127.0.0.1:{other}")];
+    let moves = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(usize, Instant, String)>::new()));
+    let viewers: Vec<_> = (0..6)
+        .map(|v| {
+            let (candidates, moves) = (candidates.clone(), moves.clone());
+            tokio::spawn(async move {
+                let mut at = 0;
+                loop {
+                    let ok = client()
+                        .get(format!("{}/hls/demo/source/index.m3u8", candidates[at]))
+                        .header("x-playback-session-id", format!("viewer-{v}"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    if !ok {
+                        at = (at + 1) % candidates.len();
+                        moves.lock().expect("moves").push((v, Instant::now(), candidates[at].clone()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        })
+        .collect();
+    let base_drained = format!("http://127.0.0.1:{drained}");
+    let drained_server = if drained == a_port { &a } else { &b };
+    wait_for("six viewers on the relay to drain", Duration::from_secs(10), || async { drained_server.metric("onair_viewers").await >= 6.0 }).await;
+    moves.lock().expect("moves").clear();
+
+    // A wrong token is refused; the right one drains.
+    let (ok, out) = onair_drain(&base_drained, "wrong").await;
+    assert!(!ok && out.contains("401"), "{out}");
+    let t0 = Instant::now();
+    let (ok, out) = onair_drain(&base_drained, "drain-me").await;
+    assert!(ok, "{out}");
+    let exited = t0.elapsed();
+    eprintln!("onair drain: {}", out.trim());
+    // Every viewer moved once, to the other relay.
+    wait_for("every viewer moved", Duration::from_secs(30), || async { moves.lock().expect("moves").iter().map(|m| m.0).collect::<std::collections::HashSet<_>>().len() == 6 }).await;
+    let all_moved = t0.elapsed();
+    let m = moves.lock().expect("moves").clone();
+    for v in 0..6 {
+        let mine: Vec<_> = m.iter().filter(|x| x.0 == v).collect();
+        assert_eq!(mine.len(), 1, "viewer {v} moved {} times: {mine:?}", mine.len());
+        assert!(mine[0].2.ends_with(&other.to_string()));
+    }
+    // Usher stopped offering the drained relay within a view refresh (it left the registry).
+    let mut n = 0;
+    let gone = wait_for("Usher stopped offering the drained relay", Duration::from_secs(2), || {
+        n += 1;
+        let (u, client, node) = (u.clone(), format!("127.0.0.{}", 2 + n % 200), drained_first.clone());
+        async move { !offered(&ask(&u, &client).await.1).contains(&node) }
+    })
+    .await;
+    let other_server = if drained == a_port { &b } else { &a };
+    wait_for("the other relay counts the six viewers", Duration::from_secs(5), || async { other_server.metric("onair_viewers").await >= 6.0 }).await;
+    eprintln!(
+        "drain of {drained_first} with 6 viewers: node exited {} ms after the request, every viewer on the other relay within {} ms, each moved once; Usher stopped offering it within {} ms",
+        exited.as_millis(),
+        all_moved.as_millis(),
+        (exited + gone).as_millis()
+    );
+    for v in viewers {
+        v.abort();
+    }
+    let status = if drained == a_port { a.child.try_wait() } else { Ok(None) };
+    if drained == a_port {
+        assert!(status.ok().flatten().is_some_and(|s| s.success()), "relay-a exited cleanly");
+    }
+    drop((origin, b, usher, redis));
+    let _ = a.child.kill();
+}
