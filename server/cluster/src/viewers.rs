@@ -7,7 +7,8 @@
 //! generator sends one per simulated viewer), and otherwise by the pair (client address,
 //! `User-Agent`): every LL-HLS player polls its Media Playlist several times a second, so a
 //! session that stops polling stops counting one window later. A cluster's count of a channel is
-//! the sum over its nodes. Viewers behind a CDN reach the node only as the CDN's few requests:
+//! the sum over its nodes. A relay pulling from a node (User-Agent `onair-relay/…`) is not a
+//! viewer of it. Viewers behind a CDN reach the node only as the CDN's few requests:
 //! they count only through the player's heartbeat (the OnAir player, a later addition), not here.
 //!
 //! Memory is bounded: at most [`MAX_SESSIONS`] sessions are tracked per node; beyond that new

@@ -277,11 +277,16 @@ impl Cluster {
     }
 
     /// Records a 200 Media Playlist answer of `channel` to a session (see `onair_cluster::viewers`).
+    /// A relay pulling from this node (User-Agent `onair-relay/…`) is not a viewer.
     pub fn seen(&self, channel: &str, client: IpAddr, headers: &HeaderMap) {
         let Some(local) = &self.local else { return };
+        let agent = headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if agent.starts_with("onair-relay/") {
+            return;
+        }
         let key = match headers.get("x-playback-session-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 128) {
             Some(id) => SessionKey::Header(id),
-            None => SessionKey::Client(client, headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("")),
+            None => SessionKey::Client(client, agent),
         };
         local.sessions.seen(channel, key, Instant::now());
     }
@@ -348,7 +353,8 @@ impl Cluster {
         })
     }
 
-    /// The union of every node's held channels (for `onair usher`'s channel list).
+    /// The union of every node's held channels, viewers summed, most viewers first (the channel
+    /// directories).
     pub fn channels(&self) -> Vec<HeldChannel> {
         let nodes = self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
         let mut by_name: HashMap<&str, HeldChannel> = HashMap::new();
@@ -363,7 +369,7 @@ impl Cluster {
             }
         }
         let mut out: Vec<HeldChannel> = by_name.into_values().collect();
-        out.sort_by(|a, b| a.channel.cmp(&b.channel));
+        out.sort_by(|a, b| b.viewers.cmp(&a.viewers).then_with(|| a.channel.cmp(&b.channel)));
         out
     }
 

@@ -1,5 +1,5 @@
 //! The HTTP front of a video node: the LL-HLS origin (counting viewer sessions on its Media
-//! Playlists), the web pages (`/`, `/watch/{channel}`), the player files (`/player/`), the JSON
+//! Playlists), the web pages (`/`, `/watch/{channel}`, `/cluster`), the player files (`/player/`), the JSON
 //! API (`/api/v1/channels` here, the rest in `api.rs`), `/metrics` and `/healthz`.
 
 use std::path::PathBuf;
@@ -29,6 +29,7 @@ use crate::playback::Signer;
 
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const WATCH_HTML: &str = include_str!("../../../web/watch.html");
+const CLUSTER_HTML: &str = include_str!("../../../web/cluster.html");
 
 /// What the pages and the playback API need besides the store.
 #[derive(Clone)]
@@ -71,6 +72,7 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
     let front = Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route("/watch/{channel}", get(watch_page))
+        .route("/cluster", get(|| async { Html(CLUSTER_HTML) }))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
@@ -113,13 +115,21 @@ async fn count_viewers(State(state): State<AppState>, request: Request, next: Ne
 pub fn usher_app(api: crate::api::Api) -> Router {
     let cluster = api.cluster.clone();
     Router::new()
+        .route("/cluster", get(|| async { Html(CLUSTER_HTML) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .route(
             "/api/v1/channels",
             get(move || {
                 let cluster = cluster.clone();
-                async move { Json(cluster.channels()) }
+                async move {
+                    let list: Vec<LiveChannel> = cluster
+                        .channels()
+                        .into_iter()
+                        .map(|c| LiveChannel { viewers: c.viewers, ..LiveChannel::new(c.channel, c.live, c.started_at_ms, c.renditions) })
+                        .collect();
+                    Json(list)
+                }
             }),
         )
         .layer(CorsLayer::permissive())
@@ -161,26 +171,46 @@ struct LiveChannel {
     renditions: Vec<String>,
     playlist: String,
     watch: String,
+    /// Viewers over the cluster (playback sessions, `onair_cluster::viewers`), as of the nodes'
+    /// last reports.
+    viewers: u64,
 }
 
-/// The channels live here, and on a relay also those its upstreams list (relayed on demand).
+impl LiveChannel {
+    fn new(channel: String, live: bool, started_at_ms: u64, renditions: Vec<String>) -> Self {
+        LiveChannel {
+            state: if live { "live" } else { "reconnecting" },
+            playlist: format!("/hls/{channel}/master.m3u8"),
+            watch: format!("/watch/{channel}"),
+            started_at_ms,
+            renditions,
+            channel,
+            viewers: 0,
+        }
+    }
+}
+
+/// The channels live here, those the cluster registry shows on other nodes, and on a relay with
+/// static upstreams those they list (relayed on demand); most viewers first, then by name.
 async fn channels_json(State(state): State<AppState>) -> Json<Vec<LiveChannel>> {
     let mut channels = live(&state.store);
+    let held = state.web.cluster.channels();
+    for c in &held {
+        if !channels.iter().any(|l| l.channel == c.channel) {
+            channels.push(LiveChannel::new(c.channel.clone(), c.live, c.started_at_ms, c.renditions.clone()));
+        }
+    }
     if let Some(relay) = &state.web.relay {
         for c in relay.upstream_directory().await {
             if !channels.iter().any(|l| l.channel == c.channel) {
-                channels.push(LiveChannel {
-                    state: if c.is_live() { "live" } else { "reconnecting" },
-                    playlist: format!("/hls/{}/master.m3u8", c.channel),
-                    watch: format!("/watch/{}", c.channel),
-                    started_at_ms: c.started_at_ms,
-                    renditions: c.renditions,
-                    channel: c.channel,
-                });
+                channels.push(LiveChannel::new(c.channel.clone(), c.is_live(), c.started_at_ms, c.renditions));
             }
         }
-        channels.sort_by(|a, b| a.channel.cmp(&b.channel));
     }
+    for l in &mut channels {
+        l.viewers = held.iter().find(|c| c.channel == l.channel).map_or(0, |c| c.viewers);
+    }
+    channels.sort_by(|a, b| b.viewers.cmp(&a.viewers).then_with(|| a.channel.cmp(&b.channel)));
     Json(channels)
 }
 
@@ -189,13 +219,9 @@ fn live(store: &Store) -> Vec<LiveChannel> {
         .list()
         .into_iter()
         .filter(|b| b.live || b.reconnecting)
-        .map(|b| LiveChannel {
-            state: if b.live { "live" } else { "reconnecting" },
-            playlist: format!("/hls/{}/master.m3u8", b.channel),
-            watch: format!("/watch/{}", b.channel),
-            started_at_ms: b.started.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-            renditions: b.renditions,
-            channel: b.channel,
+        .map(|b| {
+            let started = b.started.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+            LiveChannel::new(b.channel, b.live, started, b.renditions)
         })
         .collect()
 }
@@ -264,6 +290,10 @@ mod tests {
         let app = app(store.clone(), web(&store, false));
         assert_eq!(status(&app, "/").await, StatusCode::OK);
         assert_eq!(status(&app, "/watch/demo").await, StatusCode::OK);
+        assert_eq!(status(&app, "/cluster").await, StatusCode::OK);
+        assert_eq!(status(&app, "/api/v1/cluster").await, StatusCode::OK);
+        assert_eq!(status(&app, "/api/v1/channels/demo/tree").await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&app, "/api/v1/steering/demo").await, StatusCode::NOT_FOUND);
         assert_eq!(status(&app, "/watch/no%20such").await, StatusCode::NOT_FOUND);
         assert_eq!(status(&app, "/api/v1/playback/demo").await, StatusCode::NOT_FOUND);
         assert_eq!(status(&app, "/api/v1/time").await, StatusCode::OK);

@@ -488,6 +488,20 @@ async fn hlsjs_follows_content_steering_to_the_server_usher_ranks_first() {
     eprintln!("hls.js played {played:.1} s; relay-near counted {near_viewers} viewer(s) after steering ({steered} steering manifests served)");
     assert!(near_viewers >= 1.0, "hls.js never reached relay-near; relay-far log: {}", far.log());
     assert!(steered >= 1.0);
+
+    // The cluster page (any node) lists the three nodes and draws demo's tree: origin, then the relays.
+    let script = repo_root().join("tests/browser/cluster-page.mjs");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(script).args([far.base_url(), screenshot_dir().display().to_string(), "3".into()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "cluster page: {}", String::from_utf8_lossy(&out.stderr));
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(page["nodes"], serde_json::json!(["origin", "relay-far", "relay-near"]), "{page}");
+    let demo = page["trees"]["demo"].as_array().cloned().unwrap_or_default();
+    assert_eq!(demo.first().and_then(|v| v.as_str()), Some("origin"), "{page}");
+    assert!(demo.iter().any(|v| v == "relay-near"), "{page}");
+    assert!(page["errors"].as_array().is_some_and(|e| e.is_empty()), "{page}");
+    eprintln!("cluster page: {page} (screenshot {}/cluster.png)", screenshot_dir().display());
     drop((origin, far, near, redis));
 }
 

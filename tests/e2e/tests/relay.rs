@@ -427,6 +427,7 @@ async fn fifty_viewers_on_a_relay_cost_the_origin_one_fetch_per_part() {
         ramp_per_s: 100.0,
         duration: Duration::from_secs(12),
         http2: false,
+        usher: None,
     })
     .await;
     let (o1, u1, e1) = (origin_media().await, relay_media().await, egress().await);
@@ -489,6 +490,7 @@ async fn hlsjs_through_a_stock_varnish_under_load_stays_within_a_part_of_direct(
         ramp_per_s: 20.0,
         duration: Duration::from_secs(70),
         http2: false,
+        usher: None,
     }));
     let page = format!("{}/", origin.base_url());
     let direct = hlsjs_latency(&page, &format!("{}/hls/demo/master.m3u8", origin.base_url()), 30).await;

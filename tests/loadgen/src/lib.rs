@@ -47,7 +47,15 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
     pub http2: bool,
+    /// Ask Usher first: each viewer GETs this playback-API URL
+    /// (`http://usher/api/v1/playback/CHANNEL`) and watches `playlists[i % len]` (a path such as
+    /// `source/index.m3u8`, below `/hls/CHANNEL/`) on the first candidate it answers.
+    pub usher: Option<String>,
 }
+
+/// The header every request of viewer `i` carries: one playback session per simulated viewer
+/// (the nodes' definition of a viewer, `onair_cluster::viewers`).
+pub const SESSION_HEADER: &str = "x-playback-session-id";
 
 /// What a run measured.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -74,6 +82,12 @@ pub struct Report {
     pub stalls: u64,
     /// Failed requests (transport errors and non-200 answers).
     pub errors: u64,
+    /// With Usher: viewers placed on each node (by node id; `cdn` for the CDN).
+    pub placements: std::collections::BTreeMap<String, u64>,
+    /// With Usher: time from Usher's answer to the viewer's first part, ms: p50, max.
+    pub first_part_ms: [f64; 2],
+    /// With Usher: playback-API requests that failed (no candidate).
+    pub usher_errors: u64,
 }
 
 #[derive(Default)]
@@ -84,6 +98,9 @@ struct Tally {
     stalls: AtomicU64,
     errors: AtomicU64,
     delays: Mutex<Vec<f64>>,
+    placements: Mutex<std::collections::BTreeMap<String, u64>>,
+    first_parts: Mutex<Vec<f64>>,
+    usher_errors: AtomicU64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -114,9 +131,24 @@ pub async fn run(config: LoadConfig) -> Report {
         let client: Http = Client::builder(TokioExecutor::new()).http2_only(config.http2).pool_max_idle_per_host(4).build(connector);
         let url = config.playlists[i % config.playlists.len().max(1)].clone();
         let tally = tally.clone();
+        let usher = config.usher.clone();
+        let session = format!("loadgen-{}-{i}", std::process::id());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
-            viewer(client, url, end, tally).await;
+            let (url, placed) = match usher {
+                Some(api) => match place(&client, &api, &url, &session).await {
+                    Some((url, node)) => {
+                        *tally.placements.lock().unwrap_or_else(|e| e.into_inner()).entry(node).or_default() += 1;
+                        (url, Some(Instant::now()))
+                    }
+                    None => {
+                        tally.usher_errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                },
+                None => (url, None),
+            };
+            viewer(Viewer { client, url, session, placed }, end, tally).await;
         }));
     }
     let viewers = tasks.len();
@@ -127,7 +159,13 @@ pub async fn run(config: LoadConfig) -> Report {
     let parts = tally.parts.load(Ordering::Relaxed);
     let playlists = tally.playlists.load(Ordering::Relaxed);
     let late = tally.late.load(Ordering::Relaxed);
+    let mut first_parts = std::mem::take(&mut *tally.first_parts.lock().unwrap_or_else(|e| e.into_inner()));
+    first_parts.sort_by(f64::total_cmp);
+    let placements = std::mem::take(&mut *tally.placements.lock().unwrap_or_else(|e| e.into_inner()));
     Report {
+        placements,
+        first_part_ms: [percentile(&first_parts, 50.0), first_parts.last().copied().unwrap_or(0.0)],
+        usher_errors: tally.usher_errors.load(Ordering::Relaxed),
         viewers,
         seconds,
         requests_per_s: (parts + playlists) as f64 / seconds,
@@ -142,10 +180,41 @@ pub async fn run(config: LoadConfig) -> Report {
     }
 }
 
-/// GETs `url`: its headers and whole body, or `None` (counted as an error) on any failure.
-async fn get(client: &Http, url: &str, tally: &Tally) -> Option<(HeaderMap, Bytes)> {
+/// One simulated viewer.
+struct Viewer {
+    client: Http,
+    /// Its Media Playlist.
+    url: String,
+    /// Its playback session id ([`SESSION_HEADER`]).
+    session: String,
+    /// When Usher answered it, with Usher.
+    placed: Option<Instant>,
+}
+
+/// Asks Usher (`api`) for a server; returns the Media Playlist URL `rendition` there and the
+/// node id.
+async fn place(client: &Http, api: &str, rendition: &str, session: &str) -> Option<(String, String)> {
+    let request = hyper::Request::get(api).header(SESSION_HEADER, session).body(Empty::new()).ok()?;
     let fetch = async {
-        let r = client.get(url.parse().ok()?).await.ok()?;
+        let r = client.request(request).await.ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.into_body().collect().await.ok().map(|b| b.to_bytes())
+    };
+    let body = tokio::time::timeout(REQUEST_TIMEOUT, fetch).await.ok().flatten()?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let first = answer["candidates"].get(0)?;
+    let (base, node) = (first["base_url"].as_str()?, first["node"].as_str().unwrap_or(""));
+    Some((format!("{base}/hls/{}/{rendition}", answer["channel"].as_str()?), node.to_string()))
+}
+
+/// GETs `url` as session `session`: its headers and whole body, or `None` (counted as an error)
+/// on any failure.
+async fn get(client: &Http, url: &str, session: &str, tally: &Tally) -> Option<(HeaderMap, Bytes)> {
+    let fetch = async {
+        let request = hyper::Request::get(url).header(SESSION_HEADER, session).body(Empty::new()).ok()?;
+        let r = client.request(request).await.ok()?;
         if !r.status().is_success() {
             return None;
         }
@@ -159,16 +228,16 @@ async fn get(client: &Http, url: &str, tally: &Tally) -> Option<(HeaderMap, Byte
     got
 }
 
-async fn playlist(client: &Http, url: &str, query: &str, previous: Option<&TrackPlaylist>, tally: &Tally) -> Option<TrackPlaylist> {
-    let (_, body) = get(client, &format!("{url}{query}"), tally).await?;
+async fn playlist(v: &Viewer, query: &str, previous: Option<&TrackPlaylist>, tally: &Tally) -> Option<TrackPlaylist> {
+    let (_, body) = get(&v.client, &format!("{}{query}", v.url), &v.session, tally).await?;
     tally.playlists.fetch_add(1, Ordering::Relaxed);
     let parsed = MediaPlaylist::parse(&String::from_utf8_lossy(&body)).ok()?;
     TrackPlaylist::update(previous, parsed).ok()
 }
 
 /// One viewer until `end`.
-async fn viewer(client: Http, url: String, end: Instant, tally: Arc<Tally>) {
-    let Some(mut track) = playlist(&client, &url, "", None, &tally).await else { return };
+async fn viewer(v: Viewer, end: Instant, tally: Arc<Tally>) {
+    let Some(mut track) = playlist(&v, "", None, &tally).await else { return };
     let part_target_ms = track.playlist.part_target.unwrap_or(1.0) * 1000.0;
     // Start at the live edge: the hinted next part.
     let mut want = track.last_msn().map_or(Position { msn: 0, part: 0 }, |m| {
@@ -185,16 +254,16 @@ async fn viewer(client: Http, url: String, end: Instant, tally: Arc<Tally>) {
         let step = tokio::time::timeout_at(end.into(), async {
             match track.next(want, false) {
                 Next::Part { pos, uri } => {
-                    let ok = part(&client, &resolve(&url, &uri), part_target_ms, &tally).await;
+                    let ok = part(&v, &resolve(&v.url, &uri), part_target_ms, &tally).await;
                     Some((ok.then_some(pos), None))
                 }
                 Next::Hint { pos, uri, reload } => {
-                    let (q, part_url) = (directive_query(&reload, true), resolve(&url, &uri));
-                    let (ok, reloaded) = tokio::join!(part(&client, &part_url, part_target_ms, &tally), playlist(&client, &url, &q, Some(&track), &tally));
+                    let (q, part_url) = (directive_query(&reload, true), resolve(&v.url, &uri));
+                    let (ok, reloaded) = tokio::join!(part(&v, &part_url, part_target_ms, &tally), playlist(&v, &q, Some(&track), &tally));
                     Some((ok.then_some(pos), reloaded))
                 }
-                Next::Reload(d) => Some((None, playlist(&client, &url, &directive_query(&d, true), Some(&track), &tally).await)),
-                Next::Segment { .. } | Next::Behind => Some((None, playlist(&client, &url, "", None, &tally).await.inspect(|t| {
+                Next::Reload(d) => Some((None, playlist(&v, &directive_query(&d, true), Some(&track), &tally).await)),
+                Next::Segment { .. } | Next::Behind => Some((None, playlist(&v, "", None, &tally).await.inspect(|t| {
                     want = t.last_msn().map_or(want, |m| Position { msn: m + 1, part: 0 });
                 }))),
                 Next::Ended => None,
@@ -205,6 +274,9 @@ async fn viewer(client: Http, url: String, end: Instant, tally: Arc<Tally>) {
         if let Some(pos) = got {
             if !first && last_part.elapsed() > STALL {
                 tally.stalls.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(placed) = v.placed.filter(|_| first) {
+                tally.first_parts.lock().unwrap_or_else(|e| e.into_inner()).push(placed.elapsed().as_secs_f64() * 1000.0);
             }
             first = false;
             last_part = Instant::now();
@@ -219,8 +291,8 @@ async fn viewer(client: Http, url: String, end: Instant, tally: Arc<Tally>) {
 }
 
 /// GETs a part; records its delay after production. True if it arrived.
-async fn part(client: &Http, url: &str, part_target_ms: f64, tally: &Tally) -> bool {
-    let Some((headers, _body)) = get(client, url, tally).await else { return false };
+async fn part(v: &Viewer, url: &str, part_target_ms: f64, tally: &Tally) -> bool {
+    let Some((headers, _body)) = get(&v.client, url, &v.session, tally).await else { return false };
     let produced: Option<f64> = headers.get("onair-produced-at").and_then(|v| v.to_str().ok()?.parse().ok());
     tally.parts.fetch_add(1, Ordering::Relaxed);
     if let Some(p) = produced {

@@ -1,4 +1,5 @@
-//! `onair-loadgen`: N simulated LL-HLS viewers against a Media Playlist; prints a JSON report.
+//! `onair-loadgen`: N simulated LL-HLS viewers against a Media Playlist (or placed by Usher);
+//! prints a JSON report.
 
 use std::time::Duration;
 
@@ -24,6 +25,10 @@ struct Args {
     /// HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1 keep-alive.
     #[arg(long)]
     http2: bool,
+    /// Ask this playback API first (http://usher/api/v1/playback/CHANNEL); the PLAYLISTS are then
+    /// rendition paths such as source/index.m3u8 on the server Usher answers.
+    #[arg(long, value_name = "URL")]
+    usher: Option<String>,
 }
 
 #[tokio::main]
@@ -35,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
         ramp_per_s: a.ramp_per_s,
         duration: Duration::from_secs(a.duration_s),
         http2: a.http2,
+        usher: a.usher,
     })
     .await;
     println!("{}", serde_json::to_string(&report)?);
