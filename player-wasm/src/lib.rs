@@ -8,6 +8,7 @@
 //! - [`latency`]: the playback-rate controller that chases the target latency;
 //! - [`abr`]: the bandwidth estimator and rendition choice;
 //! - [`selection`]: ranking candidate servers and deciding when to fail over;
+//! - [`steering`]: Content Steering manifests → the servers to use, best first;
 //! - [`fmp4`]: timescale, `tfdt` and codec strings from CMAF objects;
 //! - [`variants`]: the SourceBuffers a variant needs and its audio rendition.
 //!
@@ -19,6 +20,7 @@ pub mod abr;
 pub mod fmp4;
 pub mod latency;
 pub mod selection;
+pub mod steering;
 pub mod timeline;
 pub mod variants;
 

@@ -243,6 +243,7 @@ impl OnAirPlayer {
                 wasm_bindgen_futures::spawn_local(loader::run_track(shared.clone(), Kind::Audio, a));
             }
             wasm_bindgen_futures::spawn_local(supervisor::supervise(shared.clone()));
+            wasm_bindgen_futures::spawn_local(supervisor::steer(shared.clone()));
         }
         wasm_bindgen_futures::spawn_local(control::control(shared.clone()));
         Ok(OnAirPlayer { shared, _waiting: waiting })

@@ -43,6 +43,8 @@ pub(crate) struct Stats {
     pub stalls: u32,
     /// Server changes after errors or lag.
     pub failovers: u32,
+    /// Server changes because the Content Steering manifest ranked another server first.
+    pub steered: u32,
     /// Gaps in the buffer skipped over.
     pub gap_jumps: u32,
     /// Parts and segments appended, and their bytes.

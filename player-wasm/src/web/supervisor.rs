@@ -1,5 +1,5 @@
 //! Server selection at run time: probes candidates, moves to the best other one when the server in
-//! use fails, and checks every 10 s whether it lags behind the others.
+//! use fails, checks every 10 s whether it lags behind the others, and follows Content Steering.
 
 use futures::future::join_all;
 use onair_hls::{MediaPlaylist, MultivariantPlaylist};
@@ -9,6 +9,7 @@ use super::net;
 use super::state::{emit, Shared};
 use super::{log, now_ms, sleep};
 use crate::selection::{self, Probe};
+use crate::steering::Manifest;
 use onair_hls::follow::{resolve, TrackPlaylist};
 
 /// Probes a candidate's Multivariant Playlist: round-trip time and whether it has the stream.
@@ -70,29 +71,91 @@ pub(crate) async fn supervise(shared: Shared) {
             sleep(500.0).await;
             continue;
         };
-        let master = net::get_text(&candidates[choice], 2000.0).await.ok().and_then(|(t, _)| MultivariantPlaylist::parse(&t).ok()).map(|mut m| {
-            if shared.borrow().media_source.is_some() {
-                super::mse::keep_playable(&mut m);
-            }
-            m
-        });
-        let mut st = shared.borrow_mut();
-        if let Some(m) = master.filter(|m| !m.variants.is_empty()) {
-            if m.variants.len() != st.master.variants.len() {
-                st.wanted_variant = 0;
-                st.video_variant = 0;
-            }
-            st.master = m;
+        if switch_to(&shared, &candidates[choice], choice).await {
+            shared.borrow_mut().stats.failovers += 1;
         }
-        st.current = choice;
-        st.master_url = candidates[choice].clone();
-        st.generation += 1;
-        st.failover_wanted = false;
-        st.health.ok();
-        if choice != current {
-            st.stats.failovers += 1;
-            log(&format!("now playing from {}", st.master_url));
-            emit(&st.video, "server", &JsValue::from_str(&st.master_url));
+    }
+}
+
+/// Moves playback to candidate `choice` (`master_url`): loads its Multivariant Playlist and makes
+/// it current; true when the server changed.
+async fn switch_to(shared: &Shared, master_url: &str, choice: usize) -> bool {
+    let master = net::get_text(master_url, 2000.0).await.ok().and_then(|(t, _)| MultivariantPlaylist::parse(&t).ok()).map(|mut m| {
+        if shared.borrow().media_source.is_some() {
+            super::mse::keep_playable(&mut m);
         }
+        m
+    });
+    let mut st = shared.borrow_mut();
+    let previous = st.current;
+    if let Some(m) = master.filter(|m| !m.variants.is_empty()) {
+        if m.variants.len() != st.master.variants.len() {
+            st.wanted_variant = 0;
+            st.video_variant = 0;
+        }
+        st.master = m;
+    }
+    st.current = choice;
+    st.master_url = master_url.to_string();
+    st.generation += 1;
+    st.failover_wanted = false;
+    st.health.ok();
+    if choice != previous {
+        log(&format!("now playing from {}", st.master_url));
+        emit(&st.video, "server", &JsValue::from_str(&st.master_url));
+    }
+    choice != previous
+}
+
+/// Content Steering (RFC 8216bis §7): while the playlist in use names a steering server, asks it
+/// every TTL (with `_HLS_pathway`) and moves to the server it ranks first, adding servers it names
+/// to the candidates.
+pub(crate) async fn steer(shared: Shared) {
+    let mut reload: Option<String> = None;
+    loop {
+        let (stopped, steering, master_url) = {
+            let st = shared.borrow();
+            (st.stopped, st.master.content_steering.clone(), st.master_url.clone())
+        };
+        if stopped {
+            return;
+        }
+        let Some(cs) = steering else {
+            sleep(10_000.0).await;
+            continue;
+        };
+        let base = reload.clone().unwrap_or_else(|| cs.server_uri.clone());
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}_HLS_pathway={}", cs.pathway_id);
+        let manifest = match net::get_text(&url, 2000.0).await {
+            Ok((text, _)) => Manifest::parse(&text).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let manifest = match manifest {
+            Ok(m) => m,
+            Err(e) => {
+                log(&format!("steering manifest {url}: {e}"));
+                sleep(10_000.0).await;
+                continue;
+            }
+        };
+        reload = manifest.reload_uri.as_ref().map(|r| resolve(&url, r));
+        if let Some(best) = manifest.servers(&cs.pathway_id, &master_url).into_iter().next().filter(|b| *b != master_url) {
+            let choice = {
+                let mut st = shared.borrow_mut();
+                match st.candidates.iter().position(|c| *c == best) {
+                    Some(i) => i,
+                    None => {
+                        st.candidates.push(best.clone());
+                        st.candidates.len() - 1
+                    }
+                }
+            };
+            let wanted = shared.borrow().failover_wanted;
+            if !wanted && probe(best.clone()).await.has_stream && switch_to(&shared, &best, choice).await {
+                shared.borrow_mut().stats.steered += 1;
+            }
+        }
+        sleep((manifest.ttl_s * 1000.0).clamp(1000.0, 600_000.0)).await;
     }
 }

@@ -489,6 +489,16 @@ async fn hlsjs_follows_content_steering_to_the_server_usher_ranks_first() {
     assert!(near_viewers >= 1.0, "hls.js never reached relay-near; relay-far log: {}", far.log());
     assert!(steered >= 1.0);
 
+    // The OnAir player, given relay-far's Multivariant Playlist directly (no playback API), follows
+    // the steering manifest to relay-near too.
+    let src = format!("{}/hls/demo/master.m3u8", far.base_url());
+    let report = play_with_onair(&format!("{}/watch/demo?src={src}", far.base_url()), 20, &[]).await;
+    let last = &report["onair"]["last"];
+    eprintln!("OnAir player with steering: server {}, steered {}, failovers {}, stalls {}", last["server"], last["steered"], last["failovers"], last["stalls"]);
+    assert!(last["server"].as_str().is_some_and(|s| s.contains(&format!(":{near_port}/"))), "OnAir player not on relay-near: {last}");
+    assert!(last["steered"].as_u64().unwrap_or(0) >= 1, "{last}");
+    assert!(last["stalls"].as_u64().unwrap_or(99) <= 1, "{last}");
+
     // The cluster page (any node) lists the three nodes and draws demo's tree: origin, then the relays.
     let script = repo_root().join("tests/browser/cluster-page.mjs");
     let mut cmd = std::process::Command::new("node");
