@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 mode=${1:-build}
 packages=(pkg-config clang libclang-dev libssl-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev)
-if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk redis-server); fi
+if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk redis-server openssl); fi
 missing=()
 for p in "${packages[@]}"; do
   # nodejs/npm/pip may come from elsewhere on the image; only install what is absent.

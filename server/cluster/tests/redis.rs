@@ -148,3 +148,23 @@ async fn publish_leases_are_exclusive_expire_and_bump_the_epoch() {
     // Other channels are independent.
     assert!(matches!(b.acquire("other", "origin-b", ttl).await.expect("other"), Lease::Held(_)));
 }
+
+#[tokio::test]
+async fn a_registry_over_tls() {
+    let dir = std::env::temp_dir().join(format!("onair-redis-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let redis = RedisServer::start_tls(&dir);
+    // Self-signed here: `#insecure` skips verification (a real deployment's certificate chains to
+    // the system trust store and needs no fragment).
+    let r = Registry::redis(&format!("rediss://127.0.0.1:{}/#insecure", redis.port)).expect("url");
+    r.publish(&report("tls-node", &["demo"]), Duration::from_secs(5), now_ms()).await.expect("publish over TLS");
+    assert_eq!(ids(&r.snapshot(now_ms()).await.expect("snapshot over TLS")), vec!["tls-node"]);
+    // Plain TCP to the TLS port fails rather than hangs.
+    let plain = Registry::redis(&format!("redis://127.0.0.1:{}", redis.port)).expect("url");
+    assert!(plain.publish(&report("x", &[]), Duration::from_secs(1), now_ms()).await.is_err());
+    // Verification on: the self-signed certificate is refused.
+    let strict = Registry::redis(&format!("rediss://127.0.0.1:{}", redis.port)).expect("url");
+    assert!(strict.publish(&report("x", &[]), Duration::from_secs(1), now_ms()).await.is_err(), "an untrusted certificate was accepted");
+    drop(redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -494,7 +494,15 @@ async fn hlsjs_follows_content_steering_to_the_server_usher_ranks_first() {
     let src = format!("{}/hls/demo/master.m3u8", far.base_url());
     let report = play_with_onair(&format!("{}/watch/demo?src={src}", far.base_url()), 20, &[]).await;
     let last = &report["onair"]["last"];
-    eprintln!("OnAir player with steering: server {}, steered {}, failovers {}, stalls {}", last["server"], last["steered"], last["failovers"], last["stalls"]);
+    let latencies: Vec<f64> = report["onair"]["samples"].as_array().cloned().unwrap_or_default().iter().filter(|s| s["t"].as_f64().unwrap_or(0.0) >= 10.0).filter_map(|s| s["latency"].as_f64()).collect();
+    eprintln!(
+        "OnAir player with steering: server {}, steered {}, failovers {}, stalls {}; latency p50 {:.3} s after 10 s (origin -> relay-near -> player)",
+        last["server"],
+        last["steered"],
+        last["failovers"],
+        last["stalls"],
+        if latencies.is_empty() { f64::NAN } else { percentile(&latencies, 50.0) }
+    );
     assert!(last["server"].as_str().is_some_and(|s| s.contains(&format!(":{near_port}/"))), "OnAir player not on relay-near: {last}");
     assert!(last["steered"].as_u64().unwrap_or(0) >= 1, "{last}");
     assert!(last["stalls"].as_u64().unwrap_or(99) <= 1, "{last}");

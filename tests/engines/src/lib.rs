@@ -1,5 +1,5 @@
 //! Real engines for tests, each started on a free loopback port and killed on drop, never a mock:
-//! [`RedisServer`] (Debian's `redis-server`, installed by `bash infra/setup.sh test`).
+//! [`RedisServer`] (Debian's `redis-server`, installed by `bash infra/setup.sh test`; with TLS too).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,6 +52,41 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// One serving TLS only, on a free port, with a self-signed certificate for 127.0.0.1 made by
+    /// Debian's `openssl` in `dir`. Panics when `openssl` or `redis-server` fails.
+    pub fn start_tls(dir: &std::path::Path) -> RedisServer {
+        let (cert, key) = (dir.join("redis-cert.pem"), dir.join("redis-key.pem"));
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("openssl: {e}"));
+        assert!(made.success(), "openssl could not make a certificate");
+        let port = free_port();
+        let mut child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--tls-auth-clients", "no", "--tls-cert-file"])
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                panic!("redis-server (TLS) did not listen on 127.0.0.1:{port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { child, port }
     }
 }
 
