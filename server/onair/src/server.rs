@@ -80,6 +80,15 @@ pub enum RunError {
     TaskPanicked(String),
 }
 
+/// Waits for the first of `tasks` to end: each runs until shutdown, so any end is a failure.
+async fn first_end(tasks: &mut JoinSet<&'static str>) -> Result<(), RunError> {
+    match tasks.join_next().await {
+        None => Ok(()),
+        Some(Ok(name)) => Err(RunError::TaskStopped(name)),
+        Some(Err(e)) => Err(RunError::TaskPanicked(e.to_string())),
+    }
+}
+
 /// Time the listeners get to stop after a graceful shutdown starts.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
@@ -87,11 +96,7 @@ impl Running {
     /// Waits while every essential task runs; returns the first one's failure (each runs until
     /// shutdown, so any end is a failure). Errors: [`RunError`].
     pub async fn wait(&mut self) -> Result<(), RunError> {
-        match self.tasks.join_next().await {
-            None => Ok(()),
-            Some(Ok(name)) => Err(RunError::TaskStopped(name)),
-            Some(Err(e)) => Err(RunError::TaskPanicked(e.to_string())),
-        }
+        first_end(&mut self.tasks).await
     }
 
     /// Cancelled when a drain is requested through the admin API (`onair drain`): the caller then
@@ -231,11 +236,7 @@ pub struct RunningUsher {
 impl RunningUsher {
     /// As [`Running::wait`].
     pub async fn wait(&mut self) -> Result<(), RunError> {
-        match self.tasks.join_next().await {
-            None => Ok(()),
-            Some(Ok(name)) => Err(RunError::TaskStopped(name)),
-            Some(Err(e)) => Err(RunError::TaskPanicked(e.to_string())),
-        }
+        first_end(&mut self.tasks).await
     }
 
     /// Stops, letting in-flight answers finish.

@@ -24,6 +24,17 @@ fn node_toml(port: u16, region: &str, roles: &str, extra: &str) -> String {
     )
 }
 
+/// A `redis-server` and an origin (ingest role only, region `region`, node id `origin`)
+/// registered in it, publishing the sample until the publisher is dropped.
+async fn registry_and_origin(region: &str) -> (RedisServer, ServerProcess, Publisher) {
+    let redis = RedisServer::start();
+    let port = free_port();
+    let origin = ServerProcess::start_with_args(port, &node_toml(port, region, "[\"ingest\"]", ""), &["--registry", &redis.url(), "--node-id", "origin"]);
+    let publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    (redis, origin, publisher)
+}
+
 /// `GET {usher}/api/v1/playback/demo?explain=1` as a trusted proxy forwarding for `client`.
 async fn ask(usher: &str, client: &str) -> (u16, serde_json::Value) {
     let response = client_http()
@@ -74,12 +85,9 @@ async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, limit: Dura
 #[tokio::test(flavor = "multi_thread")]
 async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_failures() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut redis = RedisServer::start();
+    let (mut redis, origin, _publisher) = registry_and_origin("eu").await;
     let registry = redis.url();
-    let (origin_port, eu_port, us_port, usher_port) = (free_port(), free_port(), free_port(), free_port());
-    let origin = ServerProcess::start_with_args(origin_port, &node_toml(origin_port, "eu", "[\"ingest\"]", ""), &["--registry", &registry, "--node-id", "origin"]);
-    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
-    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let (eu_port, us_port, usher_port) = (free_port(), free_port(), free_port());
     let relay = |port: u16, region: &str, id: &str| {
         // Relays check the token Usher signed (shared secret) on the Multivariant Playlist.
         let toml = node_toml(port, region, "[\"relay\"]", "require_token = true");
@@ -201,19 +209,16 @@ async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_
 #[tokio::test(flavor = "multi_thread")]
 async fn viewers_spill_to_the_cdn_when_relays_fill_and_never_beyond_capacity() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let redis = RedisServer::start();
+    let (redis, origin, _publisher) = registry_and_origin("eu").await;
     let registry = redis.url();
-    let (origin_port, a_port, b_port, usher_port) = (free_port(), free_port(), free_port(), free_port());
-    let origin = ServerProcess::start_with_args(origin_port, &node_toml(origin_port, "eu", "[\"ingest\"]", ""), &["--registry", &registry, "--node-id", "origin"]);
-    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
-    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let (a_port, b_port, usher_port) = (free_port(), free_port(), free_port());
     // Two small relays (5 viewers each) and Varnish, standing in for the CDN, in front of the origin.
     let relay = |port: u16, id: &str| {
         let toml = node_toml(port, "eu", "[\"relay\"]", "").replace("[cluster]\n", "[cluster]\ncapacity_viewers = 5\n");
         ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--upstream", &origin.base_url(), "--registry", &registry, "--node-id", id])
     };
     let (_a, _b) = (relay(a_port, "relay-a"), relay(b_port, "relay-b"));
-    let cdn = Varnish::start(origin_port);
+    let cdn = Varnish::start(origin.http_port);
     let usher_toml = format!("[playback]\ntoken_secret = \"{SECRET}\"\n[cluster]\nview_refresh_ms = 250\ncdn_url = \"{}\"\n", cdn.base_url());
     let usher = ServerProcess::usher(usher_port, &usher_toml, &["--registry", &registry]);
     let u = usher.base_url();
@@ -291,7 +296,7 @@ async fn one_publisher_per_key_across_origins_and_takeover_after_a_kill() {
     publisher_a.kill();
     let url_a = a.rtmp_url();
     let retrying_b = RetryingPublisher::start(&url_b);
-    let moved = wait_live(&b.base_url(), Duration::from_secs(10)).await;
+    let moved = wait_live(&b, Duration::from_secs(10)).await;
     eprintln!("publisher moved from origin-a to origin-b: live there {} ms after it dropped from origin-a", moved.as_millis());
     assert!(moved <= Duration::from_millis(3000), "{moved:?}");
     // Now origin-a refuses the key.
@@ -303,7 +308,7 @@ async fn one_publisher_per_key_across_origins_and_takeover_after_a_kill() {
     drop(retrying_b);
     b.child.kill().expect("kill origin-b");
     let _retrying_a = RetryingPublisher::start(&url_a);
-    let accepted = wait_live(&a.base_url(), Duration::from_secs(15)).await;
+    let accepted = wait_live(&a, Duration::from_secs(15)).await;
     eprintln!(
         "kill -9 of origin-b: origin-a had the publisher live {} ms after the kill (lease ttl 3000 ms, renewed every 1000 ms; publisher retrying every 0.3 s)",
         accepted.as_millis()
@@ -347,14 +352,10 @@ impl Drop for RetryingPublisher {
     }
 }
 
-/// Waits until `base` lists `demo` as live (a publisher attached there); returns the time taken.
-async fn wait_live(base: &str, limit: Duration) -> Duration {
-    wait_for(&format!("demo live on {base}"), limit, || async {
-        let text = get_text(&format!("{base}/api/v1/channels")).await.unwrap_or_default();
-        let list: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        list.as_array().is_some_and(|l| l.iter().any(|c| c["channel"] == "demo" && c["state"] == "live"))
-    })
-    .await
+/// Waits until `server` has a publisher attached (its `onair_live_channels` gauge; its channel
+/// list would also show channels live elsewhere in the cluster); returns the time taken.
+async fn wait_live(server: &ServerProcess, limit: Duration) -> Duration {
+    wait_for(&format!("a publisher live on {}", server.base_url()), limit, || async { server.metric("onair_live_channels").await >= 1.0 }).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -410,7 +411,7 @@ async fn relays_find_the_origin_in_the_registry_and_follow_the_publisher_to_a_ne
     drop(publisher_a);
     let killed = Instant::now();
     let _publisher_b = RetryingPublisher::start(&url_b);
-    wait_live(&b.base_url(), Duration::from_secs(15)).await;
+    wait_live(&b, Duration::from_secs(15)).await;
     let live_on_b = killed.elapsed();
     let before = edge.lock().expect("edge").iter().filter(|(t, _, _)| *t < killed).map(|(_, e, _)| *e).max().expect("edge before the kill");
     let resumed = wait_for("the relay's playlist advances again", Duration::from_secs(20), || {
@@ -451,12 +452,9 @@ async fn hlsjs(page: &str, playlist: &str, seconds: u32) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn hlsjs_follows_content_steering_to_the_server_usher_ranks_first() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let redis = RedisServer::start();
+    let (redis, origin, _publisher) = registry_and_origin("far").await;
     let registry = redis.url();
-    let (origin_port, far_port, near_port) = (free_port(), free_port(), free_port());
-    let origin = ServerProcess::start_with_args(origin_port, &node_toml(origin_port, "far", "[\"ingest\"]", ""), &["--registry", &registry, "--node-id", "origin"]);
-    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
-    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let (far_port, near_port) = (free_port(), free_port());
     // Loopback clients are in region "near"; relay-far is not, relay-near is.
     let relay = |port: u16, region: &str, id: &str| {
         let toml = format!("{}[cluster.regions]\nnear = [\"127.0.0.0/8\"]\n", node_toml(port, region, "[\"relay\"]", ""));
@@ -535,12 +533,9 @@ async fn onair_drain(url: &str, token: &str) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drained_relay_hands_its_viewers_over_and_exits() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let redis = RedisServer::start();
+    let (redis, origin, _publisher) = registry_and_origin("eu").await;
     let registry = redis.url();
-    let (origin_port, a_port, b_port, usher_port) = (free_port(), free_port(), free_port(), free_port());
-    let origin = ServerProcess::start_with_args(origin_port, &node_toml(origin_port, "eu", "[\"ingest\"]", ""), &["--registry", &registry, "--node-id", "origin"]);
-    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
-    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let (a_port, b_port, usher_port) = (free_port(), free_port(), free_port());
     let relay = |port: u16, id: &str| {
         let toml = format!("{}[admin]\ntoken = \"drain-me\"\n", node_toml(port, "eu", "[\"relay\"]", ""));
         ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--registry", &registry, "--node-id", id])

@@ -33,20 +33,12 @@ impl RedisServer {
         if let Some(p) = password {
             cmd.args(["--requirepass", p]);
         }
-        let mut child = cmd
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("redis-server: {e} (bash infra/setup.sh test installs it)"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
-                let _ = child.kill();
-                panic!("redis-server did not listen on 127.0.0.1:{port}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { child, port }
+        RedisServer::listening(child, port)
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -69,7 +61,7 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("openssl: {e}"));
         assert!(made.success(), "openssl could not make a certificate");
         let port = free_port();
-        let mut child = Command::new("redis-server")
+        let child = Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--tls-auth-clients", "no", "--tls-cert-file"])
             .arg(&cert)
             .arg("--tls-key-file")
@@ -78,11 +70,16 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("redis-server: {e}"));
+        RedisServer::listening(child, port)
+    }
+
+    /// Waits (≤ 10 s) until `child` accepts connections on `port`; panics if it exits or does not.
+    fn listening(mut child: Child, port: u16) -> RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
                 let _ = child.kill();
-                panic!("redis-server (TLS) did not listen on 127.0.0.1:{port}");
+                panic!("redis-server did not listen on 127.0.0.1:{port}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
