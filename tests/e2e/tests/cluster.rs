@@ -623,3 +623,39 @@ async fn a_drained_relay_hands_its_viewers_over_and_exits() {
     drop((origin, b, usher, redis));
     let _ = a.child.kill();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_onair_player_moves_to_another_relay_when_its_relay_is_killed() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (redis, origin, _publisher) = registry_and_origin("eu").await;
+    let registry = redis.url();
+    let relay = |port: u16, id: &str| ServerProcess::start_with_args(port, &node_toml(port, "eu", "[\"relay\"]", ""), &["--no-ingest", "--registry", &registry, "--node-id", id]);
+    let (a_port, b_port) = (free_port(), free_port());
+    let (a, b) = (relay(a_port, "relay-a"), relay(b_port, "relay-b"));
+    wait_for("both relays registered", Duration::from_secs(15), || async {
+        let t = get_text(&format!("{}/api/v1/cluster", a.base_url())).await.unwrap_or_default();
+        t.contains("\"relay-a\"") && t.contains("\"relay-b\"")
+    })
+    .await;
+    // The watch page asks relay-a's playback API (Usher over the registry): both relays are
+    // candidates; the player plays the first and, 10 s in, that relay is killed with SIGKILL.
+    let pids = format!("{}={},{}={}", a.base_url(), a.child.id(), b.base_url(), b.child.id());
+    let report = play_with_onair(&format!("{}/watch/demo", a.base_url()), 25, &["--kill-at".into(), "10".into(), "--pids".into(), pids]).await;
+    let onair = &report["onair"];
+    let kill = &onair["kill"];
+    assert!(!kill.is_null(), "the relay in use was found and killed: {onair}");
+    let (switched, frozen, played) = (
+        kill["switchedAfter"].as_f64().unwrap_or(f64::MAX),
+        kill["frozenSeconds"].as_f64().unwrap_or(f64::MAX),
+        kill["playedAfter"].as_f64().unwrap_or(0.0),
+    );
+    eprintln!(
+        "kill -9 of {} under the OnAir player: on the other relay {switched:.2} s after the kill, picture still for at most {frozen:.2} s, {} stall(s), played {played:.1} s after",
+        kill["server"], onair["last"]["stalls"]
+    );
+    assert!(switched < 2.0, "moved after {switched:.2} s");
+    assert!(frozen < 2.0, "stood still {frozen:.2} s");
+    assert!(onair["last"]["stalls"].as_u64().unwrap_or(99) <= 1, "{}", onair["last"]);
+    assert!(played > 10.0, "{played:.1} s");
+    drop((a, b, origin, redis));
+}
