@@ -20,4 +20,4 @@ pub mod viewers;
 
 pub use node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
 pub use registry::{Lease, Registry, RegistryError};
-pub use usher::{rank, Decision, Outcome, Placements, Request, UsherConfig};
+pub use usher::{grow, rank, Arrivals, Decision, Outcome, Placements, Request, UsherConfig};

@@ -30,6 +30,7 @@ const NODE_KEY: &str = "onair:node:";
 const NODES_INDEX: &str = "onair:nodes";
 const LEASE_KEY: &str = "onair:lease:";
 const EPOCH_KEY: &str = "onair:epoch:";
+const WARM_CHANNEL: &str = "onair:warm:";
 
 /// Takes the lease (KEYS[1]) for ARGV[1] for ARGV[2] ms, bumping the epoch (KEYS[2]) for a new
 /// holder; a holder asking again keeps its epoch. Returns {1, epoch} or {0, holder}.
@@ -116,6 +117,7 @@ pub enum Lease {
 #[derive(Clone)]
 pub struct RedisRegistry {
     conn: ConnectionManager,
+    client: redis::Client,
     url: String,
 }
 
@@ -163,8 +165,8 @@ impl Registry {
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| bad(e.to_string()))?;
-        Ok(Registry::Redis(RedisRegistry { conn, url: shown }))
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| bad(e.to_string()))?;
+        Ok(Registry::Redis(RedisRegistry { conn, client, url: shown }))
     }
 
     /// `"memory"` or the Redis URL without its password.
@@ -278,6 +280,52 @@ impl Registry {
                 timed(call.invoke_async::<i64>(&mut conn)).await.map(|_| ())
             }
         }
+    }
+
+    /// Asks node `node` to warm `channel` (pull it before its viewers arrive): a message on the
+    /// node's command channel (Redis pub/sub `onair:warm:{node}`); in-process, nothing to send
+    /// (one node). Errors: [`RegistryError`].
+    pub async fn warm(&self, node: &str, channel: &str) -> Result<(), RegistryError> {
+        match self {
+            Registry::Memory(_) => Ok(()),
+            Registry::Redis(r) => {
+                let mut conn = r.conn.clone();
+                timed(redis::cmd("PUBLISH").arg(format!("{WARM_CHANNEL}{node}")).arg(channel).query_async::<i64>(&mut conn)).await.map(|_| ())
+            }
+        }
+    }
+
+    /// The channels this node is asked to warm, as they are asked (a dedicated Redis connection,
+    /// resubscribed after a reconnect); `None` in-process. The stream ends when the registry is
+    /// dropped.
+    pub async fn warm_requests(&self, node: &str) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        let Registry::Redis(r) = self else { return None };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (client, topic) = (r.client.clone(), format!("{WARM_CHANNEL}{node}"));
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => {
+                        if pubsub.subscribe(&topic).await.is_ok() {
+                            let mut messages = pubsub.on_message();
+                            while let Some(m) = messages.next().await {
+                                let Ok(channel) = m.get_payload::<String>() else { continue };
+                                if tx.send(channel).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "registry: cannot subscribe to warm requests; retrying"),
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        Some(rx)
     }
 
     /// Every unexpired report, sorted by node id. Errors: [`RegistryError`].

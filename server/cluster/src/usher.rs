@@ -235,6 +235,55 @@ pub fn rank(view: &[NodeReport], request: &Request<'_>, placed: impl Fn(&str, u6
     Decision { outcome, candidates, scores }
 }
 
+/// The node to warm for the channel of `decision` ahead of its viewers (the replication tree
+/// grows), if any: when the holders that still take viewers (below the fill target) have less
+/// room left, in viewers, than `arrivals_per_s × lookahead_s`, the best-ranked offered node that
+/// does not hold the channel yet. `view` gives capacities.
+pub fn grow(decision: &Decision, view: &[NodeReport], arrivals_per_s: f64, lookahead_s: f64, config: &UsherConfig) -> Option<String> {
+    if decision.outcome == Outcome::NotLive || lookahead_s <= 0.0 {
+        return None;
+    }
+    let capacity = |id: &str| view.iter().find(|n| n.info.id == id).map_or(0.0, |n| n.info.capacity_viewers as f64);
+    let offered = decision.scores.iter().filter(|s| s.excluded.is_none());
+    let room: f64 = offered.clone().filter(|s| s.holder && s.load < config.fill_target).map(|s| (config.fill_target - s.load) * capacity(&s.node)).sum();
+    if room >= arrivals_per_s * lookahead_s {
+        return None;
+    }
+    offered.filter(|s| !s.holder && s.rank.is_some()).min_by_key(|s| s.rank).map(|s| s.node.clone())
+}
+
+/// Viewer arrivals per channel (placements), for the tree's growth: how many per second over the
+/// last [`ARRIVAL_WINDOW_MS`].
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    seen: Mutex<HashMap<String, VecDeque<u64>>>,
+}
+
+/// Window over which arrivals are counted, ms.
+pub const ARRIVAL_WINDOW_MS: u64 = 5_000;
+
+impl Arrivals {
+    /// Records a viewer of `channel` placed at `now_ms`; returns the channel's arrivals per second.
+    pub fn record(&self, channel: &str, now_ms: u64) -> f64 {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let q = match seen.get_mut(channel) {
+            Some(q) => q,
+            None => seen.entry(channel.to_string()).or_default(),
+        };
+        q.push_back(now_ms);
+        while q.front().is_some_and(|&t| t + ARRIVAL_WINDOW_MS < now_ms) {
+            q.pop_front();
+        }
+        q.len() as f64 * 1000.0 / ARRIVAL_WINDOW_MS as f64
+    }
+
+    /// Forgets channels with no arrival in the window.
+    pub fn prune(&self, now_ms: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, q| q.back().is_some_and(|&t| t + ARRIVAL_WINDOW_MS >= now_ms));
+    }
+}
+
 /// Viewers this Usher placed on each node recently, so that it does not overfill a node between
 /// two of its reports. Entries older than 10 s are forgotten (a report covers them by then).
 #[derive(Debug, Default)]
@@ -410,6 +459,27 @@ mod tests {
         assert_eq!(rank(&view, &Request::new("demo", None), none, &UsherConfig::default()).outcome, Outcome::NotLive);
         let d = rank(&view, &Request { also_held_by: Some("b"), ..Request::new("demo", None) }, none, &UsherConfig::default());
         assert_eq!((d.outcome, d.candidates[0].as_str()), (Outcome::Holder, "b"));
+    }
+
+    #[test]
+    fn the_tree_grows_when_arrivals_outrun_the_holders_room() {
+        let config = UsherConfig::default();
+        // One holder at 50 of 100 (room 40 up to the 0.9 fill target), two other nodes.
+        let view = vec![node("h", "eu", 50, 100, &["demo"]), node("a", "eu", 0, 100, &[]), node("b", "eu", 0, 100, &[])];
+        let d = rank(&view, &Request::new("demo", None), none, &config);
+        assert_eq!(grow(&d, &view, 5.0, 5.0, &config), None, "25 arrivals expected, room for 40");
+        let next = grow(&d, &view, 10.0, 5.0, &config).expect("50 expected: grow");
+        assert_eq!(next, d.candidates[1], "the best-ranked non-holder");
+        assert_eq!(grow(&d, &view, 10.0, 0.0, &config), None, "growth off");
+        assert_eq!(grow(&rank(&view, &Request::new("other", None), none, &config), &view, 100.0, 5.0, &config), None, "not live");
+        let arrivals = Arrivals::default();
+        for t in 0..10 {
+            arrivals.record("demo", 1000 + t * 100);
+        }
+        assert!((arrivals.record("demo", 2000) - 11.0 / 5.0).abs() < 1e-9);
+        assert!((arrivals.record("demo", 20_000) - 0.2).abs() < 1e-9, "old arrivals leave the window");
+        arrivals.prune(60_000);
+        assert!((arrivals.record("demo", 60_000) - 0.2).abs() < 1e-9);
     }
 
     #[test]

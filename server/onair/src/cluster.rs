@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use onair_cluster::locality::{client_ip, RegionTable};
 use onair_cluster::node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
-use onair_cluster::usher::{rank, Decision, Placements, Request, UsherConfig, CDN};
+use onair_cluster::usher::{grow, rank, Arrivals, Decision, Placements, Request, UsherConfig, CDN};
 use onair_cluster::viewers::{SessionKey, Sessions};
 use onair_cluster::{Registry, RegistryError};
 use onair_relay::{Relay, Routes};
@@ -106,7 +106,14 @@ pub struct Cluster {
     /// This node's Content Steering, when on (a shared registry and `cluster.steering`).
     steering: Option<onair_origin::Steering>,
     steering_ttl_s: u32,
+    arrivals: Arrivals,
+    /// (channel, node asked to warm it) → when: one request per node and channel per 10 s.
+    warming: Mutex<HashMap<(String, String), Instant>>,
+    warm_lookahead_s: f64,
 }
+
+/// A node asked to warm a channel is not asked again for it within this.
+const WARM_AGAIN_AFTER: Duration = Duration::from_secs(10);
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -210,6 +217,9 @@ impl Cluster {
             max_fanout: c.max_fanout,
             steering,
             steering_ttl_s: c.steering_ttl_s,
+            arrivals: Arrivals::default(),
+            warming: Mutex::new(HashMap::new()),
+            warm_lookahead_s: c.warm_lookahead_s,
         }))
     }
 
@@ -319,6 +329,12 @@ impl Cluster {
         if let Some(first) = offered.first().filter(|o| o.node != CDN) {
             self.placements.record(&first.node, now_ms());
         }
+        if !offered.is_empty() {
+            let rate = self.arrivals.record(channel, now_ms());
+            if let Some(node) = grow(&decision, &nodes, rate, self.warm_lookahead_s, &self.usher) {
+                self.warm(channel, node, rate);
+            }
+        }
         metrics::counter!("onair_usher_decisions_total", "outcome" => decision.outcome.label()).increment(1);
         tracing::debug!(
             channel,
@@ -329,6 +345,28 @@ impl Cluster {
             "usher decision"
         );
         Placed { decision, offered, region }
+    }
+
+    /// Asks `node` to warm `channel` (once per [`WARM_AGAIN_AFTER`]), in the background.
+    fn warm(&self, channel: &str, node: String, arrivals_per_s: f64) {
+        {
+            let mut warming = self.warming.lock().unwrap_or_else(|e| e.into_inner());
+            warming.retain(|_, at| at.elapsed() < WARM_AGAIN_AFTER);
+            let key = (channel.to_string(), node.clone());
+            if warming.contains_key(&key) {
+                return;
+            }
+            warming.insert(key, Instant::now());
+        }
+        metrics::counter!("onair_usher_tree_grown_total").increment(1);
+        tracing::info!(channel, node, arrivals_per_s, "the tree grows: asking a node to warm the channel ahead of its viewers");
+        let (registry, channel) = (self.registry.clone(), channel.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = registry.warm(&node, &channel).await {
+                metrics::counter!("onair_registry_errors_total", "kind" => "warm").increment(1);
+                tracing::warn!(channel, node, error = %e, "cannot send the warm request");
+            }
+        });
     }
 
     /// True when some node of the view holds `channel`.
@@ -388,6 +426,37 @@ impl Cluster {
             me.view_loop(stop).await;
             "cluster view"
         });
+        if let Some(relay) = self.local.as_ref().and_then(|l| l.relay.clone()) {
+            let (me, stop) = (self.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                stop.run_until_cancelled(me.warm_loop(relay)).await;
+                "warm requests"
+            });
+        }
+    }
+
+    /// Warms the channels Usher asks this relay to (until the process stops; in-process, never
+    /// asked). Each warm is timed: `onair_relay_warm_seconds`.
+    async fn warm_loop(&self, relay: Relay) {
+        let Some(local) = &self.local else { return };
+        let Some(mut requests) = self.registry.warm_requests(&local.info.id).await else { return std::future::pending().await };
+        while let Some(channel) = requests.recv().await {
+            if !onair_origin::valid_name(&channel) {
+                continue;
+            }
+            let relay = relay.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                match relay.warm(&channel).await {
+                    Ok(()) => {
+                        metrics::histogram!("onair_relay_warm_seconds").record(started.elapsed().as_secs_f64());
+                        tracing::info!(channel, ms = started.elapsed().as_millis() as u64, "warmed the channel ahead of its viewers");
+                    }
+                    Err(e) => tracing::warn!(channel, error = ?e, "cannot warm the channel"),
+                }
+            });
+        }
+        std::future::pending().await
     }
 
     async fn report_loop(&self, stop: CancellationToken) {
@@ -494,6 +563,7 @@ impl Cluster {
             metrics::gauge!("onair_registry_view_age_seconds").set(view.refreshed.map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64()));
             drop(view);
             self.placements.prune(now_ms());
+            self.arrivals.prune(now_ms());
             self.limiter.retain_recent();
         }
     }

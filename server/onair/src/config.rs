@@ -125,6 +125,10 @@ pub struct ClusterConfig {
     /// Most relays pulling a channel from one node before the next relay pulls from a relay
     /// (the tree deepens instead of the origin feeding every relay). Default 4.
     pub max_fanout: u32,
+    /// The replication tree grows ahead of the viewers: when a channel's holders have less room
+    /// left than its viewer arrivals per second × this many seconds, Usher asks the next node to
+    /// warm the channel (pull it before any viewer is sent there). 0 turns it off. Default 5.
+    pub warm_lookahead_s: f64,
     /// Client networks by region: `{ eu = ["192.0.2.0/24"], us = ["198.51.100.0/24"] }`. The client
     /// address is the socket's, or `X-Forwarded-For`'s behind a proxy in `http.trusted`.
     pub regions: BTreeMap<String, Vec<ipnet::IpNet>>,
@@ -167,6 +171,7 @@ impl Default for ClusterConfig {
             fill_target: 0.9,
             bounded_load: 1.25,
             max_fanout: 4,
+            warm_lookahead_s: 5.0,
             regions: BTreeMap::new(),
             cdn_url: None,
             cdn_overflow_load: 0.8,
@@ -411,8 +416,9 @@ impl Config {
             return Err(ConfigError::OutOfRange("cluster.cdn_url must be an http(s) URL; cdn_overflow_load > 0".into()));
         }
         let in_range = c.cost.is_finite() && c.cost > 0.0 && c.bounded_load > 1.0 && c.fill_target > 0.0 && c.fill_target <= 1.0;
+        let in_range = in_range && c.warm_lookahead_s.is_finite() && c.warm_lookahead_s >= 0.0;
         if !in_range || !(1..=8).contains(&c.candidates) || c.max_fanout == 0 {
-            return Err(ConfigError::OutOfRange("cluster: cost > 0, bounded_load > 1, 0 < fill_target <= 1, candidates 1-8, max_fanout > 0".into()));
+            return Err(ConfigError::OutOfRange("cluster: cost > 0, bounded_load > 1, 0 < fill_target <= 1, warm_lookahead_s >= 0, candidates 1-8, max_fanout > 0".into()));
         }
         if c.report_interval_ms < 100 || c.entry_ttl_ms < 2 * c.report_interval_ms || c.view_refresh_ms < 50 || c.playback_rate_per_s == 0 || c.playback_burst == 0 {
             return Err(ConfigError::OutOfRange(

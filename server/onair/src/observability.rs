@@ -31,7 +31,8 @@
 //!   Manifests served), `playback_requests_total`,
 //!   `playback_rate_limited_total`, `viewer_sessions_untracked_total`, `lease_lost_total` (a
 //!   publish lease found taken by another node: the local publisher was stopped),
-//!   `admin_refused_total{reason}`.
+//!   `admin_refused_total{reason}`, `usher_tree_grown_total` (warm requests sent),
+//!   `relay_warm_seconds` (a relay's time to hold a channel it was asked to warm).
 
 use std::sync::OnceLock;
 

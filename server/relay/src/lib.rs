@@ -221,6 +221,26 @@ impl Relay {
         self.shared.channels().iter().map(|(c, p)| (c.clone(), p.upstream())).collect()
     }
 
+    /// Warms `channel` ahead of its viewers (the control plane assigned this relay to it): pulls
+    /// its Multivariant Playlist and every rendition it lists, and resolves once each holds its
+    /// init segment and first parts. Unwatched, they are released as usual
+    /// (`relay.release_after_ms`). Errors: [`Unavailable`] when no upstream has the channel.
+    pub async fn warm(&self, channel: &str) -> Result<(), Unavailable> {
+        let master = self.multivariant(channel).await?;
+        let names: Vec<String> = master
+            .variants
+            .iter()
+            .map(|v| v.uri.as_str())
+            .chain(master.audio.iter().map(|a| a.uri.as_str()))
+            .filter_map(|u| u.strip_suffix("/index.m3u8").map(str::to_string))
+            .collect();
+        let pulls = names.iter().map(|n| self.rendition(channel, n));
+        for r in futures::future::join_all(pulls).await {
+            r?;
+        }
+        Ok(())
+    }
+
     /// Channels being relayed now.
     pub fn channels(&self) -> Vec<String> {
         let mut v: Vec<String> = self.shared.channels().keys().cloned().collect();

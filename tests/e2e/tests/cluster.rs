@@ -659,3 +659,60 @@ async fn the_onair_player_moves_to_another_relay_when_its_relay_is_killed() {
     assert!(played > 10.0, "{played:.1} s");
     drop((a, b, origin, redis));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tree_grows_ahead_of_a_crowd() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (redis, origin, _publisher) = registry_and_origin("eu").await;
+    let registry = redis.url();
+    let relay = |port: u16, id: &str| {
+        let toml = node_toml(port, "eu", "[\"relay\"]", "").replace("[cluster]\n", "[cluster]\ncapacity_viewers = 10\n");
+        ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--registry", &registry, "--node-id", id])
+    };
+    let (a, b) = (relay(free_port(), "relay-a"), relay(free_port(), "relay-b"));
+    let usher_port = free_port();
+    let usher_toml = format!("[playback]\ntoken_secret = \"{SECRET}\"\n[http]\ntrusted = [\"127.0.0.1/32\"]\n[cluster]\nview_refresh_ms = 250\n");
+    let usher = ServerProcess::usher(usher_port, &usher_toml, &["--registry", &registry]);
+    let u = usher.base_url();
+    wait_for("three nodes registered", Duration::from_secs(20), || async { nodes_and_holders(&u).await.0.len() == 3 }).await;
+    assert_eq!(nodes_and_holders(&u).await.1, ["origin"], "no relay holds the channel before the crowd");
+
+    // Eight viewers within a second (none of them plays: only Usher's decisions act): the holders
+    // cannot take 1.6 arrivals/s for 5 s, so Usher asks the relays to warm the channel.
+    let t0 = Instant::now();
+    let mut firsts = Vec::new();
+    for i in 0..8 {
+        let (status, a) = ask(&u, &format!("127.0.0.{}", 20 + i)).await;
+        assert_eq!(status, 200, "{a}");
+        firsts.push(first(&a));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for("both relays hold the channel", Duration::from_secs(8), || async {
+        let holders = nodes_and_holders(&u).await.1;
+        holders.contains(&"relay-a".to_string()) && holders.contains(&"relay-b".to_string())
+    })
+    .await;
+    let both = t0.elapsed();
+    let grown = usher.metric("onair_usher_tree_grown_total").await;
+    let warm = |s: &ServerProcess| {
+        let base = s.base_url();
+        async move {
+            let text = get_text(&format!("{base}/metrics")).await.unwrap_or_default();
+            let value = |series: &str| text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).unwrap_or(0.0);
+            (value("onair_relay_warm_seconds_count"), value("onair_relay_warm_seconds_sum"))
+        }
+    };
+    let ((a_count, a_sum), (b_count, b_sum)) = (warm(&a).await, warm(&b).await);
+    eprintln!(
+        "8 arrivals in 0.8 s: placed on {firsts:?}; Usher grew the tree {grown} time(s); Usher's view showed both relays holding the channel {} ms after the first decision (reports every 500 ms); warm time relay-a {:.0} ms ({a_count}), relay-b {:.0} ms ({b_count}); tree: {}",
+        both.as_millis(),
+        if a_count > 0.0 { 1000.0 * a_sum / a_count } else { f64::NAN },
+        if b_count > 0.0 { 1000.0 * b_sum / b_count } else { f64::NAN },
+        get_text(&format!("{u}/api/v1/channels/demo/tree")).await.unwrap_or_default()
+    );
+    assert_eq!(grown, 2.0, "Usher asks each relay once");
+    assert!(a_count >= 1.0 && b_count >= 1.0, "both relays warmed: {a_count} {b_count}");
+    // A warmed relay has the parts before any viewer asks: first part within 1 s of the decision.
+    assert!(a_sum / a_count <= 1.0 && b_sum / b_count <= 1.0, "warm took {a_sum}/{a_count} s and {b_sum}/{b_count} s");
+    drop((a, b, usher, origin, redis));
+}
