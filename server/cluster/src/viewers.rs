@@ -62,7 +62,8 @@ impl Sessions {
         Sessions { hasher: RandomState::new(), window, tracked: Mutex::new(Tracked::default()) }
     }
 
-    fn hash(&self, key: SessionKey<'_>) -> u64 {
+    /// The session `key` names, as a number (hashed with this node's random key).
+    pub fn session(&self, key: SessionKey<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
         match key {
             SessionKey::Header(id) => (0u8, id).hash(&mut h),
@@ -71,9 +72,9 @@ impl Sessions {
         h.finish()
     }
 
-    /// Records that session `key` fetched a Media Playlist of `channel` at `now`.
-    pub fn seen(&self, channel: &str, key: SessionKey<'_>, now: Instant) {
-        let hash = self.hash(key);
+    /// Records that `session` ([`Sessions::session`]) fetched a Media Playlist of `channel` at `now`.
+    pub fn seen(&self, channel: &str, session: u64, now: Instant) {
+        let hash = session;
         let mut t = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
         let full = t.total >= MAX_SESSIONS;
         let sessions = match t.channels.get_mut(channel) {
@@ -122,13 +123,13 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().expect("ip");
         // The same session polling many times is one viewer.
         for i in 0..20 {
-            s.seen("demo", SessionKey::Client(ip, "hls.js"), t0 + Duration::from_millis(200 * i));
+            s.seen("demo", s.session(SessionKey::Client(ip, "hls.js")), t0 + Duration::from_millis(200 * i));
         }
         // Another browser on the same address, and two header-named sessions.
-        s.seen("demo", SessionKey::Client(ip, "Firefox"), t0);
-        s.seen("demo", SessionKey::Header("a"), t0);
-        s.seen("demo", SessionKey::Header("b"), t0);
-        s.seen("other", SessionKey::Header("a"), t0);
+        s.seen("demo", s.session(SessionKey::Client(ip, "Firefox")), t0);
+        s.seen("demo", s.session(SessionKey::Header("a")), t0);
+        s.seen("demo", s.session(SessionKey::Header("b")), t0);
+        s.seen("other", s.session(SessionKey::Header("a")), t0);
         assert_eq!(s.counts(t0 + Duration::from_secs(1)), vec![("demo".into(), 4), ("other".into(), 1)]);
         // Only the polling session is still within the window 10 s after t0 + 3.8 s.
         assert_eq!(s.counts(t0 + Duration::from_millis(13_000)), vec![("demo".into(), 1)]);

@@ -286,19 +286,27 @@ impl Cluster {
         self.limiter.check_key(&limiter_key(client)).is_ok()
     }
 
-    /// Records a 200 Media Playlist answer of `channel` to a session (see `onair_cluster::viewers`).
-    /// A relay pulling from this node (User-Agent `onair-relay/…`) is not a viewer.
-    pub fn seen(&self, channel: &str, client: IpAddr, headers: &HeaderMap) {
-        let Some(local) = &self.local else { return };
+    /// The playback session of a request from `client` (see `onair_cluster::viewers`); `None` on
+    /// `onair usher` and for a relay pulling from this node (User-Agent `onair-relay/…`), which is
+    /// not a viewer.
+    pub fn session(&self, client: IpAddr, headers: &HeaderMap) -> Option<u64> {
+        let local = self.local.as_ref()?;
         let agent = headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("");
         if agent.starts_with("onair-relay/") {
-            return;
+            return None;
         }
         let key = match headers.get("x-playback-session-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 128) {
             Some(id) => SessionKey::Header(id),
             None => SessionKey::Client(client, agent),
         };
-        local.sessions.seen(channel, key, Instant::now());
+        Some(local.sessions.session(key))
+    }
+
+    /// Records a 200 Media Playlist answer of `channel` to `session` ([`Cluster::session`]).
+    pub fn seen(&self, channel: &str, session: u64) {
+        if let Some(local) = &self.local {
+            local.sessions.seen(channel, session, Instant::now());
+        }
     }
 
     /// Places a viewer of `channel` from `client`. `host` (the request's `Host`) stands in for

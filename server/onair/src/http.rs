@@ -102,10 +102,10 @@ async fn count_viewers(State(state): State<AppState>, request: Request, next: Ne
         .map(|(channel, _)| channel.to_string());
     let Some(channel) = channel else { return next.run(request).await };
     let (_, client) = crate::api::client_of(&state.web.cluster, &request);
-    let headers = request.headers().clone();
+    let Some(session) = state.web.cluster.session(client, request.headers()) else { return next.run(request).await };
     let response = next.run(request).await;
     if response.status() == StatusCode::OK {
-        state.web.cluster.seen(&channel, client, &headers);
+        state.web.cluster.seen(&channel, session);
     }
     response
 }

@@ -89,15 +89,18 @@ async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_
     let registry = redis.url();
     let (eu_port, us_port, usher_port) = (free_port(), free_port(), free_port());
     let relay = |port: u16, region: &str, id: &str| {
-        // Relays check the token Usher signed (shared secret) on the Multivariant Playlist.
-        let toml = node_toml(port, region, "[\"relay\"]", "require_token = true");
+        // Relays check the token Usher signed (shared secret) on the Multivariant Playlist. Their
+        // own playback API (asked below) grows no tree either.
+        let toml = node_toml(port, region, "[\"relay\"]", "require_token = true").replace("[cluster]\n", "[cluster]\nwarm_lookahead_s = 0\n");
         ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--upstream", &origin.base_url(), "--registry", &registry, "--node-id", id])
     };
     let eu = relay(eu_port, "eu", "relay-eu");
     let mut us = relay(us_port, "us", "relay-us");
+    // Placement rules only: no warm-ahead growth here (it would make both relays holders;
+    // `the_tree_grows_ahead_of_a_crowd` tests it).
     let usher_toml = format!(
         "[playback]\ntoken_secret = \"{SECRET}\"\n[http]\ntrusted = [\"127.0.0.1/32\"]\n\
-         [cluster]\nview_refresh_ms = 250\n[cluster.regions]\neu = [\"192.0.2.0/24\"]\nus = [\"198.51.100.0/24\"]\n"
+         [cluster]\nview_refresh_ms = 250\nwarm_lookahead_s = 0\n[cluster.regions]\neu = [\"192.0.2.0/24\"]\nus = [\"198.51.100.0/24\"]\n"
     );
     let usher = ServerProcess::usher(usher_port, &usher_toml, &["--registry", &registry]);
     let u = usher.base_url();
