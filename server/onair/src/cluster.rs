@@ -242,10 +242,7 @@ impl Cluster {
         let offered: Vec<onair_cluster::steering::Pathway> = decision
             .candidates
             .iter()
-            .filter_map(|id| {
-                let base_url = if id == CDN { self.cdn_url.clone() } else { nodes.iter().find(|n| &n.info.id == id)?.info.base_url.clone() };
-                Some(onair_cluster::steering::Pathway { id: id.clone(), base_url: base_url? })
-            })
+            .filter_map(|id| Some(onair_cluster::steering::Pathway { id: id.clone(), base_url: self.base_url(&nodes, id, None)? }))
             .collect();
         // The channel's renditions as its origin (else any holder) reports them.
         let held = nodes.iter().filter_map(|n| n.held(channel)).max_by_key(|c| c.origin)?;
@@ -321,18 +318,7 @@ impl Cluster {
         let offered: Vec<Offered> = decision
             .candidates
             .iter()
-            .filter_map(|id| {
-                if id == CDN {
-                    return Some(Offered { node: id.clone(), base_url: self.cdn_url.clone()? });
-                }
-                let node = nodes.iter().find(|n| &n.info.id == id)?;
-                let base_url = match (&node.info.base_url, host) {
-                    (Some(u), _) => u.clone(),
-                    (None, Some(h)) if Some(id.as_str()) == local_id => format!("http://{h}"),
-                    _ => return None,
-                };
-                Some(Offered { node: id.clone(), base_url })
-            })
+            .filter_map(|id| Some(Offered { node: id.clone(), base_url: self.base_url(&nodes, id, host)? }))
             .collect();
         if let Some(first) = offered.first().filter(|o| o.node != CDN) {
             self.placements.record(&first.node, now_ms());
@@ -375,6 +361,21 @@ impl Cluster {
                 tracing::warn!(channel, node, error = %e, "cannot send the warm request");
             }
         });
+    }
+
+    /// The base URL players use for candidate `id` of a decision: the CDN's, or the node's as it
+    /// registered; for this node without a configured one, `http://{host}` of the request (`None`
+    /// when unknown).
+    fn base_url(&self, nodes: &[NodeReport], id: &str, host: Option<&str>) -> Option<String> {
+        if id == CDN {
+            return self.cdn_url.clone();
+        }
+        let node = nodes.iter().find(|n| n.info.id == id)?;
+        match (&node.info.base_url, host) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(h)) if self.local.as_ref().is_some_and(|l| l.info.id == id) => Some(format!("http://{h}")),
+            _ => None,
+        }
     }
 
     /// True when some node of the view holds `channel`.

@@ -37,7 +37,7 @@ async fn registry_and_origin(region: &str) -> (RedisServer, ServerProcess, Publi
 
 /// `GET {usher}/api/v1/playback/demo?explain=1` as a trusted proxy forwarding for `client`.
 async fn ask(usher: &str, client: &str) -> (u16, serde_json::Value) {
-    let response = client_http()
+    let response = common::client()
         .get(format!("{usher}/api/v1/playback/demo?explain=1"))
         .header("x-forwarded-for", client)
         .send()
@@ -45,10 +45,6 @@ async fn ask(usher: &str, client: &str) -> (u16, serde_json::Value) {
         .expect("playback API");
     let status = response.status().as_u16();
     (status, serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default())
-}
-
-fn client_http() -> reqwest::Client {
-    client()
 }
 
 fn first(answer: &serde_json::Value) -> String {
@@ -442,16 +438,6 @@ async fn relays_find_the_origin_in_the_registry_and_follow_the_publisher_to_a_ne
     drop((b, relay, redis, channels));
 }
 
-/// hls.js in Chromium on `playlist` (page `page`) for `seconds`; its report.
-async fn hlsjs(page: &str, playlist: &str, seconds: u32) -> serde_json::Value {
-    let script = repo_root().join("tests/browser/hlsjs-play.mjs");
-    let mut cmd = std::process::Command::new("node");
-    cmd.arg(script).args([page.to_string(), playlist.to_string(), seconds.to_string()]);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
-    assert!(out.status.success(), "hls.js run failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("json")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn hlsjs_follows_content_steering_to_the_server_usher_ranks_first() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -481,7 +467,7 @@ async fn hlsjs_follows_content_steering_to_the_server_usher_ranks_first() {
     eprintln!("steering manifest for a loopback client of relay-far: {manifest}");
 
     // hls.js loads relay-far's Multivariant Playlist and moves to relay-near, which Usher ranks first.
-    let report = hlsjs(&format!("{}/", far.base_url()), &format!("{}/hls/demo/master.m3u8", far.base_url()), 20).await;
+    let report = play_hlsjs_at(&format!("{}/", far.base_url()), &format!("{}/hls/demo/master.m3u8", far.base_url()), 20, None).await;
     let played = played_seconds(&report);
     assert!(played >= 12.0, "hls.js played {played:.1} s: {}", report["errors"]);
     let near_viewers = near.metric("onair_viewers").await;

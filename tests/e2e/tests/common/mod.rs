@@ -201,9 +201,15 @@ pub async fn live_channel_is_healthy(server: &TestServer) {
 /// Plays the demo channel's Multivariant Playlist with hls.js in headless Chromium for `seconds`
 /// (`mode` "switch" forces a level change every 2.5 s) and returns the script's JSON report.
 pub async fn play_with_hlsjs(server: &TestServer, seconds: u32, mode: Option<&str>) -> serde_json::Value {
+    play_hlsjs_at(&server.url("/"), &server.url("/hls/demo/master.m3u8"), seconds, mode).await
+}
+
+/// hls.js in Chromium on page `page` playing `playlist` for `seconds` (`mode`: see
+/// hlsjs-play.mjs); its report.
+pub async fn play_hlsjs_at(page: &str, playlist: &str, seconds: u32, mode: Option<&str>) -> serde_json::Value {
     let script = repo_root().join("tests/browser/hlsjs-play.mjs");
     let mut cmd = Command::new("node");
-    cmd.arg(script).args([server.url("/"), server.url("/hls/demo/master.m3u8"), seconds.to_string()]);
+    cmd.arg(script).args([page.to_string(), playlist.to_string(), seconds.to_string()]);
     cmd.args(mode);
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
     assert!(out.status.success(), "hls.js run failed: {}", String::from_utf8_lossy(&out.stderr));
