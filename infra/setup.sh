@@ -8,7 +8,8 @@
 #                                and puppeteer-core under tests/browser (no browser download), the Python m3u8
 #                                parser, cargo-fuzz, and the caching proxies and load tool the relay tests and
 #                                benchmarks compare against (varnish, nginx, wrk) and the
-#                                cluster registry the Usher tests start (redis-server); their services are not used.
+#                                cluster registry the Usher tests start (redis-server) and PostgreSQL (the tests start
+#                                throwaway clusters of their own); their services are not used.
 # Rust crates are fetched by cargo itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 mode=${1:-build}
 packages=(pkg-config clang libclang-dev libssl-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev)
-if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk redis-server openssl); fi
+if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk redis-server openssl postgresql); fi
 missing=()
 for p in "${packages[@]}"; do
   # nodejs/npm/pip may come from elsewhere on the image; only install what is absent.
@@ -27,6 +28,7 @@ for p in "${packages[@]}"; do
     nodejs) command -v node >/dev/null 2>&1 && continue ;;
     npm) command -v npm >/dev/null 2>&1 && continue ;;
     python3-pip) python3 -m pip --version >/dev/null 2>&1 && continue ;;
+    postgresql) ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && continue ;;
   esac
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done

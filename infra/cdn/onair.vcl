@@ -21,7 +21,7 @@ sub vcl_recv {
         return (pass);
     }
     # Media and playlists are the same for everyone: no cookies in the cache key.
-    if (req.url ~ "^/hls/") {
+    if (req.url ~ "^(/t/[^/]+)?/hls/") {
         unset req.http.Cookie;
         unset req.http.Authorization;
         # Requests for the same URL (the same _HLS_msn/_HLS_part) collapse onto one backend fetch:
@@ -33,7 +33,7 @@ sub vcl_recv {
 }
 
 sub vcl_backend_response {
-    if (bereq.url ~ "^/hls/") {
+    if (bereq.url ~ "^(/t/[^/]+)?/hls/") {
         unset beresp.http.Set-Cookie;
         # A 5xx or a relay's 404 comes with no-store; anything else uncacheable is not kept either.
         if (beresp.status >= 500) {

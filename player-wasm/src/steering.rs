@@ -6,8 +6,8 @@
 //! playlist in use) keeps that playlist's URL; a clone's server comes from its `URI-REPLACEMENT`:
 //! a `PER-VARIANT-URIS` entry `…/hls/CHANNEL/RENDITION/index.m3u8` (what OnAir's Usher sends)
 //! names `…/hls/CHANNEL/master.m3u8` on that server, else `HOST` replaces the host name of the
-//! current playlist's URL (§7.2, port and path kept). The current URL's query (a playback token)
-//! is carried over.
+//! current playlist's URL (§7.2, port and path kept). The current URL's query is carried over;
+//! a playback token is in the path (`/t/{token}/hls/…`), which the PER-VARIANT-URIS carry.
 
 use std::collections::HashMap;
 

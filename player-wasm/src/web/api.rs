@@ -74,9 +74,10 @@ async fn candidates(opts: &Options) -> Result<Vec<String>, JsValue> {
         Some(b) => b.trim_end_matches('/').to_string(),
         None => web_sys::window().and_then(|w| w.location().origin().ok()).ok_or_else(|| js_err("no baseUrl and no page origin"))?,
     };
+    // A playback token goes in the path prefix, so every relative URI below it carries it.
     let playlist_of = |b: &str, token: &Option<String>| {
-        let q = token.as_ref().map(|t| format!("?token={t}")).unwrap_or_default();
-        format!("{}/hls/{channel}/master.m3u8{q}", b.trim_end_matches('/'))
+        let prefix = token.as_ref().map(|t| format!("/t/{t}")).unwrap_or_default();
+        format!("{}{prefix}/hls/{channel}/master.m3u8", b.trim_end_matches('/'))
     };
     match net::get_text(&format!("{base}/api/v1/playback/{channel}"), 3000.0).await {
         Ok((text, _)) => {

@@ -1,10 +1,8 @@
-//! Channels and their stream keys, in an embedded SQLite database (`channels.db` in the data
-//! directory) through sqlx.
+//! Channels and their stream keys, in the node's [`Database`]: embedded SQLite by default,
+//! PostgreSQL when several ingest nodes share their channels (the same code and tests on both).
 
-use std::path::Path;
-
+use onair_db::Database;
 use rand::distr::{Alphanumeric, SampleString};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
 
 /// A channel: a name viewers use and a secret key broadcasters publish with.
@@ -23,17 +21,9 @@ pub struct Channel {
 /// Errors from the channel database.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
-    /// SQLite failed (file not writable, disk full, ...).
+    /// A query failed (file not writable, disk full, PostgreSQL unreachable, ...).
     #[error("channel database: {0}")]
     Db(#[from] sqlx::Error),
-    /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
     /// The name is not 1–64 of `a-z 0-9 _ -`.
     #[error("invalid channel name {0:?}: use 1-64 of a-z, 0-9, _ and -")]
     InvalidName(String),
@@ -45,38 +35,19 @@ pub enum ChannelError {
     InvalidPassphrase,
 }
 
-/// Handle to the channel database.
+/// Handle to the channels in a [`Database`].
 #[derive(Debug, Clone)]
 pub struct Channels {
-    pool: SqlitePool,
+    db: Database,
 }
 
 /// Length of generated stream keys (alphanumeric characters, ~190 bits).
 const KEY_LEN: usize = 32;
 
 impl Channels {
-    /// Opens (creating if needed) `DATA_DIR/channels.db`. Errors: [`ChannelError`].
-    pub async fn open(data_dir: &Path) -> Result<Self, ChannelError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| ChannelError::DataDir { path: data_dir.display().to_string(), source })?;
-        let opts = SqliteConnectOptions::new().filename(data_dir.join("channels.db")).create_if_missing(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS channels (
-                name TEXT PRIMARY KEY NOT NULL,
-                stream_key TEXT NOT NULL UNIQUE,
-                created_at INTEGER NOT NULL
-            )",
-        )
-        .execute(&pool)
-        .await?;
-        // Added after the first release: create the column in older databases.
-        let has_passphrase: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM pragma_table_info('channels') WHERE name = 'srt_passphrase'").fetch_optional(&pool).await?;
-        if has_passphrase.is_none() {
-            sqlx::query("ALTER TABLE channels ADD COLUMN srt_passphrase TEXT").execute(&pool).await?;
-        }
-        Ok(Channels { pool })
+    /// The channels in `db` (migrated by [`Database::open`]).
+    pub fn new(db: Database) -> Self {
+        Channels { db }
     }
 
     /// Creates channel `name` with a fresh random stream key.
@@ -99,12 +70,12 @@ impl Channels {
         }
         let key = format!("live_{}", Alphanumeric.sample_string(&mut rand::rng(), KEY_LEN));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let res = sqlx::query("INSERT INTO channels (name, stream_key, created_at, srt_passphrase) VALUES (?, ?, ?, ?)")
+        let res = sqlx::query("INSERT INTO channels (name, stream_key, created_at, srt_passphrase) VALUES ($1, $2, $3, $4)")
             .bind(name)
             .bind(&key)
             .bind(now)
             .bind(srt_passphrase)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await;
         match res {
             Ok(_) => Ok(Channel {
@@ -120,30 +91,30 @@ impl Channels {
 
     /// All channels, by name.
     pub async fn list(&self) -> Result<Vec<Channel>, ChannelError> {
-        let rows = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels ORDER BY name").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels ORDER BY name").fetch_all(self.db.pool()).await?;
         Ok(rows.iter().map(row_to_channel).collect())
     }
 
     /// The channel whose stream key is `key`, if any.
     pub async fn by_key(&self, key: &str) -> Result<Option<Channel>, ChannelError> {
-        let row = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels WHERE stream_key = ?")
+        let row = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels WHERE stream_key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         Ok(row.as_ref().map(row_to_channel))
     }
 
     /// The channel called `name`, if any.
     pub async fn by_name(&self, name: &str) -> Result<Option<Channel>, ChannelError> {
-        let row = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels WHERE name = ?")
+        let row = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels WHERE name = $1")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         Ok(row.as_ref().map(row_to_channel))
     }
 }
 
-fn row_to_channel(row: &sqlx::sqlite::SqliteRow) -> Channel {
+fn row_to_channel(row: &sqlx::any::AnyRow) -> Channel {
     Channel {
         name: row.get("name"),
         stream_key: row.get("stream_key"),
@@ -154,12 +125,12 @@ fn row_to_channel(row: &sqlx::sqlite::SqliteRow) -> Channel {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
-    #[tokio::test]
-    async fn create_list_lookup() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ch = Channels::open(dir.path()).await.expect("open");
+    /// What every backend must do.
+    async fn create_list_lookup(ch: &Channels) {
         let demo = ch.create("demo").await.expect("create");
         assert!(demo.stream_key.starts_with("live_") && demo.stream_key.len() == 5 + KEY_LEN);
         assert!(matches!(ch.create("demo").await, Err(ChannelError::Exists(_))));
@@ -171,10 +142,30 @@ mod tests {
         assert_ne!(other.stream_key, demo.stream_key);
         assert_eq!(ch.by_key(&demo.stream_key).await.expect("lookup"), Some(demo.clone()));
         assert_eq!(ch.by_key("nope").await.expect("lookup"), None);
-        assert_eq!(ch.list().await.expect("list").len(), 3);
+        assert_eq!(ch.list().await.expect("list").iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["demo", "other", "secret"]);
+    }
+
+    #[tokio::test]
+    async fn sqlite_creates_lists_and_looks_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ch = Channels::new(Database::open(None, dir.path()).await.expect("open"));
+        create_list_lookup(&ch).await;
+        let demo = ch.by_name("demo").await.expect("lookup");
         // Reopening sees the same data.
         drop(ch);
-        let ch = Channels::open(dir.path()).await.expect("reopen");
-        assert_eq!(ch.by_name("demo").await.expect("lookup"), Some(demo));
+        let ch = Channels::new(Database::open(None, dir.path()).await.expect("reopen"));
+        assert_eq!(ch.by_name("demo").await.expect("lookup"), demo);
+    }
+
+    #[tokio::test]
+    async fn postgres_creates_lists_and_looks_up_shared_by_nodes() {
+        let pg = onair_test_engines::PostgresServer::start();
+        let node = || async { Channels::new(Database::open(Some(&pg.url()), Path::new("unused")).await.expect("open")) };
+        let (a, b) = (node().await, node().await);
+        create_list_lookup(&a).await;
+        // Another node sees the channels at once, and cannot take a name that exists.
+        let demo = a.by_name("demo").await.expect("lookup").expect("demo");
+        assert_eq!(b.by_key(&demo.stream_key).await.expect("lookup"), Some(demo));
+        assert!(matches!(b.create("demo").await, Err(ChannelError::Exists(_))));
     }
 }

@@ -63,12 +63,15 @@ pub fn client_of(cluster: &Cluster, request: &Request) -> (IpAddr, IpAddr) {
 #[derive(Debug, serde::Serialize)]
 struct Playback {
     channel: String,
-    /// Servers, best first; the player appends `/hls/{channel}/master.m3u8?token=…`.
+    /// Servers, best first; the player appends `[/t/{token}]/hls/{channel}/master.m3u8`.
     candidates: Vec<Offered>,
-    /// Playback token (see `playback.rs`), valid on every node sharing the secret.
-    token: String,
+    /// With `playback.require_token`: the playback token (a JWT, see `playback.rs`), valid on
+    /// every node with the same key; the player requests `{base_url}/t/{token}/hls/…`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
     /// Token expiry, Unix ms.
-    expires_at_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at_ms: Option<u64>,
     /// With `?explain=1`: the client's address and region and every node's score.
     #[serde(skip_serializing_if = "Option::is_none")]
     explain: Option<serde_json::Value>,
@@ -133,8 +136,12 @@ async fn playback_json(State(api): State<Api>, Path(channel): Path<String>, Quer
             candidates.push(Offered { node: String::new(), base_url });
         }
     }
-    let (token, expires) = api.signer.sign(&channel, SystemTime::now());
-    ([(header::CACHE_CONTROL, "no-store")], Json(Playback { channel, candidates, token, expires_at_ms: expires * 1000, explain })).into_response()
+    let signed = if api.playback.require_token { api.signer.sign(&channel, SystemTime::now()) } else { None };
+    if api.playback.require_token && signed.is_none() {
+        tracing::warn!(channel, "playback API on a node without a signing key: the player gets no token");
+    }
+    let (token, expires_at_ms) = (signed.as_ref().map(|s| s.0.clone()), signed.map(|s| s.1 * 1000));
+    ([(header::CACHE_CONTROL, "no-store")], Json(Playback { channel, candidates, token, expires_at_ms, explain })).into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -144,6 +151,8 @@ struct SteeringQuery {
     /// The client's current pathway (added by the client, §7.2).
     #[serde(rename = "_HLS_pathway")]
     pathway: Option<String>,
+    /// The playback token of the Multivariant Playlist (its SERVER-URI carries it).
+    token: Option<String>,
 }
 
 /// `GET /api/v1/steering/{channel}?base=PATHWAY`: the Steering Manifest (RFC 8216bis §7.1) of
@@ -155,7 +164,12 @@ async fn steering_json(State(api): State<Api>, Path(channel): Path<String>, Quer
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "10")], "too many requests\n").into_response();
     }
     let base = q.base.or(q.pathway).filter(|b| onair_cluster::node::valid_id(b)).unwrap_or_else(|| ".".into());
-    match api.cluster.steering_manifest(&channel, client, &base) {
+    if let Some(token) = q.token.as_deref() {
+        if let Err(e) = api.signer.verify(&channel, Some(token), SystemTime::now()) {
+            return crate::token_routes::token_refused(&channel, &e);
+        }
+    }
+    match api.cluster.steering_manifest(&channel, client, &base, q.token.as_deref()) {
         Some(m) => ([(header::CACHE_CONTROL, "no-store")], Json(m)).into_response(),
         None => (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")], Json(serde_json::json!({"error": "channel is not live", "channel": channel}))).into_response(),
     }

@@ -230,8 +230,9 @@ impl Cluster {
 
     /// The Steering Manifest for a client of `channel` from `client` on pathway `base`: `None`
     /// when the channel is not live. Counted in `onair_usher_decisions_total` under
-    /// `steering_{outcome}`; places no viewer (clients reload it every TTL).
-    pub fn steering_manifest(&self, channel: &str, client: IpAddr, base: &str) -> Option<serde_json::Value> {
+    /// `steering_{outcome}`; places no viewer (clients reload it every TTL). A (checked) playback
+    /// `token` goes into every URI it hands out, as the `/t/{token}` path prefix.
+    pub fn steering_manifest(&self, channel: &str, client: IpAddr, base: &str, token: Option<&str>) -> Option<serde_json::Value> {
         let nodes = self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
         let region = self.regions.region(client);
         let decision = rank(&nodes, &Request::new(channel, region), |n, t| self.placements.since(n, t), &self.usher);
@@ -242,11 +243,15 @@ impl Cluster {
         let offered: Vec<onair_cluster::steering::Pathway> = decision
             .candidates
             .iter()
-            .filter_map(|id| Some(onair_cluster::steering::Pathway { id: id.clone(), base_url: self.base_url(&nodes, id, None)? }))
+            .filter_map(|id| {
+                // With a token, every URI the manifest hands out carries it in its path prefix.
+                let prefix = token.map(|t| format!("/t/{t}")).unwrap_or_default();
+                Some(onair_cluster::steering::Pathway { id: id.clone(), base_url: format!("{}{prefix}", self.base_url(&nodes, id, None)?) })
+            })
             .collect();
         // The channel's renditions as its origin (else any holder) reports them.
         let held = nodes.iter().filter_map(|n| n.held(channel)).max_by_key(|c| c.origin)?;
-        let reload = format!("/api/v1/steering/{channel}?base={base}");
+        let reload = format!("/api/v1/steering/{channel}?base={base}{}", token.map(|t| format!("&token={t}")).unwrap_or_default());
         Some(onair_cluster::steering::manifest(&offered, base, channel, &held.renditions, self.steering_ttl_s, &reload))
     }
 

@@ -24,8 +24,12 @@ pub struct Config {
     pub rtmp_addr: SocketAddr,
     /// SRT listen address (UDP). Default `0.0.0.0:9000`.
     pub srt_addr: SocketAddr,
-    /// Directory for the channel database. Default `onair-data`.
+    /// Directory for the embedded database (`onair.db`). Default `onair-data`.
     pub data_dir: PathBuf,
+    /// Database shared by nodes (`--database`, `ONAIR_DATABASE`):
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (`?sslmode=require` for TLS). Default none: the
+    /// embedded SQLite file in `data_dir`.
+    pub database: Option<String>,
     /// Public host name printed in the OBS settings; default: derived from the listen addresses.
     pub public_host: Option<String>,
     /// No RTMP or SRT listeners: a pure edge that only relays (`--no-ingest`, `onair edge`).
@@ -193,18 +197,37 @@ pub struct PlaybackConfig {
     pub public_url: Option<String>,
     /// Other servers that carry the same channels (base URLs); players fail over to them.
     pub peers: Vec<String>,
-    /// Key (any string) that signs playback tokens; share it with the peers. Default: random at
-    /// each start, so tokens do not survive a restart.
+    /// HS256 key (any string) that signs and checks playback tokens (JWTs); share it with every
+    /// node and Usher. Default: random at each start, so tokens do not survive a restart.
     pub token_secret: Option<String>,
+    /// ES256 instead: the P-256 private key (PEM, PKCS#8) of the nodes that sign (Usher, and
+    /// relays that sign their own upstream requests). Needs `token_public_key`.
+    pub token_private_key: Option<PathBuf>,
+    /// ES256: the public key (PEM) every node checks tokens with.
+    pub token_public_key: Option<PathBuf>,
     /// Lifetime of a playback token in seconds. Default 6 h.
     pub token_ttl_s: u64,
-    /// Refuse Multivariant Playlist requests without a valid `token` (403). Default false.
+    /// Expiries are rounded up to a multiple of this many seconds, so every viewer of a channel
+    /// within one bucket gets the same token (one CDN cache entry per channel per bucket).
+    /// Default 300.
+    pub token_bucket_s: u64,
+    /// Every playlist, part, segment and init segment needs a valid token in the path,
+    /// `/t/{token}/hls/…` (403 otherwise); the playback API hands tokens out. Default false.
     pub require_token: bool,
 }
 
 impl Default for PlaybackConfig {
     fn default() -> Self {
-        PlaybackConfig { public_url: None, peers: Vec::new(), token_secret: None, token_ttl_s: 6 * 3600, require_token: false }
+        PlaybackConfig {
+            public_url: None,
+            peers: Vec::new(),
+            token_secret: None,
+            token_private_key: None,
+            token_public_key: None,
+            token_ttl_s: 6 * 3600,
+            token_bucket_s: 300,
+            require_token: false,
+        }
     }
 }
 
@@ -293,6 +316,7 @@ impl Default for Config {
             rtmp_addr: ([0, 0, 0, 0], 1935).into(),
             srt_addr: ([0, 0, 0, 0], 9000).into(),
             data_dir: PathBuf::from("onair-data"),
+            database: None,
             public_host: None,
             no_ingest: false,
             relay: RelayConfig::default(),
@@ -325,6 +349,9 @@ pub struct CliOverrides {
     /// `--data-dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// `--database`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// `--no-ingest`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_ingest: Option<bool>,
@@ -403,6 +430,13 @@ impl Config {
             if !ok_name || r.name == "source" || r.name == "audio" || r.bitrate_kbps == 0 || r.max_fps == 0 {
                 return Err(ConfigError::OutOfRange(format!("transcode.ladder rung {:?}: name of a-z 0-9 _ - (not source/audio), bitrate_kbps > 0, max_fps > 0", r.name)));
             }
+        }
+        if self.playback.token_bucket_s == 0 || self.playback.token_ttl_s == 0 {
+            return Err(ConfigError::OutOfRange("playback.token_ttl_s and token_bucket_s must be > 0".into()));
+        }
+        let db = self.database.as_deref();
+        if db.is_some_and(|u| !(u.starts_with("postgres://") || u.starts_with("postgresql://") || u.starts_with("sqlite:"))) {
+            return Err(ConfigError::OutOfRange("database must be a postgres://… (or sqlite://…) URL".into()));
         }
         let c = &self.cluster;
         if c.node_id.as_deref().is_some_and(|id| !onair_cluster::node::valid_id(id) || id == onair_cluster::usher::CDN) {

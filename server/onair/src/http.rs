@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -85,9 +85,8 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
     // The origin's blocking requests bound themselves (3 × target duration).
     let upstream = web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>);
     let origin = onair_origin::router(OriginState::new(store, web.shutdown.clone(), upstream, web.cluster.steering()))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state, count_viewers));
-    front.merge(origin)
+    front.merge(crate::token_routes::guard(origin, web.signer.clone(), web.playback.require_token))
 }
 
 /// Records the session of every 200 Media Playlist answer (`/hls/{channel}/{rendition}/index.m3u8`):
@@ -141,24 +140,6 @@ async fn metrics_text() -> Response {
         Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder not installed\n").into_response(),
     }
-}
-
-/// With `playback.require_token`, a Multivariant Playlist request needs `?token=` from the
-/// playback API (403 otherwise). Media Playlists, parts and segments stay open so that CDNs
-/// can cache them under one key.
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.web.playback.require_token {
-        let path = request.uri().path();
-        if let Some(channel) = path.strip_prefix("/hls/").and_then(|p| p.strip_suffix("/master.m3u8")) {
-            let token = request.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
-            if let Err(e) = state.web.signer.verify(channel, token, SystemTime::now()) {
-                tracing::info!(channel, error = %e, "playlist request refused");
-                metrics::counter!("onair_errors_total", "kind" => "playback_token").increment(1);
-                return (StatusCode::FORBIDDEN, format!("{e}\n")).into_response();
-            }
-        }
-    }
-    next.run(request).await
 }
 
 /// One live channel in `/api/v1/channels`.
@@ -252,7 +233,7 @@ mod tests {
         Web {
             cluster: Cluster::new(&crate::config::Config::default(), Some(local)).expect("cluster"),
             playback: PlaybackConfig { require_token, peers: vec!["http://peer:8080/".into()], ..PlaybackConfig::default() },
-            signer: Signer::new(Some("k"), Duration::from_secs(60)),
+            signer: Signer::new(&crate::playback::Keys { secret: Some("k"), ..Default::default() }, Duration::from_secs(60), Duration::from_secs(60)).expect("signer"),
             player_dir: PathBuf::from("/nonexistent"),
             request_timeout: Duration::from_secs(10),
             shutdown: CancellationToken::new(),
@@ -266,22 +247,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn playlists_need_a_token_only_when_required() {
+    async fn origin_routes_need_a_token_only_when_required() {
         let store = Arc::new(Store::new(TimelineConfig::default()));
         let open = app(store.clone(), web(&store, false));
-        // Not live: the origin answers 404, with or without a token.
+        // Not live: the origin answers 404.
         assert_eq!(status(&open, "/hls/demo/master.m3u8").await, StatusCode::NOT_FOUND);
-        let locked = app(store.clone(), web(&store, true));
-        assert_eq!(status(&locked, "/hls/demo/master.m3u8").await, StatusCode::FORBIDDEN);
-        assert_eq!(status(&locked, "/hls/demo/master.m3u8?token=1.ab").await, StatusCode::FORBIDDEN);
-        let (token, _) = web(&store, true).signer.sign("demo", SystemTime::now());
-        // A valid token passes the check and reaches the origin.
-        assert_eq!(status(&locked, &format!("/hls/demo/master.m3u8?token={token}")).await, StatusCode::NOT_FOUND);
-        // Another channel's token does not.
-        let (other, _) = web(&store, true).signer.sign("other", SystemTime::now());
-        assert_eq!(status(&locked, &format!("/hls/demo/master.m3u8?token={other}")).await, StatusCode::FORBIDDEN);
-        // Media Playlists and parts stay cacheable without a token.
-        assert_eq!(status(&locked, "/hls/demo/source/index.m3u8").await, StatusCode::NOT_FOUND);
+        let locked = web(&store, true);
+        let (token, _) = locked.signer.sign("demo", std::time::SystemTime::now()).expect("signs");
+        let locked = app(store.clone(), locked);
+        for path in ["master.m3u8", "source/index.m3u8", "source/init-0.mp4", "source/1.2.m4s"] {
+            assert_eq!(status(&locked, &format!("/hls/demo/{path}")).await, StatusCode::FORBIDDEN, "{path}");
+            // A valid token reaches the origin (not live: 404).
+            assert_eq!(status(&locked, &format!("/t/{token}/hls/demo/{path}")).await, StatusCode::NOT_FOUND, "{path}");
+        }
     }
 
     #[tokio::test]

@@ -13,3 +13,4 @@ pub mod observability;
 pub mod playback;
 pub mod serve;
 pub mod server;
+pub mod token_routes;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use onair_channels::Channels;
+use onair_db::Database;
 use onair::config::{CliOverrides, ClusterOverrides, Config, RelayOverrides};
 
 /// OnAir: live video with LL-HLS. RTMP in, CMAF parts in RAM, LL-HLS out.
@@ -15,9 +16,13 @@ struct Cli {
     /// TOML configuration file (default: ./onair.toml if present).
     #[arg(long, global = true, env = "ONAIR_CONFIG")]
     config: Option<PathBuf>,
-    /// Directory for the channel database (env ONAIR_DATA_DIR).
+    /// Directory for the embedded database (env ONAIR_DATA_DIR).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Database shared by the ingest nodes, postgres://USER:PASSWORD@HOST:PORT/DB (env
+    /// ONAIR_DATABASE; default: SQLite in the data directory).
+    #[arg(long, global = true, value_name = "URL")]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,7 +112,7 @@ enum ChannelAction {
 async fn main() -> anyhow::Result<()> {
     onair::observability::init_logging();
     let cli = Cli::parse();
-    let mut overrides = CliOverrides { data_dir: cli.data_dir.clone(), ..Default::default() };
+    let mut overrides = CliOverrides { data_dir: cli.data_dir.clone(), database: cli.database.clone(), ..Default::default() };
     if let Command::Serve(args) | Command::Edge(args) = &cli.command {
         overrides.http_addr = args.http_addr;
         overrides.rtmp_addr = args.rtmp_addr;
@@ -128,7 +133,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Config => print!("{}", config.to_toml()),
         Command::Channel { action } => {
-            let channels = Channels::open(&config.data_dir).await?;
+            let db = Database::open(config.database.as_deref(), &config.data_dir).await?;
+            let channels = Channels::new(db);
             match action {
                 ChannelAction::Create { name, srt_passphrase } => {
                     let c = channels.create_with(&name, srt_passphrase.as_deref()).await?;

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use onair_channels::{Channel, ChannelError, Channels};
+use onair_db::{Database, DbError};
 use onair_ingest::gate::{Gate, IngestSettings};
 use onair_ingest::rtmp::RtmpIngest;
 use onair_ingest::srt::SrtIngest;
@@ -20,6 +21,7 @@ use crate::cluster::{Cluster, ClusterError, LocalNode};
 use crate::config::Config;
 use crate::lease::ClusterLease;
 use crate::observability::prometheus;
+use crate::playback::{KeyError, Signer};
 
 /// Errors from starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +36,18 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] DbError),
     /// The channel database failed.
     #[error(transparent)]
     Channels(#[from] ChannelError),
     /// The relay configuration is unusable.
     #[error(transparent)]
     Relay(#[from] RelayError),
+    /// The playback token keys are unusable.
+    #[error(transparent)]
+    TokenKeys(#[from] KeyError),
     /// The cluster configuration is unusable.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
@@ -133,13 +141,26 @@ fn raise_file_limit() {
     }
 }
 
+/// Channel `demo`, created when there are no channels yet (the first start of a new install);
+/// `None` when channels exist, or another node sharing the database created it first.
+async fn demo_channel(channels: &Channels) -> Result<Option<Channel>, ChannelError> {
+    if !channels.list().await?.is_empty() {
+        return Ok(None);
+    }
+    match channels.create("demo").await {
+        Ok(demo) => Ok(Some(demo)),
+        Err(ChannelError::Exists(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens the channel database (creating channel `demo` if there are no channels yet), binds the
 /// listeners and spawns their tasks. Errors: [`StartError`].
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let _ = prometheus();
     raise_file_limit();
-    let channels = Channels::open(&config.data_dir).await?;
-    let created_demo = if channels.list().await?.is_empty() { Some(channels.create("demo").await?) } else { None };
+    let channels = Channels::new(Database::open(config.database.as_deref(), &config.data_dir).await?);
+    let created_demo = demo_channel(&channels).await?;
     let store = Arc::new(Store::new(TimelineConfig {
         part_target: f64::from(config.hls.part_target_ms) / 1000.0,
         min_target_duration: config.hls.min_target_duration_s,
@@ -160,6 +181,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     } else {
         Some(Relay::new(store.clone(), config.relay.clone(), shutdown.clone())?)
     };
+    let signer = Signer::from_config(&config.playback)?;
+    if let Some(relay) = &relay {
+        relay.set_upstream_auth(Arc::new(signer.clone()));
+    }
     let egress = Arc::new(AtomicU64::new(0));
     let info = crate::cluster::node_info(config, http_addr.port());
     let node_id = info.id.clone();
@@ -183,7 +208,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let web = crate::http::Web {
         playback: config.playback.clone(),
-        signer: crate::playback::Signer::new(config.playback.token_secret.as_deref(), Duration::from_secs(config.playback.token_ttl_s)),
+        signer: signer.clone(),
         player_dir: config.web.player_dir.clone(),
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),
         shutdown: shutdown.clone(),
@@ -268,7 +293,7 @@ pub async fn start_usher(config: &Config) -> Result<RunningUsher, StartError> {
     let app = crate::http::usher_app(crate::api::Api {
         cluster: cluster.clone(),
         playback: config.playback.clone(),
-        signer: crate::playback::Signer::new(config.playback.token_secret.as_deref(), Duration::from_secs(config.playback.token_ttl_s)),
+        signer: Signer::from_config(&config.playback)?,
         local: None,
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),
     });

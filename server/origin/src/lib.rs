@@ -50,6 +50,12 @@ pub struct Origin {
     renders: playlists::Renders,
 }
 
+/// The playback token a request came with, as a request extension: a front layer that checked
+/// the `/t/{token}` path prefix and stripped it leaves it here, and the Multivariant Playlist's
+/// Steering Manifest URI carries it (`&token=`), because that URI leaves the token's path.
+#[derive(Debug, Clone)]
+pub struct PlaybackToken(pub String);
+
 /// Content Steering (RFC 8216bis §4.4.6.6, §7) of this node's Multivariant Playlists: each names
 /// the Steering Manifest `{server}{channel}?base={pathway}` and puts its variants in pathway
 /// `pathway` (this node), which the manifest ranks among the other servers' pathways.

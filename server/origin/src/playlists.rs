@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use axum::extract::{Path, State};
+use axum::Extension;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use onair_hls::blocking::decide;
@@ -67,7 +68,9 @@ pub(crate) fn edge_of(p: &Position) -> LiveEdge {
 }
 
 /// `GET /hls/{channel}/master.m3u8`.
-pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel): Path<String>) -> Response {
+/// A [`crate::PlaybackToken`] extension puts the token in the Steering Manifest's URI.
+pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel): Path<String>, token: Option<Extension<crate::PlaybackToken>>) -> Response {
+    let token = token.map(|Extension(t)| t.0);
     let td = 2;
     if state.shutdown.is_cancelled() {
         return error(StatusCode::SERVICE_UNAVAILABLE, CacheKind::Playlist, td, "server is shutting down", "shutting_down");
@@ -80,7 +83,7 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
         match up.multivariant(&channel).await {
             Ok(mut mirrored) => {
                 metrics::counter!("onair_playlist_requests_total", "kind" => "multivariant").increment(1);
-                mirrored.content_steering = steering(&state, &channel);
+                mirrored.content_steering = steering(&state, &channel, token.as_deref());
                 return playlist_response(mirrored.render(), CacheKind::Playlist, td);
             }
             Err(why) => relayed = Some(why),
@@ -99,14 +102,16 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
     metrics::counter!("onair_playlist_requests_total", "kind" => "multivariant").increment(1);
     let td = renditions.iter().map(|r| r.target_duration()).max().unwrap_or(td);
     let mut m = build_multivariant(&renditions);
-    m.content_steering = steering(&state, &channel);
+    m.content_steering = steering(&state, &channel, token.as_deref());
     playlist_response(m.render(), CacheKind::Playlist, td)
 }
 
-/// This node's EXT-X-CONTENT-STEERING for `channel` (a valid channel name: safe in a URL).
-fn steering(state: &OriginState, channel: &str) -> Option<onair_hls::ContentSteering> {
+/// This node's EXT-X-CONTENT-STEERING for `channel` (a valid channel name: safe in a URL), with
+/// the request's playback token (URL-safe: a JWT) so the manifest's URIs can carry it.
+fn steering(state: &OriginState, channel: &str, token: Option<&str>) -> Option<onair_hls::ContentSteering> {
     let s = state.steering.as_ref()?;
-    Some(onair_hls::ContentSteering { server_uri: format!("{}{channel}?base={}", s.server, s.pathway), pathway_id: s.pathway.clone() })
+    let token = token.map(|t| format!("&token={t}")).unwrap_or_default();
+    Some(onair_hls::ContentSteering { server_uri: format!("{}{channel}?base={}{token}", s.server, s.pathway), pathway_id: s.pathway.clone() })
 }
 
 fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {

@@ -159,7 +159,7 @@ impl ChannelPull {
         let mut down = false;
         for i in 0..list.len() {
             let base = &list[(start + i) % list.len()];
-            let url = format!("{base}/hls/{}/master.m3u8", self.name);
+            let url = self.shared.channel_url(base, &self.name, "master.m3u8");
             match self.shared.fetcher.get(&url, self.shared.probe_timeout(), "playlist").await {
                 Ok(f) => match MultivariantPlaylist::parse(&String::from_utf8_lossy(&f.body)) {
                     Ok(m) if !m.variants.is_empty() => {
@@ -206,7 +206,7 @@ impl ChannelPull {
     /// next upstream. Errors: [`PullError::Fetch`].
     pub async fn get(&self, path: String, timeout: Duration, kind: &'static str) -> Result<Fetched, PullError> {
         let base = self.upstream();
-        let url = format!("{base}/hls/{}/{path}", self.name);
+        let url = self.shared.channel_url(&base, &self.name, &path);
         let started = Instant::now();
         match self.shared.fetcher.get(&url, timeout, kind).await {
             Ok(f) => Ok(f),
@@ -228,7 +228,7 @@ impl ChannelPull {
     /// True if `base` answers a non-blocking request for the channel quickly (the publisher may
     /// simply have paused).
     async fn alive(&self, base: &str) -> bool {
-        let url = format!("{base}/hls/{}/master.m3u8", self.name);
+        let url = self.shared.channel_url(base, &self.name, "master.m3u8");
         self.shared.fetcher.get(&url, self.shared.probe_timeout(), "playlist").await.is_ok()
     }
 }

@@ -70,6 +70,12 @@ pub trait Routes: Send + Sync + std::fmt::Debug {
     fn upstreams_for(&self, channel: &str) -> Vec<String>;
 }
 
+/// Authorises this relay's upstream requests when upstreams require playback tokens.
+pub trait UpstreamAuth: Send + Sync + std::fmt::Debug {
+    /// A playback token for `channel` (a JWT, URL-safe), put in the path prefix `/t/{token}`.
+    fn token(&self, channel: &str) -> Option<String>;
+}
+
 /// What every relayed channel shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -78,6 +84,7 @@ pub(crate) struct Shared {
     pub config: RelayConfig,
     upstreams: RwLock<Arc<Vec<String>>>,
     routes: RwLock<Option<Arc<dyn Routes>>>,
+    auth: RwLock<Option<Arc<dyn UpstreamAuth>>>,
     pub shutdown: CancellationToken,
     channels: Mutex<HashMap<String, Arc<ChannelPull>>>,
     directory: tokio::sync::Mutex<Option<(Instant, Vec<DirectoryEntry>)>>,
@@ -114,6 +121,15 @@ impl Shared {
 
     pub fn upstreams(&self) -> Arc<Vec<String>> {
         self.upstreams.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `{base}[/t/{token}]/hls/{channel}/{rest}`: the URL of `rest` under the channel upstream.
+    pub fn channel_url(&self, base: &str, channel: &str, rest: &str) -> String {
+        let auth = self.auth.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match auth.and_then(|a| a.token(channel)) {
+            Some(token) => format!("{base}/t/{token}/hls/{channel}/{rest}"),
+            None => format!("{base}/hls/{channel}/{rest}"),
+        }
     }
 
     /// Upstreams for `channel`: the routes' answer, then the configured list, without repeats.
@@ -188,6 +204,7 @@ impl Relay {
             config,
             upstreams: RwLock::new(Arc::new(upstreams)),
             routes: RwLock::new(None),
+            auth: RwLock::new(None),
             shutdown,
             channels: Mutex::new(HashMap::new()),
             directory: tokio::sync::Mutex::new(None),
@@ -214,6 +231,11 @@ impl Relay {
     /// Installs the control plane's routes (tried before the configured upstreams).
     pub fn set_routes(&self, routes: Arc<dyn Routes>) {
         *self.shared.routes.write().unwrap_or_else(|e| e.into_inner()) = Some(routes);
+    }
+
+    /// Installs what signs this relay's upstream requests (upstreams that require tokens).
+    pub fn set_upstream_auth(&self, auth: Arc<dyn UpstreamAuth>) {
+        *self.shared.auth.write().unwrap_or_else(|e| e.into_inner()) = Some(auth);
     }
 
     /// The upstream base URL each relayed channel comes from now (empty while it looks for one).
@@ -366,7 +388,7 @@ async fn run_channel(c: Arc<ChannelPull>) {
         }
         if refreshed.elapsed() >= MASTER_REFRESH && !c.ended() {
             refreshed = Instant::now();
-            let url = format!("{}/hls/{}/master.m3u8", c.upstream(), c.name);
+            let url = shared.channel_url(&c.upstream(), &c.name, "master.m3u8");
             if let Ok(f) = shared.fetcher.get(&url, shared.probe_timeout(), "playlist").await {
                 if let Ok(m) = MultivariantPlaylist::parse(&String::from_utf8_lossy(&f.body)) {
                     if !m.variants.is_empty() {

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use onair_test_engines::RedisServer;
+use onair_test_engines::{PostgresServer, RedisServer};
 
 const SECRET: &str = "cluster-test-secret";
 
@@ -27,11 +27,27 @@ fn node_toml(port: u16, region: &str, roles: &str, extra: &str) -> String {
 /// A `redis-server` and an origin (ingest role only, region `region`, node id `origin`)
 /// registered in it, publishing the sample until the publisher is dropped.
 async fn registry_and_origin(region: &str) -> (RedisServer, ServerProcess, Publisher) {
+    registry_and_origin_with(region, "").await
+}
+
+/// As [`registry_and_origin`], with `playback` settings (e.g. `require_token = true`).
+async fn registry_and_origin_with(region: &str, playback: &str) -> (RedisServer, ServerProcess, Publisher) {
     let redis = RedisServer::start();
     let port = free_port();
-    let origin = ServerProcess::start_with_args(port, &node_toml(port, region, "[\"ingest\"]", ""), &["--registry", &redis.url(), "--node-id", "origin"]);
+    let origin = ServerProcess::start_with_args(port, &node_toml(port, region, "[\"ingest\"]", playback), &["--registry", &redis.url(), "--node-id", "origin"]);
     let publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
-    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    if playback.contains("require_token") {
+        // Its playlists need a token: watch its channel list (open) for both renditions, then
+        // give it two segments.
+        let list = format!("{}/api/v1/channels", origin.base_url());
+        wait_for("the origin lists demo's renditions", Duration::from_secs(60), || async {
+            get_text(&list).await.is_some_and(|t| t.contains("\"source\"") && t.contains("\"audio\""))
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    } else {
+        wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    }
     (redis, origin, publisher)
 }
 
@@ -85,8 +101,8 @@ async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_
     let registry = redis.url();
     let (eu_port, us_port, usher_port) = (free_port(), free_port(), free_port());
     let relay = |port: u16, region: &str, id: &str| {
-        // Relays check the token Usher signed (shared secret) on the Multivariant Playlist. Their
-        // own playback API (asked below) grows no tree either.
+        // Relays check the token Usher signed (shared secret) on every request. Their own
+        // playback API (asked below) grows no tree either.
         let toml = node_toml(port, region, "[\"relay\"]", "require_token = true").replace("[cluster]\n", "[cluster]\nwarm_lookahead_s = 0\n");
         ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--upstream", &origin.base_url(), "--registry", &registry, "--node-id", id])
     };
@@ -95,7 +111,7 @@ async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_
     // Placement rules only: no warm-ahead growth here (it would make both relays holders;
     // `the_tree_grows_ahead_of_a_crowd` tests it).
     let usher_toml = format!(
-        "[playback]\ntoken_secret = \"{SECRET}\"\n[http]\ntrusted = [\"127.0.0.1/32\"]\n\
+        "[playback]\ntoken_secret = \"{SECRET}\"\nrequire_token = true\n[http]\ntrusted = [\"127.0.0.1/32\"]\n\
          [cluster]\nview_refresh_ms = 250\nwarm_lookahead_s = 0\n[cluster.regions]\neu = [\"192.0.2.0/24\"]\nus = [\"198.51.100.0/24\"]\n"
     );
     let usher = ServerProcess::usher(usher_port, &usher_toml, &["--registry", &registry]);
@@ -128,13 +144,13 @@ async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_
     let base = from_us["candidates"][0]["base_url"].as_str().expect("base_url").to_string();
     let refused = client().get(format!("{base}/hls/demo/master.m3u8")).send().await.expect("master").status();
     assert_eq!(refused.as_u16(), 403, "the relay requires the token");
-    let master = client().get(format!("{base}/hls/demo/master.m3u8?token={token}")).send().await.expect("master");
+    let master = client().get(format!("{base}/t/{token}/hls/demo/master.m3u8")).send().await.expect("master");
     assert_eq!(master.status().as_u16(), 200);
     let viewer = tokio::spawn({
         let base = base.clone();
         async move {
             loop {
-                let _ = client().get(format!("{base}/hls/demo/source/index.m3u8")).header("x-playback-session-id", "viewer-1").send().await;
+                let _ = client().get(format!("{base}/t/{token}/hls/demo/source/index.m3u8")).header("x-playback-session-id", "viewer-1").send().await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -206,19 +222,20 @@ async fn usher_places_viewers_by_region_then_holder_and_survives_node_and_redis_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn viewers_spill_to_the_cdn_when_relays_fill_and_never_beyond_capacity() {
+async fn viewers_spill_to_the_cdn_when_relays_fill_and_never_beyond_capacity_with_signed_playback() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let (redis, origin, _publisher) = registry_and_origin("eu").await;
+    // Every node requires a playback token on every request: relays sign their own upstream pulls.
+    let (redis, origin, _publisher) = registry_and_origin_with("eu", "require_token = true").await;
     let registry = redis.url();
     let (a_port, b_port, usher_port) = (free_port(), free_port(), free_port());
     // Two small relays (5 viewers each) and Varnish, standing in for the CDN, in front of the origin.
     let relay = |port: u16, id: &str| {
-        let toml = node_toml(port, "eu", "[\"relay\"]", "").replace("[cluster]\n", "[cluster]\ncapacity_viewers = 5\n");
+        let toml = node_toml(port, "eu", "[\"relay\"]", "require_token = true").replace("[cluster]\n", "[cluster]\ncapacity_viewers = 5\n");
         ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--upstream", &origin.base_url(), "--registry", &registry, "--node-id", id])
     };
     let (_a, _b) = (relay(a_port, "relay-a"), relay(b_port, "relay-b"));
     let cdn = Varnish::start(origin.http_port);
-    let usher_toml = format!("[playback]\ntoken_secret = \"{SECRET}\"\n[cluster]\nview_refresh_ms = 250\ncdn_url = \"{}\"\n", cdn.base_url());
+    let usher_toml = format!("[playback]\ntoken_secret = \"{SECRET}\"\nrequire_token = true\n[cluster]\nview_refresh_ms = 250\ncdn_url = \"{}\"\n", cdn.base_url());
     let usher = ServerProcess::usher(usher_port, &usher_toml, &["--registry", &registry]);
     let u = usher.base_url();
     wait_for("three nodes registered", Duration::from_secs(20), || async { nodes_and_holders(&u).await.0.len() == 3 }).await;
@@ -249,12 +266,33 @@ async fn viewers_spill_to_the_cdn_when_relays_fill_and_never_beyond_capacity() {
     // Playlist, and a part that the second viewer gets from the cache.
     let spilled = answers.iter().find(|a| first(a) == "cdn").expect("a spilled viewer");
     assert_eq!(spilled["candidates"][0]["base_url"], cdn.base_url().as_str());
-    let base = cdn.base_url();
-    let master = get_text(&format!("{base}/hls/demo/master.m3u8?token={}", spilled["token"].as_str().unwrap_or(""))).await.expect("master via the CDN");
+    let token = spilled["token"].as_str().expect("a token").to_string();
+    assert!(answers.iter().all(|a| a["token"] == token.as_str()), "viewers of one channel within one bucket share the token");
+    let cdn_base = cdn.base_url();
+    let base = format!("{cdn_base}/t/{token}");
+    let master = get_text(&format!("{base}/hls/demo/master.m3u8")).await.expect("master via the CDN");
     assert!(master.contains("source/index.m3u8"), "{master}");
     let playlist = get_text(&format!("{base}/hls/demo/source/index.m3u8")).await.expect("media playlist via the CDN");
     let part = playlist.lines().filter_map(|l| l.split("URI=\"").nth(1)).filter_map(|r| r.split('"').next()).find(|u| u.starts_with("part")).expect("a part").to_string();
     let url = format!("{base}/hls/demo/source/{part}");
+    // Without a token, with a tampered one, or with another channel's: 403 at the origin behind
+    // the CDN, not cached (a second try reaches the origin again).
+    let refused_before = origin.metric("onair_playback_token_refusals_total").await;
+    let tampered = format!("{}x", &token[..token.len() - 1]);
+    for bad in [format!("{cdn_base}/hls/demo/source/{part}"), format!("{cdn_base}/t/{tampered}/hls/demo/source/{part}"), format!("{cdn_base}/t/{token}/hls/other/master.m3u8")] {
+        for _ in 0..2 {
+            let r = client().get(&bad).send().await.expect("refused request");
+            assert_eq!(r.status().as_u16(), 403, "{bad}");
+        }
+    }
+    let refused = origin.metric("onair_playback_token_refusals_total").await - refused_before;
+    eprintln!("signed playback: 6 requests without, with a tampered or another channel's token: 403, {refused} reached the origin (not cached)");
+    assert!(refused >= 6.0, "a refusal was cached: {refused}");
+    // A relay plays with the token and pulls from the token-requiring origin with its own.
+    let relay_base = answers.iter().find(|a| first(a) == "relay-a").and_then(|a| a["candidates"][0]["base_url"].as_str()).expect("relay-a").to_string();
+    assert_eq!(client().get(format!("{relay_base}/hls/demo/master.m3u8")).send().await.expect("relay").status().as_u16(), 403);
+    let relayed = get_text(&format!("{relay_base}/t/{token}/hls/demo/source/index.m3u8")).await.expect("media playlist via relay-a");
+    assert!(relayed.contains("#EXT-X-PART:"), "{relayed}");
     let first_fetch = client().get(&url).send().await.expect("part");
     assert_eq!(first_fetch.status().as_u16(), 200);
     let second = client().get(&url).send().await.expect("part again");
@@ -268,12 +306,12 @@ async fn one_publisher_per_key_across_origins_and_takeover_after_a_kill() {
     let _one = ONE_AT_A_TIME.lock().await;
     let redis = RedisServer::start();
     let registry = redis.url();
-    // Both origins read one channel database (the same stream keys), as they would share PostgreSQL.
-    let channels = tempfile::tempdir().expect("tempdir");
-    let data = channels.path().to_str().expect("path").to_string();
+    // Both origins share their channels and stream keys in PostgreSQL.
+    let pg = PostgresServer::start();
+    let database = pg.url();
     let (a_port, b_port) = (free_port(), free_port());
     let origin = |port: u16, id: &str| {
-        ServerProcess::start_with_args(port, &node_toml(port, "eu", "[\"ingest\", \"relay\"]", ""), &["--registry", &registry, "--node-id", id, "--data-dir", &data])
+        ServerProcess::start_with_args(port, &node_toml(port, "eu", "[\"ingest\", \"relay\"]", ""), &["--registry", &registry, "--node-id", id, "--database", &database])
     };
     let a = origin(a_port, "origin-a");
     let b = origin(b_port, "origin-b");
@@ -314,7 +352,7 @@ async fn one_publisher_per_key_across_origins_and_takeover_after_a_kill() {
     );
     assert!(accepted >= Duration::from_millis(1500), "origin-a took the key before origin-b's lease could have expired: {accepted:?}");
     assert!(accepted <= Duration::from_millis(5000), "{accepted:?}");
-    drop((a, b, redis, channels));
+    drop((a, b, redis, pg));
 }
 
 /// ffmpeg publishing to `url`, started again 300 ms after each exit (as OBS retries a refused or

@@ -1,5 +1,9 @@
 //! Real engines for tests, each started on a free loopback port and killed on drop, never a mock:
-//! [`RedisServer`] (Debian's `redis-server`, installed by `bash infra/setup.sh test`; with TLS too).
+//! [`RedisServer`] (Debian's `redis-server`, installed by `bash infra/setup.sh test`; with TLS too)
+//! and [`PostgresServer`] (PostgreSQL 15, Debian's, a throwaway cluster in a temporary directory).
+
+mod postgres;
+pub use postgres::PostgresServer;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
