@@ -182,7 +182,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         Some(Relay::new(store.clone(), config.relay.clone(), shutdown.clone())?)
     };
     let signer = Signer::from_config(&config.playback)?;
-    if let Some(relay) = &relay {
+    // Upstream requests carry a token only in a cluster that requires them: elsewhere the
+    // upstream may not share this node's key (a random one by default) and would refuse it.
+    if let Some(relay) = relay.as_ref().filter(|_| config.playback.require_token) {
         relay.set_upstream_auth(Arc::new(signer.clone()));
     }
     let egress = Arc::new(AtomicU64::new(0));
