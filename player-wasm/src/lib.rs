@@ -10,6 +10,7 @@
 //! - [`selection`]: ranking candidate servers and deciding when to fail over;
 //! - [`steering`]: Content Steering manifests → the servers to use, best first;
 //! - [`fmp4`]: timescale, `tfdt` and codec strings from CMAF objects;
+//! - [`token`]: when an expiring playback token is renewed, and the server in use among the new URLs;
 //! - [`variants`]: the SourceBuffers a variant needs and its audio rendition.
 //!
 //! In the browser, `web` (wasm32 only) does the I/O: `fetch`, Media Source Extensions with one
@@ -22,6 +23,7 @@ pub mod latency;
 pub mod selection;
 pub mod steering;
 pub mod timeline;
+pub mod token;
 pub mod variants;
 
 #[cfg(target_arch = "wasm32")]

@@ -51,6 +51,44 @@ struct PlaybackCandidate {
 struct Playback {
     candidates: Vec<PlaybackCandidate>,
     token: Option<String>,
+    /// When `token` expires, Unix ms (server clock).
+    expires_at_ms: Option<f64>,
+}
+
+/// Where the player asks for its servers and playback token: `GET {base}/api/v1/playback/{channel}`.
+#[derive(Debug, Clone)]
+pub(crate) struct PlaybackApi {
+    base: String,
+    channel: String,
+}
+
+/// A playback API answer as the player uses it.
+pub(crate) struct Answer {
+    /// Multivariant Playlist URLs, best first; a token goes in their path prefix, so every
+    /// relative URI below them carries it.
+    pub urls: Vec<String>,
+    /// When their token expires, Unix ms (server clock); `None` without a token.
+    pub expires_at_ms: Option<f64>,
+}
+
+impl PlaybackApi {
+    /// `{base}[/t/{token}]/hls/{channel}/master.m3u8`.
+    fn playlist(&self, base: &str, token: Option<&str>) -> String {
+        let prefix = token.map(|t| format!("/t/{t}")).unwrap_or_default();
+        format!("{}{prefix}/hls/{}/master.m3u8", base.trim_end_matches('/'), self.channel)
+    }
+
+    /// Asks the API. Errors: the request's [`net::NetError`]; an answer that is not the API's
+    /// JSON or lists no candidate is [`net::NetError::Network`] with the reason.
+    pub(crate) async fn ask(&self) -> Result<Answer, net::NetError> {
+        let (text, _) = net::get_text(&format!("{}/api/v1/playback/{}", self.base, self.channel), 3000.0).await?;
+        let p: Playback = serde_json::from_str(&text).map_err(|e| net::NetError::Network(format!("playback API: {e}")))?;
+        if p.candidates.is_empty() {
+            return Err(net::NetError::Network("playback API returned no candidates".into()));
+        }
+        let urls = p.candidates.iter().map(|c| self.playlist(&c.base_url, p.token.as_deref())).collect();
+        Ok(Answer { urls, expires_at_ms: p.token.and(p.expires_at_ms) })
+    }
 }
 
 /// A player attached to a `<video>` element.
@@ -64,32 +102,23 @@ fn js_err(msg: impl std::fmt::Display) -> JsValue {
     js_sys::Error::new(&msg.to_string()).into()
 }
 
-/// Candidate Multivariant Playlist URLs for the options.
-async fn candidates(opts: &Options) -> Result<Vec<String>, JsValue> {
+/// Candidate Multivariant Playlist URLs for the options, and the playback API they came from
+/// when its token expires (to renew it).
+async fn candidates(opts: &Options) -> Result<(Vec<String>, Option<(PlaybackApi, f64)>), JsValue> {
     if let Some(src) = &opts.src {
-        return Ok(vec![src.clone()]);
+        return Ok((vec![src.clone()], None));
     }
     let channel = opts.channel.as_deref().ok_or_else(|| js_err("either `channel` or `src` is required"))?;
     let base = match &opts.base_url {
         Some(b) => b.trim_end_matches('/').to_string(),
         None => web_sys::window().and_then(|w| w.location().origin().ok()).ok_or_else(|| js_err("no baseUrl and no page origin"))?,
     };
-    // A playback token goes in the path prefix, so every relative URI below it carries it.
-    let playlist_of = |b: &str, token: &Option<String>| {
-        let prefix = token.as_ref().map(|t| format!("/t/{t}")).unwrap_or_default();
-        format!("{}{prefix}/hls/{channel}/master.m3u8", b.trim_end_matches('/'))
-    };
-    match net::get_text(&format!("{base}/api/v1/playback/{channel}"), 3000.0).await {
-        Ok((text, _)) => {
-            let p: Playback = serde_json::from_str(&text).map_err(|e| js_err(format!("playback API: {e}")))?;
-            if p.candidates.is_empty() {
-                return Err(js_err("playback API returned no candidates"));
-            }
-            Ok(p.candidates.iter().map(|c| playlist_of(&c.base_url, &p.token)).collect())
-        }
+    let api = PlaybackApi { base: base.clone(), channel: channel.to_string() };
+    match api.ask().await {
+        Ok(answer) => Ok((answer.urls, answer.expires_at_ms.map(|at| (api, at)))),
         Err(net::NetError::Status(404)) => Err(js_err(format!("channel {channel} is not live"))),
         // Not an OnAir server (or an old one): play its playlist directly.
-        Err(_) => Ok(vec![playlist_of(&base, &None)]),
+        Err(_) => Ok((vec![api.playlist(&base, None)], None)),
     }
 }
 
@@ -138,7 +167,7 @@ impl OnAirPlayer {
         } else {
             serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("options: {e}")))?
         };
-        let candidates = candidates(&opts).await?;
+        let (candidates, renewal) = candidates(&opts).await?;
         let probes = join_all(candidates.iter().cloned().map(supervisor::probe)).await;
         let ranked = selection::rank(&probes);
         let current = *ranked.first().ok_or_else(|| js_err("no candidate server has the stream"))?;
@@ -245,14 +274,17 @@ impl OnAirPlayer {
             }
             wasm_bindgen_futures::spawn_local(supervisor::supervise(shared.clone()));
             wasm_bindgen_futures::spawn_local(supervisor::steer(shared.clone()));
+            if let Some((api, expires_at_ms)) = renewal {
+                wasm_bindgen_futures::spawn_local(supervisor::renew_token(shared.clone(), api, expires_at_ms));
+            }
         }
         wasm_bindgen_futures::spawn_local(control::control(shared.clone()));
         Ok(OnAirPlayer { shared, _waiting: waiting })
     }
 
     /// A snapshot: `{state, latency, targetLatency, buffer, playbackRate, currentTime, rendition,
-    /// renditionBandwidth, renditionIndex, bandwidthEstimate, server, stalls, failovers, gapJumps,
-    /// fragments, bytes, clockOffsetMs, lastError}`. Seconds, bits/s, bytes.
+    /// renditionBandwidth, renditionIndex, bandwidthEstimate, server, stalls, failovers, steered,
+    /// tokenRenewals, gapJumps, fragments, bytes, clockOffsetMs, lastError}`. Seconds, bits/s, bytes.
     pub fn stats(&self) -> JsValue {
         let stats = self.shared.borrow().stats.clone();
         stats.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL)

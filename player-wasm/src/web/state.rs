@@ -45,6 +45,8 @@ pub(crate) struct Stats {
     pub failovers: u32,
     /// Server changes because the Content Steering manifest ranked another server first.
     pub steered: u32,
+    /// Playback tokens renewed through the playback API before they expired.
+    pub token_renewals: u32,
     /// Gaps in the buffer skipped over.
     pub gap_jumps: u32,
     /// Parts and segments appended, and their bytes.

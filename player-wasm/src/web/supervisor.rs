@@ -1,5 +1,6 @@
 //! Server selection at run time: probes candidates, moves to the best other one when the server in
-//! use fails, checks every 10 s whether it lags behind the others, and follows Content Steering.
+//! use fails, checks every 10 s whether it lags behind the others, follows Content Steering, and
+//! renews an expiring playback token.
 
 use futures::future::join_all;
 use onair_hls::{MediaPlaylist, MultivariantPlaylist};
@@ -7,7 +8,8 @@ use wasm_bindgen::JsValue;
 
 use super::net;
 use super::state::{emit, Shared};
-use super::{log, now_ms, sleep};
+use super::api::PlaybackApi;
+use super::{log, now_ms, sleep, wall_ms};
 use crate::selection::{self, Probe};
 use crate::steering::Manifest;
 use onair_hls::follow::{resolve, TrackPlaylist};
@@ -157,5 +159,47 @@ pub(crate) async fn steer(shared: Shared) {
             }
         }
         sleep((manifest.ttl_s * 1000.0).clamp(1000.0, 600_000.0)).await;
+    }
+}
+
+/// Asks the playback API again before the token expires (see [`crate::token::renew_at_ms`]),
+/// replaces the candidates with the fresh URLs and moves to the fresh URL of the server in use
+/// (same numbering: the loader continues where it was). A failed renewal is retried every 2 s.
+pub(crate) async fn renew_token(shared: Shared, api: PlaybackApi, expires_at_ms: f64) {
+    // Server clock, ms.
+    let server_now = |shared: &Shared| wall_ms() + shared.borrow().clock_offset_ms;
+    let mut renew_at = crate::token::renew_at_ms(expires_at_ms, server_now(&shared));
+    loop {
+        sleep(renew_at - server_now(&shared)).await;
+        if shared.borrow().stopped {
+            return;
+        }
+        let answer = match api.ask().await {
+            Ok(a) => a,
+            Err(e) => {
+                log(&format!("cannot renew the playback token: {e}"));
+                renew_at = server_now(&shared) + 2_000.0;
+                continue;
+            }
+        };
+        let Some(expires_at_ms) = answer.expires_at_ms else { return };
+        renew_at = crate::token::renew_at_ms(expires_at_ms, server_now(&shared));
+        let choice = {
+            let mut st = shared.borrow_mut();
+            st.candidates = answer.urls;
+            st.stats.token_renewals += 1;
+            crate::token::same_server(&st.master_url, &st.candidates)
+        };
+        match choice {
+            // The same server under the new token: not a failover.
+            Some(i) => {
+                let url = shared.borrow().candidates[i].clone();
+                if url != shared.borrow().master_url {
+                    switch_to(&shared, &url, i).await;
+                }
+            }
+            // The server in use is no longer offered: move to the best fresh candidate.
+            None => shared.borrow_mut().failover_wanted = true,
+        }
     }
 }

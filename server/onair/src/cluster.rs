@@ -450,12 +450,15 @@ impl Cluster {
     }
 
     /// Warms the channels Usher asks this relay to (until the process stops; in-process, never
-    /// asked). Each warm is timed: `onair_relay_warm_seconds`.
+    /// asked). Each warm is timed: `onair_relay_warm_seconds`; failures count in
+    /// `onair_relay_warm_failures_total`, invalid names in `onair_registry_errors_total{kind="bad_warm_request"}`.
     async fn warm_loop(&self, relay: Relay) {
         let Some(local) = &self.local else { return };
         let Some(mut requests) = self.registry.warm_requests(&local.info.id).await else { return std::future::pending().await };
         while let Some(channel) = requests.recv().await {
             if !onair_origin::valid_name(&channel) {
+                metrics::counter!("onair_registry_errors_total", "kind" => "bad_warm_request").increment(1);
+                tracing::warn!(channel = channel.escape_debug().to_string(), "warm request for an invalid channel name ignored");
                 continue;
             }
             let relay = relay.clone();
@@ -466,7 +469,10 @@ impl Cluster {
                         metrics::histogram!("onair_relay_warm_seconds").record(started.elapsed().as_secs_f64());
                         tracing::info!(channel, ms = started.elapsed().as_millis() as u64, "warmed the channel ahead of its viewers");
                     }
-                    Err(e) => tracing::warn!(channel, error = ?e, "cannot warm the channel"),
+                    Err(e) => {
+                        metrics::counter!("onair_relay_warm_failures_total").increment(1);
+                        tracing::warn!(channel, error = ?e, "cannot warm the channel");
+                    }
                 }
             });
         }

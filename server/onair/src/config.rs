@@ -419,6 +419,9 @@ impl Config {
         if !(50..=5000).contains(&self.hls.part_target_ms) {
             return Err(ConfigError::OutOfRange("hls.part_target_ms must be within 50..=5000".into()));
         }
+        if self.relay.max_memory_mb == 0 {
+            return Err(ConfigError::OutOfRange("relay.max_memory_mb must be at least 1".into()));
+        }
         if self.ingest.max_gop_ms < 1000 {
             return Err(ConfigError::OutOfRange("ingest.max_gop_ms must be at least 1000".into()));
         }

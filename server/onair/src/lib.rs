@@ -13,4 +13,5 @@ pub mod observability;
 pub mod playback;
 pub mod serve;
 pub mod server;
+mod supervisor;
 pub mod token_routes;

@@ -22,6 +22,8 @@ use crate::config::Config;
 use crate::lease::ClusterLease;
 use crate::observability::prometheus;
 use crate::playback::{KeyError, Signer};
+pub use crate::supervisor::RunError;
+use crate::supervisor::Supervisor;
 
 /// Errors from starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -73,38 +75,14 @@ pub struct Running {
     /// This node in the cluster.
     pub cluster: Arc<Cluster>,
     drain: CancellationToken,
-    shutdown: CancellationToken,
-    tasks: JoinSet<&'static str>,
+    supervisor: Supervisor,
 }
-
-/// Why a running server stopped by itself.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// An essential task (a listener, the sweeper) ended or panicked: the server cannot go on.
-    #[error("essential task {0} stopped")]
-    TaskStopped(&'static str),
-    /// An essential task panicked.
-    #[error("essential task panicked: {0}")]
-    TaskPanicked(String),
-}
-
-/// Waits for the first of `tasks` to end: each runs until shutdown, so any end is a failure.
-async fn first_end(tasks: &mut JoinSet<&'static str>) -> Result<(), RunError> {
-    match tasks.join_next().await {
-        None => Ok(()),
-        Some(Ok(name)) => Err(RunError::TaskStopped(name)),
-        Some(Err(e)) => Err(RunError::TaskPanicked(e.to_string())),
-    }
-}
-
-/// Time the listeners get to stop after a graceful shutdown starts.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
 impl Running {
     /// Waits while every essential task runs; returns the first one's failure (each runs until
     /// shutdown, so any end is a failure). Errors: [`RunError`].
     pub async fn wait(&mut self) -> Result<(), RunError> {
-        first_end(&mut self.tasks).await
+        self.supervisor.wait().await
     }
 
     /// Cancelled when a drain is requested through the admin API (`onair drain`): the caller then
@@ -118,18 +96,7 @@ impl Running {
     /// responses finish, and returns within a few seconds.
     pub async fn shutdown(mut self) {
         tracing::info!("shutting down: refusing new work, draining HTTP");
-        self.shutdown.cancel();
-        let drained = tokio::time::timeout(SHUTDOWN_LIMIT, async { while self.tasks.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::warn!("tasks did not stop in time; aborting them");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        self.tasks.abort_all();
+        self.supervisor.stop().await;
     }
 }
 
@@ -154,13 +121,14 @@ async fn demo_channel(channels: &Channels) -> Result<Option<Channel>, ChannelErr
     }
 }
 
-/// Opens the channel database (creating channel `demo` if there are no channels yet), binds the
-/// listeners and spawns their tasks. Errors: [`StartError`].
+/// Opens the channel database (creating channel `demo` if there are no channels yet on a node
+/// that ingests: a pure edge publishes nothing), binds the listeners and spawns their tasks.
+/// Errors: [`StartError`].
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let _ = prometheus();
     raise_file_limit();
     let channels = Channels::new(Database::open(config.database.as_deref(), &config.data_dir).await?);
-    let created_demo = demo_channel(&channels).await?;
+    let created_demo = if config.no_ingest { None } else { demo_channel(&channels).await? };
     let store = Arc::new(Store::new(TimelineConfig {
         part_target: f64::from(config.hls.part_target_ms) / 1000.0,
         min_target_duration: config.hls.min_target_duration_s,
@@ -246,7 +214,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         node = %cluster.local().map_or("", |l| l.info.id.as_str()), registry = %config.cluster.registry.as_deref().map_or("memory".into(), onair_cluster::registry::redacted),
         "OnAir is up"
     );
-    Ok(Running { http_addr, rtmp_addr, srt_addr, relay, created_demo, channels, store, cluster, drain, shutdown, tasks })
+    Ok(Running { http_addr, rtmp_addr, srt_addr, relay, created_demo, channels, store, cluster, drain, supervisor: Supervisor { shutdown, tasks } })
 }
 
 /// A running standalone Usher (`onair usher`). Dropping it stops its tasks.
@@ -256,27 +224,18 @@ pub struct RunningUsher {
     pub http_addr: SocketAddr,
     /// The registry view and the ranking.
     pub cluster: Arc<Cluster>,
-    shutdown: CancellationToken,
-    tasks: JoinSet<&'static str>,
+    supervisor: Supervisor,
 }
 
 impl RunningUsher {
     /// As [`Running::wait`].
     pub async fn wait(&mut self) -> Result<(), RunError> {
-        first_end(&mut self.tasks).await
+        self.supervisor.wait().await
     }
 
     /// Stops, letting in-flight answers finish.
     pub async fn shutdown(mut self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(SHUTDOWN_LIMIT, async { while self.tasks.join_next().await.is_some() {} }).await;
-    }
-}
-
-impl Drop for RunningUsher {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        self.tasks.abort_all();
+        self.supervisor.stop().await;
     }
 }
 
@@ -305,7 +264,7 @@ pub async fn start_usher(config: &Config) -> Result<RunningUsher, StartError> {
         "HTTP listener"
     });
     tracing::info!(%http_addr, registry = %config.cluster.registry.as_deref().map_or("", |_| "redis"), "OnAir Usher is up");
-    Ok(RunningUsher { http_addr, cluster, shutdown, tasks })
+    Ok(RunningUsher { http_addr, cluster, supervisor: Supervisor { shutdown, tasks } })
 }
 
 /// Binds the RTMP and SRT listeners and spawns their tasks; returns their addresses.
@@ -345,4 +304,35 @@ async fn start_ingest(
         "SRT listener"
     });
     Ok((rtmp_addr, srt_addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn embedded() -> (Running, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let any = "127.0.0.1:0".parse().expect("addr");
+        let config = Config { http_addr: any, rtmp_addr: any, srt_addr: any, data_dir: dir.path().to_path_buf(), ..Config::default() };
+        (start(&config).await.expect("starts"), dir)
+    }
+
+    /// The listeners and the sweeper share one supervised set: the death of any member (a panic,
+    /// or an end before shutdown) makes `wait` fail, so `onair serve` exits with an error instead
+    /// of running half a server.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_fails_when_any_essential_task_dies() {
+        let (mut running, _dir) = embedded().await;
+        let alive = tokio::time::timeout(Duration::from_millis(300), running.wait()).await;
+        assert!(alive.is_err(), "a healthy server keeps waiting");
+        running.supervisor.tasks.spawn(async { panic!("listener broke") });
+        let failed = tokio::time::timeout(Duration::from_secs(5), running.wait()).await.expect("wait returns");
+        assert!(matches!(&failed, Err(RunError::TaskPanicked(m)) if m.contains("panicked")), "{failed:?}");
+
+        let (mut running, _dir) = embedded().await;
+        running.supervisor.tasks.spawn(async { "sweeper" });
+        let failed = tokio::time::timeout(Duration::from_secs(5), running.wait()).await.expect("wait returns");
+        assert!(matches!(failed, Err(RunError::TaskStopped("sweeper"))), "{failed:?}");
+        running.shutdown().await;
+    }
 }

@@ -24,6 +24,10 @@ pub struct RelayConfig {
     /// Channels pulled (or being looked for upstream) at once; a request that would start one more
     /// gets 503, so requests for made-up channel names cannot make the relay flood its upstreams.
     pub max_channels: usize,
+    /// Media the relayed channels may hold in RAM, MiB (init segments and downloadable parts).
+    /// At the cap a request for one more channel gets 503; over it, the least recently requested
+    /// channels are released (never the last one) until the rest fit.
+    pub max_memory_mb: u64,
 }
 
 impl Default for RelayConfig {
@@ -35,6 +39,7 @@ impl Default for RelayConfig {
             block_timeout_ms: 1_000,
             initial_segments: 2,
             max_channels: 1_000,
+            max_memory_mb: 4_096,
         }
     }
 }

@@ -22,7 +22,12 @@
 //! Metrics: `onair_relay_upstream_requests_total{kind,outcome}`, `onair_relay_upstream_bytes_total{kind}`,
 //! `onair_relay_failovers_total`, `onair_relay_errors_total{kind}`, `onair_relay_part_delay_seconds`
 //! (import time − origin production time), `onair_relay_coalesced_waits_total`,
-//! `onair_relay_channels`, `onair_relay_renditions`.
+//! `onair_relay_channels`, `onair_relay_renditions`, `onair_relay_held_bytes` (media the relayed
+//! channels hold), `onair_relay_memory_releases_total` (channels released over `max_memory_mb`).
+//!
+//! - **Bounded memory**: at `max_memory_mb` of relayed media a request for one more channel gets
+//!   503 (`onair_relay_errors_total{kind="memory_full"}`); over it, the least recently requested
+//!   channels are released, never the last one, until the others fit.
 
 mod channel;
 pub mod config;
@@ -30,7 +35,7 @@ mod fetch;
 mod pull;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -56,6 +61,8 @@ const MASTER_REFRESH: Duration = Duration::from_secs(10);
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 /// How long a channel the upstream ended is kept before the relay lets a new broadcast in.
 const ENDED_LINGER: Duration = Duration::from_secs(5);
+/// How often the media held by relayed channels is measured against `max_memory_mb`.
+const MEMORY_CHECK: Duration = Duration::from_secs(1);
 
 pub(crate) fn count_error(kind: &'static str) {
     metrics::counter!("onair_relay_errors_total", "kind" => kind).increment(1);
@@ -89,6 +96,8 @@ pub(crate) struct Shared {
     channels: Mutex<HashMap<String, Arc<ChannelPull>>>,
     directory: tokio::sync::Mutex<Option<(Instant, Vec<DirectoryEntry>)>>,
     epoch: Instant,
+    /// Bytes of media the relayed channels held at the last check (see [`guard_memory`]).
+    held_bytes: AtomicU64,
 }
 
 /// A channel an upstream lists as live (its `GET /api/v1/channels`).
@@ -193,8 +202,8 @@ fn normalize(upstreams: &[String]) -> Result<Vec<String>, RelayError> {
 }
 
 impl Relay {
-    /// A relay importing into `store` from `config.upstreams`; its pulls stop when `shutdown` is
-    /// cancelled. Errors: [`RelayError`].
+    /// A relay importing into `store` from `config.upstreams`; its pulls and its memory guard
+    /// stop when `shutdown` is cancelled. Call within a Tokio runtime. Errors: [`RelayError`].
     pub fn new(store: Arc<Store>, config: RelayConfig, shutdown: CancellationToken) -> Result<Self, RelayError> {
         let upstreams = normalize(&config.upstreams)?;
         let fetcher = fetch::Fetcher::new(Duration::from_millis(config.connect_timeout_ms))?;
@@ -209,7 +218,9 @@ impl Relay {
             channels: Mutex::new(HashMap::new()),
             directory: tokio::sync::Mutex::new(None),
             epoch: Instant::now(),
+            held_bytes: AtomicU64::new(0),
         });
+        tokio::spawn(guard_memory(shared.clone()));
         Ok(Relay { shared })
     }
 
@@ -301,7 +312,8 @@ impl Relay {
 
     /// The relayed channel `name`, started if new. Errors: [`Unavailable::NotFound`] when the
     /// channel is ingested here (or there is no upstream for it), [`Unavailable::Full`] at
-    /// `relay.max_channels` (counted in `onair_relay_errors_total{kind="full"}`).
+    /// `relay.max_channels` or `relay.max_memory_mb` (counted in
+    /// `onair_relay_errors_total{kind="full"|"memory_full"}`).
     fn channel(&self, name: &str) -> Result<Arc<ChannelPull>, Unavailable> {
         let mut map = self.shared.channels();
         if let Some(c) = map.get(name) {
@@ -313,6 +325,12 @@ impl Relay {
         if map.len() >= self.shared.config.max_channels {
             count_error("full");
             tracing::warn!(channel = name, max = self.shared.config.max_channels, "relay at its channel limit; request refused");
+            return Err(Unavailable::Full);
+        }
+        let held = self.shared.held_bytes.load(Ordering::Relaxed);
+        if held >= memory_cap(&self.shared.config) {
+            count_error("memory_full");
+            tracing::warn!(channel = name, held_mib = held >> 20, max_mib = self.shared.config.max_memory_mb, "relay at its memory cap; request refused");
             return Err(Unavailable::Full);
         }
         let c = Arc::new(ChannelPull::new(name, self.shared.clone()));
@@ -403,6 +421,50 @@ async fn run_channel(c: Arc<ChannelPull>) {
     }
     c.release();
     forget(&c);
+}
+
+/// `relay.max_memory_mb` in bytes.
+fn memory_cap(config: &RelayConfig) -> u64 {
+    config.max_memory_mb.saturating_mul(1 << 20)
+}
+
+/// Every [`MEMORY_CHECK`]: measures the media the relayed channels hold (`onair_relay_held_bytes`,
+/// and the admission check in [`Relay::channel`]) and, over `relay.max_memory_mb`, releases the
+/// least recently requested channels, never the last one, until the others fit.
+async fn guard_memory(shared: Arc<Shared>) {
+    let cap = memory_cap(&shared.config);
+    let mut tick = tokio::time::interval(MEMORY_CHECK);
+    while shared.shutdown.run_until_cancelled(tick.tick()).await.is_some() {
+        let channels: Vec<Arc<ChannelPull>> = shared.channels().values().cloned().collect();
+        let mut held: Vec<(u64, u64, Arc<ChannelPull>)> = channels
+            .into_iter()
+            .map(|c| (c.last_request.load(Ordering::Relaxed), shared.store.get(&c.name).map_or(0, |b| b.bytes_held()), c))
+            .collect();
+        let total: u64 = held.iter().map(|(_, bytes, _)| bytes).sum();
+        shared.held_bytes.store(total, Ordering::Relaxed);
+        metrics::gauge!("onair_relay_held_bytes").set(total as f64);
+        if total <= cap {
+            continue;
+        }
+        held.sort_by_key(|(last_request, _, _)| *last_request);
+        let mut left = total;
+        let spare = held.len().saturating_sub(1);
+        for (_, bytes, c) in held.iter().take(spare) {
+            if left <= cap {
+                break;
+            }
+            left -= bytes;
+            c.stop.cancel();
+            metrics::counter!("onair_relay_memory_releases_total").increment(1);
+            tracing::warn!(
+                channel = c.name,
+                channel_mib = bytes >> 20,
+                held_mib = total >> 20,
+                max_mib = shared.config.max_memory_mb,
+                "relay over its memory cap: released the least recently requested channel"
+            );
+        }
+    }
 }
 
 fn forget(c: &Arc<ChannelPull>) {

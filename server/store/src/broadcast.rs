@@ -82,6 +82,11 @@ impl Broadcast {
         self.read_renditions().iter().find(|r| r.name() == name).cloned()
     }
 
+    /// Bytes of media its renditions hold (see [`Rendition::bytes_held`]).
+    pub fn bytes_held(&self) -> u64 {
+        self.read_renditions().iter().map(|r| r.bytes_held()).sum()
+    }
+
     /// All renditions, video first in the order added.
     pub fn renditions(&self) -> Vec<Arc<Rendition>> {
         self.read_renditions().clone()

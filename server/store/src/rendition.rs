@@ -351,6 +351,15 @@ impl Rendition {
         &self.name
     }
 
+    /// Bytes of media held: the init segments and every part still downloadable (in the window,
+    /// or within 3 × TD of leaving it). Walks the timeline: for periodic accounting, not per request.
+    pub fn bytes_held(&self) -> u64 {
+        let t = self.timeline.borrow();
+        let inits: usize = t.inits.iter().map(|(_, d)| d.len()).sum();
+        let parts: usize = t.segments.iter().flat_map(|s| &s.parts).map(|p| p.data.len()).sum();
+        (inits + parts) as u64
+    }
+
     /// Init segment `id` (ids are stable: 0 is the first, each new configuration gets the next), if held.
     pub fn init_segment(&self, id: u64) -> Option<Bytes> {
         self.timeline.borrow().inits.iter().find(|(i, _)| *i == id).map(|(_, d)| d.clone())

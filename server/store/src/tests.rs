@@ -143,6 +143,22 @@ fn window_evicts_but_keeps_parts_downloadable() {
 }
 
 #[test]
+fn bytes_held_counts_init_segments_and_downloadable_parts() {
+    let store = store(2);
+    let s = store.start("demo", false).expect("start");
+    let video = s.writer(info("source"), Bytes::from_static(b"init")).expect("writer");
+    let audio = s.writer(info("audio"), Bytes::from_static(b"mp4a")).expect("writer");
+    assert_eq!(video.rendition().bytes_held(), 4);
+    for _ in 0..5u64 {
+        video.append(next(true), part(90_000, true, 0)).expect("append");
+    }
+    audio.append(next(true), part(90_000, true, 0)).expect("append");
+    // Parts that left the window a moment ago are still downloadable, so still held.
+    assert_eq!(video.rendition().bytes_held(), 4 + 5 * 10);
+    assert_eq!(store.get("demo").expect("broadcast").bytes_held(), 4 + 5 * 10 + 4 + 10);
+}
+
+#[test]
 fn reconfigure_continues_numbering_after_a_discontinuity_with_stable_init_ids() {
     let store = store(10);
     let s = store.start("demo", false).expect("start");

@@ -519,7 +519,7 @@ async fn hlsjs_follows_content_steering_to_the_server_usher_ranks_first() {
     let src = format!("{}/hls/demo/master.m3u8", far.base_url());
     let report = play_with_onair(&format!("{}/watch/demo?src={src}", far.base_url()), 20, &[]).await;
     let last = &report["onair"]["last"];
-    let latencies: Vec<f64> = report["onair"]["samples"].as_array().cloned().unwrap_or_default().iter().filter(|s| s["t"].as_f64().unwrap_or(0.0) >= 10.0).filter_map(|s| s["latency"].as_f64()).collect();
+    let latencies = samples(&report["onair"], "latency", 10.0);
     eprintln!(
         "OnAir player with steering: server {}, steered {}, failovers {}, stalls {}; latency p50 {:.3} s after 10 s (origin -> relay-near -> player)",
         last["server"],
@@ -742,4 +742,72 @@ async fn the_tree_grows_ahead_of_a_crowd() {
     // A warmed relay has the parts before any viewer asks: first part within 1 s of the decision.
     assert!(a_sum / a_count <= 1.0 && b_sum / b_count <= 1.0, "warm took {a_sum}/{a_count} s and {b_sum}/{b_count} s");
     drop((a, b, usher, origin, redis));
+}
+
+/// The whole cluster at once, as an operator runs it: Redis (registry), PostgreSQL (channels and
+/// keys), one origin, three relays, a standalone Usher and Varnish as the CDN, every node
+/// requiring signed playback; ffmpeg publishes the sample to the origin; the OnAir player in
+/// Chromium asks Usher (the watch page's `?base=`), plays from the relay it is given, and its
+/// latency is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_cluster_plays_in_chromium_through_usher_from_a_relay() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (redis, pg) = (RedisServer::start(), PostgresServer::start());
+    let (registry, database) = (redis.url(), pg.url());
+    let signed = "require_token = true";
+    let origin_port = free_port();
+    let origin = ServerProcess::start_with_args(
+        origin_port,
+        &node_toml(origin_port, "eu", "[\"ingest\"]", signed),
+        &["--registry", &registry, "--node-id", "origin", "--database", &database],
+    );
+    assert!(!origin.key.is_empty(), "the origin created demo in PostgreSQL");
+    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
+    let relays: Vec<ServerProcess> = ["relay-a", "relay-b", "relay-c"]
+        .iter()
+        .map(|id| {
+            let port = free_port();
+            ServerProcess::start_with_args(port, &node_toml(port, "eu", "[\"relay\"]", signed), &["--no-ingest", "--registry", &registry, "--node-id", id])
+        })
+        .collect();
+    let cdn = Varnish::start(origin.http_port);
+    let usher_toml = format!("[playback]\ntoken_secret = \"{SECRET}\"\n{signed}\n[cluster]\nview_refresh_ms = 250\ncdn_url = \"{}\"\n", cdn.base_url());
+    let usher = ServerProcess::usher(free_port(), &usher_toml, &["--registry", &registry]);
+    let u = usher.base_url();
+    wait_for("four nodes registered, the origin holding demo", Duration::from_secs(60), || async {
+        let (nodes, holders) = nodes_and_holders(&u).await;
+        nodes.len() == 4 && holders.contains(&"origin".to_string())
+    })
+    .await;
+    let (status, answer) = ask(&u, "127.0.0.1").await;
+    assert_eq!(status, 200, "{answer}");
+    let offered = offered(&answer);
+    eprintln!("Usher offers {offered:?} for demo (explain: {})", answer["explain"]);
+    assert!(offered.first().is_some_and(|n| n.starts_with("relay-")), "a relay first: {offered:?}");
+    assert!(answer["token"].as_str().is_some_and(|t| !t.is_empty()), "a playback token: {answer}");
+
+    // The watch page of any relay, its player pointed at Usher's playback API.
+    let page = format!("{}/watch/demo?base={u}", relays[0].base_url());
+    let report = play_with_onair(&page, 25, &[]).await;
+    let last = &report["onair"]["last"];
+    let latencies = samples(&report["onair"], "latency", 10.0);
+    let server = last["server"].as_str().unwrap_or("").to_string();
+    let on_relay = relays.iter().any(|r| server.starts_with(&r.base_url()));
+    eprintln!(
+        "whole cluster (Redis, PostgreSQL, origin, 3 relays, Usher, Varnish; signed playback): the OnAir player played from {server}, \
+         latency p50 {:.3} s / p95 {:.3} s after 10 s, stalls {}, failovers {}",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 95.0),
+        last["stalls"],
+        last["failovers"]
+    );
+    assert!(on_relay, "the player plays from a relay: {last}");
+    assert!(server.contains("/t/"), "on tokened URLs: {server}");
+    assert!(latencies.len() > 20, "the player kept playing: {} samples", latencies.len());
+    assert!(percentile(&latencies, 50.0) < 3.0, "latency {:.2} s", percentile(&latencies, 50.0));
+    assert!(last["stalls"].as_u64().unwrap_or(99) <= 1, "{last}");
+    let (_, holders) = nodes_and_holders(&u).await;
+    eprintln!("demo's holders after the viewer: {holders:?}");
+    assert!(holders.iter().any(|h| h.starts_with("relay-")), "a relay pulled demo: {holders:?}");
+    drop((relays, origin, cdn, redis, pg));
 }

@@ -45,6 +45,8 @@ async fn bad_peers_are_closed_and_the_live_channel_keeps_going() {
     .await;
     let _publisher = server.publish();
     server.wait_segments("demo", 1).await;
+    let kinds = ["rtmp_protocol", "bad_stream_key", "already_live", "handshake_timeout"];
+    let before = error_counts(&server.url(""), &kinds).await;
 
     // Not RTMP at all.
     let mut s = TcpStream::connect(server.rtmp).await.expect("connect");
@@ -89,10 +91,7 @@ async fn bad_peers_are_closed_and_the_live_channel_keeps_going() {
     assert!(!out.status.success(), "a second publisher should be refused");
 
     live_channel_is_healthy(&server).await;
-    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
-    for kind in ["rtmp_protocol", "bad_stream_key", "already_live", "handshake_timeout"] {
-        assert!(metrics.contains(&format!("onair_errors_total{{kind=\"{kind}\"}}")), "no error metric for {kind}");
-    }
+    assert_errors_counted(&server.url(""), &kinds, &before).await;
     drop(stalled);
 }
 
@@ -106,6 +105,7 @@ async fn publisher_and_bitrate_limits_close_only_the_offender() {
     .await;
     let _publisher = server.publish();
     server.wait_segments("demo", 1).await;
+    let before = error_counts(&server.url(""), &["too_many_publishers"]).await;
 
     // A second channel while the server has its one publisher: refused.
     let second = server.running.channels.create("second").await.expect("create channel");
@@ -113,6 +113,7 @@ async fn publisher_and_bitrate_limits_close_only_the_offender() {
     let fixture = obs_like_fixture();
     let out = publish_once(&fixture, &url, 5, Some(1)).await;
     assert!(!out.status.success(), "a publisher beyond max_publishers should be refused");
+    assert_errors_counted(&server.url(""), &["too_many_publishers"], &before).await;
 
     // A publisher far above the bit-rate cap (the ~1.6 Mbit/s sample read at 4x speed) is disconnected.
     let server2 = TestServer::start_with(|c| {
@@ -121,17 +122,15 @@ async fn publisher_and_bitrate_limits_close_only_the_offender() {
     })
     .await;
     let key = server2.running.channels.create("fast").await.expect("create").stream_key;
+    let before = error_counts(&server2.url(""), &["bitrate_exceeded"]).await;
     let url = server2.rtmp_url(&key);
     let started = Instant::now();
     let out = publish_once(&fixture, &url, 60, Some(4)).await;
     assert!(!out.status.success(), "a publisher over the bit-rate cap should be disconnected");
     assert!(started.elapsed() < Duration::from_secs(30));
 
+    assert_errors_counted(&server2.url(""), &["bitrate_exceeded"], &before).await;
     live_channel_is_healthy(&server).await;
-    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
-    for kind in ["too_many_publishers", "bitrate_exceeded"] {
-        assert!(metrics.contains(&format!("onair_errors_total{{kind=\"{kind}\"}}")), "no error metric for {kind}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

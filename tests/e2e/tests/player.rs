@@ -7,20 +7,11 @@
 mod common;
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn samples(report: &serde_json::Value, key: &str, from_t: f64) -> Vec<f64> {
-    report["samples"]
-        .as_array()
-        .expect("samples")
-        .iter()
-        .filter(|s| s["t"].as_f64().unwrap_or(0.0) >= from_t)
-        .filter_map(|s| s[key].as_f64())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plays_30_seconds_without_stalls_and_reports_latency() {
@@ -169,9 +160,9 @@ async fn keeps_playing_across_a_publisher_reconnect() {
     let watch = server.url("/watch/demo");
     let player = tokio::spawn(async move { play_with_onair(&watch, 28, &[]).await });
     // 10 s in, the encoder drops; it comes back 3 s later (within the grace period).
-    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     publisher.kill();
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let _publisher = server.publish();
     let report = player.await.expect("join");
     let onair = &report["onair"];
@@ -222,10 +213,10 @@ async fn plays_a_plain_hls_server_by_segments() {
         .expect("python3");
     let _files = Publisher { child: files };
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while get_text(&format!("{base}/stream.m3u8")).await.is_none_or(|t| t.matches("#EXTINF").count() < 4) {
-        assert!(std::time::Instant::now() < deadline, "ffmpeg's HLS output did not appear");
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(Instant::now() < deadline, "ffmpeg's HLS output did not appear");
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let report = play_with_onair(&server.url(&format!("/watch/demo?src={base}/master.m3u8")), 20, &[]).await;
     let onair = &report["onair"];
@@ -270,4 +261,50 @@ async fn plays_in_firefox() {
     // stall to a busy machine once); the played time above still demands near-continuous playback.
     assert!(r["last"]["stalls"].as_u64().unwrap_or(u64::MAX) <= 1, "stalls after start-up: {}", r["last"]["stalls"]);
     assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "page errors: {}", r["errors"]);
+}
+
+/// Signed playback with short-lived tokens (8–12 s here; 6 h by default): the player renews its
+/// token through the playback API before it expires and plays on from the same server. Without
+/// the renewal every request is refused (403) once the first token expires.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_player_renews_its_playback_token_before_it_expires() {
+    let _b = BROWSER.lock().await;
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.playback.require_token = true;
+        c.playback.token_secret = Some("player-token-test".into());
+        c.playback.token_ttl_s = 8;
+        c.playback.token_bucket_s = 4;
+    })
+    .await;
+    let _publisher = server.publish();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        let answer: serde_json::Value = serde_json::from_str(&get_text(&server.url("/api/v1/playback/demo")).await.unwrap_or_default()).unwrap_or_default();
+        if let Some(t) = answer["token"].as_str() {
+            break t.to_string();
+        }
+        assert!(Instant::now() < deadline, "the playback API never answered for demo");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    wait_renditions_at(&server.url(&format!("/t/{token}")), "demo", &["source", "audio"], 2).await;
+    let refused_before = server.metric("onair_playback_token_refusals_total").await;
+    let report = play_with_onair(&server.url("/watch/demo"), 40, &[]).await;
+    let onair = &report["onair"];
+    let last = &onair["last"];
+    let list = onair["samples"].as_array().cloned().unwrap_or_default();
+    let playing: Vec<&serde_json::Value> = list.iter().filter(|s| s["state"] == "playing").collect();
+    let (first, end) = (playing.first().expect("playback started"), playing.last().expect("playback started"));
+    let played = end["currentTime"].as_f64().unwrap_or(0.0) - first["currentTime"].as_f64().unwrap_or(0.0);
+    let wall = end["t"].as_f64().unwrap_or(0.0) - first["t"].as_f64().unwrap_or(0.0);
+    let refused = server.metric("onair_playback_token_refusals_total").await - refused_before;
+    eprintln!(
+        "tokens of 8-12 s: {} renewals in 40 s, played {played:.1} s in {wall:.1} s, stalls {}, failovers {}, {refused} requests refused meanwhile; server {}",
+        last["tokenRenewals"], last["stalls"], last["failovers"], last["server"]
+    );
+    assert!(last["tokenRenewals"].as_u64().unwrap_or(0) >= 3, "{last}");
+    assert!(played > wall - 3.0 && played > 25.0, "currentTime advanced {played:.1} s in {wall:.1} s");
+    assert!(last["stalls"].as_u64().unwrap_or(99) <= 1, "{last}");
+    assert_eq!(last["failovers"].as_u64(), Some(0), "renewing is not a failover: {last}");
+    assert!(last["server"].as_str().is_some_and(|s| s.contains("/t/") && !s.contains(&token)), "on a renewed token: {last}");
 }

@@ -37,11 +37,6 @@ fn origin_with(toml: &str) -> (ServerProcess, Publisher) {
     (origin, publisher)
 }
 
-fn samples(report: &serde_json::Value, key: &str, from_t: f64) -> Vec<f64> {
-    let list = report["samples"].as_array().cloned().unwrap_or_default();
-    list.iter().filter(|s| s["t"].as_f64().unwrap_or(0.0) >= from_t).filter_map(|s| s[key].as_f64()).collect()
-}
-
 /// Plays `base`'s watch page (the OnAir player) and, in a second page at the same time, its
 /// Multivariant Playlist with hls.js; returns (OnAir p50, hls.js p50, OnAir stalls) of latency
 /// by PROGRAM-DATE-TIME after the first 10 s.
@@ -503,4 +498,50 @@ async fn hlsjs_through_a_stock_varnish_under_load_stays_within_a_part_of_direct(
     );
     // Within one part target (0.2 s), with slack for a busy 2-core machine.
     assert!(cached.0 <= direct.0 + 0.2 + 0.15, "through Varnish {:.3} s vs direct {:.3} s", cached.0, direct.0);
+}
+
+/// `relay.max_memory_mb`: over the cap the least recently requested channel is released (not
+/// the watched one), and at the cap one more channel gets 503, counted; the watched channel plays on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_over_its_memory_cap_releases_the_least_watched_channel_and_refuses_more() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (origin, _publisher) = origin();
+    let rtmp = |key: &str| format!("rtmp://127.0.0.1:{}/live/{key}", origin.rtmp_port);
+    let (second, third) = (origin.create_channel("second", None), origin.create_channel("third", None));
+    let _second = Publisher::start(&obs_like_fixture(), &rtmp(&second));
+    let _third = Publisher::start(&obs_like_fixture(), &rtmp(&third));
+    for channel in ["demo", "second", "third"] {
+        wait_renditions_at(&origin.base_url(), channel, &["source"], 2).await;
+    }
+    // ~1.6 Mbit/s each: two channels' initial segments fit in 3 MiB, their growing windows do not.
+    let relay = edge_with(&[origin.base_url()], "[relay]\nmax_memory_mb = 3\nrelease_after_ms = 120000\n");
+    let base = relay.base_url();
+    tokio::join!(wait_renditions_at(&base, "demo", &["source"], 2), wait_renditions_at(&base, "second", &["source"], 2));
+    // Only `second` is watched from now on.
+    let started = Instant::now();
+    while relay.metric("onair_relay_memory_releases_total").await < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(40), "no release over the cap; relay log:\n{}", relay.log());
+        let r = client().get(format!("{base}/hls/second/source/index.m3u8")).send().await.expect("second");
+        assert_eq!(r.status(), 200, "the watched channel plays");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let held = relay.metric("onair_relay_held_bytes").await;
+    eprintln!("released over the 3 MiB cap after {:.1} s; held {:.1} MiB", started.elapsed().as_secs_f64(), held / 1048576.0);
+    let log = relay.log();
+    let released = log.lines().find(|l| l.contains("released the least recently requested channel")).unwrap_or("");
+    assert!(released.contains("demo"), "the unwatched channel goes first: {released}");
+    // `second` alone grows past the cap as its window fills (12 segments of ~0.4 MB).
+    while relay.metric("onair_relay_held_bytes").await < 3.0 * 1048576.0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the watched channel never filled the cap");
+        let r = client().get(format!("{base}/hls/second/source/index.m3u8")).send().await.expect("second");
+        assert_eq!(r.status(), 200, "the last channel is never released");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let third = client().get(format!("{base}/hls/third/master.m3u8")).send().await.expect("third");
+    let watched = client().get(format!("{base}/hls/second/source/index.m3u8")).send().await.expect("second");
+    eprintln!("at the cap: a new channel {}, the watched one {}", third.status(), watched.status());
+    assert_eq!(third.status(), 503, "one more channel at the cap");
+    assert_eq!(third.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    assert!(relay.metric("onair_relay_errors_total{kind=\"memory_full\"}").await >= 1.0, "the refusal is counted");
+    assert_eq!(watched.status(), 200, "the last channel is never released");
 }

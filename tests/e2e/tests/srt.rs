@@ -65,6 +65,8 @@ async fn srt_refusals_and_garbage_leave_the_live_channel_alone() {
     let _publisher = server.publish(); // RTMP
     server.wait_segments("demo", 1).await;
     let fixture = obs_like_fixture();
+    let kinds = ["bad_stream_key", "bad_stream_id"];
+    let before = error_counts(&server.url(""), &kinds).await;
     for stream_id in ["publish:live/live_wrong_key".to_string(), format!("#!::r=live/{},m=request", server.key)] {
         let url = server.srt_url(&stream_id, "");
         let started = Instant::now();
@@ -89,7 +91,5 @@ async fn srt_refusals_and_garbage_leave_the_live_channel_alone() {
     }
     // The live channel still gets its next part promptly.
     live_channel_is_healthy(&server).await;
-    let metrics = get_text(&server.url("/metrics")).await.expect("metrics");
-    assert!(metrics.contains("onair_errors_total{kind=\"bad_stream_key\"}"));
-    assert!(metrics.contains("onair_errors_total{kind=\"bad_stream_id\"}"));
+    assert_errors_counted(&server.url(""), &kinds, &before).await;
 }

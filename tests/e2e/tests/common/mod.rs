@@ -90,6 +90,11 @@ impl TestServer {
         format!("http://{}{}", self.http, path)
     }
 
+    /// As [`metric_at`] on this server (whose recorder the binary's other in-process servers share).
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_at(&self.url(""), series).await
+    }
+
     pub fn rtmp_url(&self, key: &str) -> String {
         format!("rtmp://{}/live/{}", self.rtmp, key)
     }
@@ -286,6 +291,13 @@ pub async fn play_with_onair(watch_url: &str, seconds: u32, extra: &[String]) ->
     report
 }
 
+/// The `key` field (e.g. `latency`, s) of each sample of a player report (`report["onair"]` or
+/// `report["hlsjs"]`) taken at or after `from_t` seconds into the run.
+pub fn samples(report: &serde_json::Value, key: &str, from_t: f64) -> Vec<f64> {
+    let list = report["samples"].as_array().cloned().unwrap_or_default();
+    list.iter().filter(|s| s["t"].as_f64().unwrap_or(0.0) >= from_t).filter_map(|s| s[key].as_f64()).collect()
+}
+
 /// The `p`-th percentile (0–100) of `values` (nearest rank).
 pub fn percentile(values: &[f64], p: f64) -> f64 {
     let mut v = values.to_vec();
@@ -294,12 +306,19 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
     v[rank.min(v.len()) - 1]
 }
 
-/// The `onair` binary of this checkout, built on first use (debug profile).
+/// The `onair` binary of this checkout, built on first use (debug profile); `E2E_ONAIR_BIN` names
+/// another build instead (e.g. the commit before a fix, to see a test fail there).
 pub fn onair_binary() -> PathBuf {
     static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut guard = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = guard.as_ref() {
         return p.clone();
+    }
+    if let Some(bin) = std::env::var_os("E2E_ONAIR_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.exists(), "E2E_ONAIR_BIN {} does not exist", bin.display());
+        *guard = Some(bin.clone());
+        return bin;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -330,15 +349,18 @@ pub struct ServerProcess {
     pub child: Child,
     pub http_port: u16,
     pub rtmp_port: u16,
+    pub srt_port: u16,
     pub key: String,
     /// Its stderr (the tracing log).
     pub log_path: PathBuf,
+    config_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl ServerProcess {
-    /// Starts `onair serve` on the given HTTP port (RTMP and SRT on free ports), transcoding off,
-    /// with `extra_toml` appended to its configuration file; waits for its stream-key line.
+    /// Starts `onair serve` on the given HTTP port (RTMP and SRT on free ports), with `extra_toml`
+    /// appended to its configuration file, transcoding off unless `extra_toml` has a
+    /// `[transcode]` table; waits for its stream-key line.
     pub fn start(http_port: u16, extra_toml: &str) -> ServerProcess {
         Self::start_with_args(http_port, extra_toml, &[])
     }
@@ -358,11 +380,11 @@ impl ServerProcess {
     fn launch(subcommand: &str, http_port: u16, extra_toml: &str, args: &[&str], ready: &str) -> ServerProcess {
         use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().expect("tempdir");
-        let rtmp_port = free_port();
+        let (rtmp_port, srt_port) = (free_port(), free_port());
+        let transcode = if extra_toml.contains("[transcode]") { "" } else { "[transcode]\nenabled = false\n" };
         let config = format!(
-            "http_addr = \"127.0.0.1:{http_port}\"\nrtmp_addr = \"127.0.0.1:{rtmp_port}\"\nsrt_addr = \"127.0.0.1:{}\"\n\
-             data_dir = \"{}\"\n{extra_toml}\n[transcode]\nenabled = false\n",
-            free_port(),
+            "http_addr = \"127.0.0.1:{http_port}\"\nrtmp_addr = \"127.0.0.1:{rtmp_port}\"\nsrt_addr = \"127.0.0.1:{srt_port}\"\n\
+             data_dir = \"{}\"\n{extra_toml}\n{transcode}",
             dir.path().display()
         );
         let config_path = dir.path().join("onair.toml");
@@ -399,7 +421,27 @@ impl ServerProcess {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("onair did not start (exit: {status:?}); its log:\n{log}");
         };
-        ServerProcess { child, http_port, rtmp_port, key, log_path, _dir: dir }
+        ServerProcess { child, http_port, rtmp_port, srt_port, key, log_path, config_path, _dir: dir }
+    }
+
+    /// Creates channel `name` (with an SRT passphrase when given) through the `onair channel
+    /// create` CLI on this node's database; returns its stream key.
+    pub fn create_channel(&self, name: &str, srt_passphrase: Option<&str>) -> String {
+        let mut cmd = Command::new(onair_binary());
+        cmd.arg("--config").arg(&self.config_path).args(["channel", "create", name]);
+        if let Some(p) = srt_passphrase {
+            cmd.args(["--srt-passphrase", p]);
+        }
+        let out = cmd.env("RUST_LOG", "warn").output().expect("onair channel create");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let prefix = format!("stream key for channel {name}: ");
+        let key = stdout.lines().find_map(|l| l.strip_prefix(&prefix));
+        key.unwrap_or_else(|| panic!("no stream key printed: {stdout} {}", String::from_utf8_lossy(&out.stderr))).trim().to_string()
+    }
+
+    /// An SRT publish URL with `streamid` (not shell-quoted: passed straight to ffmpeg).
+    pub fn srt_url(&self, stream_id: &str, extra: &str) -> String {
+        format!("srt://127.0.0.1:{}?streamid={stream_id}{extra}", self.srt_port)
     }
 
     pub fn base_url(&self) -> String {
@@ -414,11 +456,7 @@ impl ServerProcess {
     /// The value of the Prometheus counter or gauge `series` (the exact text before the value,
     /// e.g. `onair_relay_failovers_total`), summed over its lines; 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = get_text(&format!("{}/metrics", self.base_url())).await.unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(series) && l[series.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_at(&self.base_url(), series).await
     }
 
     pub fn rtmp_url(&self) -> String {
@@ -430,6 +468,35 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The value of the Prometheus counter or gauge `series` (the exact text before the value, labels
+/// included or not) on the node at `base`, summed over its lines; 0 when absent. In-process
+/// servers share one recorder per test binary: compare values before and after, on series no
+/// other test of the binary touches.
+pub async fn metric_at(base: &str, series: &str) -> f64 {
+    let text = get_text(&format!("{base}/metrics")).await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(series) && l[series.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `onair_errors_total{kind}` for each of `kinds` on the node at `base` (see [`metric_at`]).
+pub async fn error_counts(base: &str, kinds: &[&str]) -> Vec<f64> {
+    let mut counts = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        counts.push(metric_at(base, &format!("onair_errors_total{{kind=\"{kind}\"}}")).await);
+    }
+    counts
+}
+
+/// Asserts each of `kinds` counted more errors at `base` than `before` (from [`error_counts`]).
+pub async fn assert_errors_counted(base: &str, kinds: &[&str], before: &[f64]) {
+    let after = error_counts(base, kinds).await;
+    for ((kind, b), a) in kinds.iter().zip(before).zip(after) {
+        assert!(a > *b, "onair_errors_total{{kind=\"{kind}\"}} did not move ({b} -> {a})");
     }
 }
 
