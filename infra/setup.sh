@@ -9,7 +9,8 @@
 #                                parser, cargo-fuzz, and the caching proxies and load tool the relay tests and
 #                                benchmarks compare against (varnish, nginx, wrk) and the
 #                                cluster registry the Usher tests start (redis-server) and PostgreSQL (the tests start
-#                                throwaway clusters of their own); their services are not used.
+#                                throwaway clusters of their own), openssl and certutil (libnss3-tools) for the HTTPS
+#                                tests' certificate authority; their services are not used.
 # Rust crates are fetched by cargo itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 mode=${1:-build}
 packages=(pkg-config clang libclang-dev libssl-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev)
-if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk redis-server openssl postgresql); fi
+if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk curl redis-server openssl libnss3-tools postgresql); fi
 missing=()
 for p in "${packages[@]}"; do
   # nodejs/npm/pip may come from elsewhere on the image; only install what is absent.

@@ -11,6 +11,9 @@
 //   --hlsjs URL         also play URL with hls.js (lowLatencyMode, maxLiveSyncPlaybackRate 1.5) in a
 //                       second page of the same browser at the same time, and sample its latency the
 //                       same way: wall clock minus the PROGRAM-DATE-TIME of the frame on screen.
+// Both reports carry `protocols`: resources fetched per protocol (Resource Timing nextHopProtocol;
+// `none` for a fetch that was aborted or never reached the network), and `other`, a few of the
+// resources that did not use h2.
 // The OnAir page's samples are `{t, latency, buffer, currentTime, rate, server, stalls, rendition}`.
 import { createRequire } from 'node:module';
 import { launchChromium } from './chromium.mjs';
@@ -31,8 +34,21 @@ const pids = Object.fromEntries((opt('--pids') || '').split(',').filter(Boolean)
 
 const browser = await launchChromium();
 
+// How many resources the page fetched over each protocol (`h2`, `http/1.1`), by Resource Timing.
+const countProtocols = (page) => page.evaluate(() => {
+  const counts = {};
+  const other = [];
+  for (const e of performance.getEntriesByType('resource')) {
+    const p = e.nextHopProtocol || 'none';
+    counts[p] = (counts[p] || 0) + 1;
+    if (p !== 'h2' && other.length < 5) other.push(`${e.name} (${e.initiatorType}, ${e.transferSize} B, status ${e.responseStatus})`);
+  }
+  return { ...counts, other };
+});
+
 async function onair() {
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  await page.addInitScript(() => performance.setResourceTimingBufferSize(100000));
   const consoleErrors = [];
   const consoleLog = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); else consoleLog.push(m.text()); });
@@ -91,15 +107,17 @@ async function onair() {
     kill.switchedAfter = moved ? moved.t - kill.t : null;
     kill.playedAfter = after.length ? after[after.length - 1].currentTime - kill.currentTime : 0;
   }
-  return { samples, last, attachedMs, firstFrameMs, kill, consoleErrors, consoleLog: consoleLog.slice(-20) };
+  const protocols = await countProtocols(page);
+  return { samples, last, attachedMs, firstFrameMs, kill, protocols, consoleErrors, consoleLog: consoleLog.slice(-20) };
 }
 
 async function hlsjs() {
   const page = await browser.newPage();
+  await page.addInitScript(() => performance.setResourceTimingBufferSize(100000));
   await page.goto(new URL('/healthz', hlsjsUrl).href);
   await page.setContent('<video id="v" muted playsinline style="width:640px"></video>');
   await page.addScriptTag({ path: require.resolve('hls.js/dist/hls.min.js') });
-  return page.evaluate(async ({ url, seconds }) => {
+  const report = await page.evaluate(async ({ url, seconds }) => {
     const video = document.getElementById('v');
     const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
     hls.loadSource(url);
@@ -118,6 +136,7 @@ async function hlsjs() {
     hls.destroy();
     return { samples };
   }, { url: hlsjsUrl, seconds });
+  return { ...report, protocols: await countProtocols(page) };
 }
 
 try {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -105,9 +105,8 @@ async fn playback_json(State(api): State<Api>, Path(channel): Path<String>, Quer
         }
         None => false,
     };
-    let headers: &HeaderMap = request.headers();
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let placed = api.cluster.place(&channel, client, host, held_here);
+    let origin = crate::serve::request_origin(&request);
+    let placed = api.cluster.place(&channel, client, origin.as_deref(), held_here);
     let explain = q.explain.filter(|v| v != "0").map(|_| {
         serde_json::json!({
             "client": client.to_string(),

@@ -311,10 +311,10 @@ impl Cluster {
         }
     }
 
-    /// Places a viewer of `channel` from `client`. `host` (the request's `Host`) stands in for
-    /// this node's base URL when it has none configured; `held_here` says this node just found
+    /// Places a viewer of `channel` from `client`. `origin` (the request's `scheme://authority`,
+    /// [`crate::serve::request_origin`]) stands in for this node's base URL when it has none configured; `held_here` says this node just found
     /// the channel in its own store or upstream.
-    pub fn place(&self, channel: &str, client: IpAddr, host: Option<&str>, held_here: bool) -> Placed {
+    pub fn place(&self, channel: &str, client: IpAddr, origin: Option<&str>, held_here: bool) -> Placed {
         let nodes = self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
         let region = self.regions.region(client).map(str::to_string);
         let local_id = self.local.as_ref().map(|l| l.info.id.as_str());
@@ -323,7 +323,7 @@ impl Cluster {
         let offered: Vec<Offered> = decision
             .candidates
             .iter()
-            .filter_map(|id| Some(Offered { node: id.clone(), base_url: self.base_url(&nodes, id, host)? }))
+            .filter_map(|id| Some(Offered { node: id.clone(), base_url: self.base_url(&nodes, id, origin)? }))
             .collect();
         if let Some(first) = offered.first().filter(|o| o.node != CDN) {
             self.placements.record(&first.node, now_ms());
@@ -369,16 +369,16 @@ impl Cluster {
     }
 
     /// The base URL players use for candidate `id` of a decision: the CDN's, or the node's as it
-    /// registered; for this node without a configured one, `http://{host}` of the request (`None`
-    /// when unknown).
-    fn base_url(&self, nodes: &[NodeReport], id: &str, host: Option<&str>) -> Option<String> {
+    /// registered; for this node without a configured one, the request's origin (`None` when
+    /// unknown).
+    fn base_url(&self, nodes: &[NodeReport], id: &str, origin: Option<&str>) -> Option<String> {
         if id == CDN {
             return self.cdn_url.clone();
         }
         let node = nodes.iter().find(|n| n.info.id == id)?;
-        match (&node.info.base_url, host) {
+        match (&node.info.base_url, origin) {
             (Some(u), _) => Some(u.clone()),
-            (None, Some(h)) if self.local.as_ref().is_some_and(|l| l.info.id == id) => Some(format!("http://{h}")),
+            (None, Some(o)) if self.local.as_ref().is_some_and(|l| l.info.id == id) => Some(o.to_owned()),
             _ => None,
         }
     }

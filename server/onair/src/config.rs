@@ -38,6 +38,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// HTTP connection limits and timeouts.
     pub http: HttpConfig,
+    /// HTTPS (HTTP/2 and HTTP/1.1 over TLS) beside plain HTTP.
+    pub tls: TlsConfig,
     /// LL-HLS packaging.
     pub hls: HlsConfig,
     /// RTMP ingest limits.
@@ -285,6 +287,34 @@ impl Default for HttpConfig {
     }
 }
 
+/// The HTTPS listener (`[tls]`): the same routes as plain HTTP, over TLS 1.2/1.3 with ALPN `h2`
+/// and `http/1.1`, so browsers get HTTP/2 (they speak h2 only over TLS). On when both `cert` and
+/// `key` are set. Plain HTTP keeps serving on `http_addr` (relays, a CDN, h2c with prior knowledge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// HTTPS listen address (`--https-addr`, `ONAIR_TLS__ADDR`). Default `0.0.0.0:8443`.
+    pub addr: SocketAddr,
+    /// PEM certificate chain, leaf first (`--tls-cert`, `ONAIR_TLS__CERT`), e.g. Let's Encrypt's
+    /// `fullchain.pem`. Read at start. Default none (no HTTPS).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of that certificate (`--tls-key`, `ONAIR_TLS__KEY`), e.g. `privkey.pem`.
+    pub key: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { addr: ([0, 0, 0, 0], 8443).into(), cert: None, key: None }
+    }
+}
+
+impl TlsConfig {
+    /// The certificate and key files when HTTPS is on.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
+}
+
 /// LL-HLS packaging settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -321,6 +351,7 @@ impl Default for Config {
             no_ingest: false,
             relay: RelayConfig::default(),
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
             hls: HlsConfig::default(),
             rtmp: RtmpConfig::default(),
             srt: SrtConfig::default(),
@@ -361,6 +392,29 @@ pub struct CliOverrides {
     /// `--registry`, `--node-id`.
     #[serde(skip_serializing_if = "ClusterOverrides::is_empty")]
     pub cluster: ClusterOverrides,
+    /// `--https-addr`, `--tls-cert`, `--tls-key`.
+    #[serde(skip_serializing_if = "TlsOverrides::is_empty")]
+    pub tls: TlsOverrides,
+}
+
+/// The HTTPS settings a command line can set.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsOverrides {
+    /// HTTPS listen address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// Certificate chain file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Private key file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsOverrides {
+    fn is_empty(&self) -> bool {
+        self.addr.is_none() && self.cert.is_none() && self.key.is_none()
+    }
 }
 
 /// The cluster settings a command line can set.
@@ -462,6 +516,9 @@ impl Config {
                 "cluster: report_interval_ms >= 100, entry_ttl_ms >= 2 x report_interval_ms, view_refresh_ms >= 50, playback rate and burst > 0".into(),
             ));
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::OutOfRange("tls.cert and tls.key go together: set both for HTTPS, or neither".into()));
+        }
         if self.rtmp.max_chunk_size < 128 || self.rtmp.max_message_size < 1024 {
             return Err(ConfigError::OutOfRange("rtmp.max_chunk_size >= 128 and rtmp.max_message_size >= 1024".into()));
         }
@@ -506,6 +563,23 @@ mod tests {
             assert!(Config::load(Some(Path::new("bad.toml")), &CliOverrides::default()).is_err());
             jail.create_file("range.toml", "[hls]\npart_target_ms = 1\n")?;
             assert!(Config::load(Some(Path::new("range.toml")), &CliOverrides::default()).is_err());
+            jail.create_file("half-tls.toml", "[tls]\ncert = \"fullchain.pem\"\n")?;
+            let half = Config::load(Some(Path::new("half-tls.toml")), &CliOverrides::default());
+            assert!(half.is_err_and(|e| e.to_string().contains("tls.cert and tls.key")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_from_file_env_and_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("tls.toml", "[tls]\ncert = \"a.pem\"\nkey = \"a-key.pem\"\n")?;
+            jail.set_env("ONAIR_TLS__ADDR", "127.0.0.1:9443");
+            let cli = CliOverrides { tls: TlsOverrides { key: Some("b-key.pem".into()), ..Default::default() }, ..Default::default() };
+            let cfg = Config::load(Some(Path::new("tls.toml")), &cli).expect("config");
+            assert_eq!(cfg.tls.addr, ([127, 0, 0, 1], 9443).into());
+            assert_eq!(cfg.tls.files(), Some((Path::new("a.pem"), Path::new("b-key.pem"))));
+            assert_eq!(Config::default().tls.files(), None, "HTTPS is off by default");
             Ok(())
         });
     }

@@ -14,4 +14,5 @@ pub mod playback;
 pub mod serve;
 pub mod server;
 mod supervisor;
+pub mod tls;
 pub mod token_routes;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use onair_channels::Channels;
 use onair_db::Database;
-use onair::config::{CliOverrides, ClusterOverrides, Config, RelayOverrides};
+use onair::config::{CliOverrides, ClusterOverrides, Config, RelayOverrides, TlsOverrides};
 
 /// OnAir: live video with LL-HLS. RTMP in, CMAF parts in RAM, LL-HLS out.
 #[derive(Debug, Parser)]
@@ -47,6 +47,27 @@ struct ServeArgs {
     no_ingest: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// HTTPS listen address (env ONAIR_TLS__ADDR; default 0.0.0.0:8443), on with --tls-cert and --tls-key.
+    #[arg(long)]
+    https_addr: Option<SocketAddr>,
+    /// PEM certificate chain, leaf first, e.g. fullchain.pem (env ONAIR_TLS__CERT).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate, e.g. privkey.pem (env ONAIR_TLS__KEY).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn overrides(&self) -> TlsOverrides {
+        TlsOverrides { addr: self.https_addr, cert: self.tls_cert.clone(), key: self.tls_key.clone() }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +89,8 @@ struct UsherArgs {
     /// Cluster registry: redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://… (env ONAIR_CLUSTER__REGISTRY).
     #[arg(long, value_name = "URL")]
     registry: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,10 +144,12 @@ async fn main() -> anyhow::Result<()> {
         overrides.no_ingest = (args.no_ingest || edge).then_some(true);
         overrides.relay = (!args.upstreams.is_empty()).then(|| RelayOverrides { upstreams: args.upstreams.clone() });
         overrides.cluster = ClusterOverrides { registry: args.cluster.registry.clone(), node_id: args.cluster.node_id.clone() };
+        overrides.tls = args.tls.overrides();
     }
     if let Command::Usher(args) = &cli.command {
         overrides.http_addr = args.http_addr;
         overrides.cluster.registry = args.registry.clone();
+        overrides.tls = args.tls.overrides();
     }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     if matches!(cli.command, Command::Edge(_)) && config.relay.upstreams.is_empty() && config.cluster.registry.is_none() {
@@ -152,6 +177,9 @@ async fn main() -> anyhow::Result<()> {
             let mut running = onair::server::start_usher(&config).await.context("starting Usher")?;
             let host = config.public_host.clone().unwrap_or_else(|| display_host(running.http_addr));
             println!("usher http://{host}:{}/api/v1/playback/CHANNEL (playback API), /api/v1/cluster (nodes)", running.http_addr.port());
+            if let Some(https) = running.https_addr {
+                println!("https://{host}:{}/ (HTTP/2 and HTTP/1.1 over TLS)", https.port());
+            }
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
             tokio::select! {
                 failed = running.wait() => failed.context("Usher stopped")?,
@@ -173,6 +201,9 @@ async fn main() -> anyhow::Result<()> {
             }
             let http_port = running.http_addr.port();
             println!("watch http://{http_host}:{http_port}/ (channels), http://{http_host}:{http_port}/watch/CHANNEL (player), http://{http_host}:{http_port}/hls/CHANNEL/master.m3u8 (LL-HLS)");
+            if let Some(https) = running.https_addr {
+                println!("watch https://{http_host}:{}/watch/CHANNEL (HTTP/2 and HTTP/1.1 over TLS)", https.port());
+            }
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
             let drain = running.drain_signal();
             tokio::select! {

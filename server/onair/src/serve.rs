@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::config::HttpConfig;
+use crate::tls::Tls;
 
 /// How long the drain waits for in-flight responses after shutdown before closing the rest.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
@@ -214,11 +215,28 @@ impl AsyncWrite for Guarded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// A request extension on requests that came over the HTTPS listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTls;
+
+/// The origin (`scheme://authority`, RFC 6454) a request was addressed to: `https` on the HTTPS
+/// listener, else `http`; the authority from the request target (HTTP/2's `:authority`) or the
+/// `Host` header (HTTP/1.1). `None` when the request names neither.
+pub fn request_origin<B>(request: &hyper::Request<B>) -> Option<String> {
+    let scheme = if request.extensions().get::<OverTls>().is_some() { "https" } else { "http" };
+    let authority = match request.uri().authority() {
+        Some(a) => a.as_str(),
+        None => request.headers().get(hyper::header::HOST)?.to_str().ok()?,
+    };
+    Some(format!("{scheme}://{authority}"))
+}
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting, lets in-flight
 /// responses finish for up to 3 s (blocked playlist requests were already answered
-/// with 503 by the origin) and returns. Every request carries a [`PeerAddr`] extension; every
-/// byte written is added to `egress`.
-pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutdown: CancellationToken, egress: Arc<AtomicU64>) {
+/// with 503 by the origin) and returns. With `tls`, every connection first completes a TLS
+/// handshake (within `header_read_timeout_ms`; ALPN `h2` or `http/1.1`). Every request carries a
+/// [`PeerAddr`] extension; every byte written to a socket (TLS records included) is added to `egress`.
+pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutdown: CancellationToken, egress: Arc<AtomicU64>, tls: Option<Tls>) {
     let admission = Admission::new(config.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -229,6 +247,7 @@ pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutd
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(config.max_streams_per_connection);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    let handshake_limit = Duration::from_millis(config.header_read_timeout_ms);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -246,22 +265,46 @@ pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutd
         let ticket = match admission.admit(peer.ip()) {
             Ok(t) => t,
             Err(why) => {
-                refuse(stream, peer, why);
+                refuse(stream, peer, why, tls.is_some());
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Guarded::new(stream, &config, egress.clone()));
+        let io = Guarded::new(stream, &config, egress.clone());
         let app = app.clone();
+        let secure = tls.is_some();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(PeerAddr(peer));
+            if secure {
+                request.extensions_mut().insert(OverTls);
+            }
             app.clone().oneshot(request)
         });
-        let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             let _ticket = ticket;
-            if let Err(e) = conn.await {
+            let ended = match tls {
+                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned()).await,
+                Some(tls) => {
+                    let stream = match tokio::time::timeout(handshake_limit, tls.accept(io)).await {
+                        Ok(Ok(stream)) => stream,
+                        failed => {
+                            metrics::counter!("onair_http_errors_total", "kind" => "tls_handshake").increment(1);
+                            let why = failed.map_or_else(|_| "timed out".to_owned(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
+                            tracing::debug!(%peer, error = %why, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let alpn = match crate::tls::negotiated(&stream) {
+                        Some(b"h2") => "h2",
+                        Some(_) => "http/1.1",
+                        None => "none",
+                    };
+                    metrics::counter!("onair_http_tls_connections_total", "alpn" => alpn).increment(1);
+                    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             }
         });
@@ -273,10 +316,14 @@ pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutd
 }
 
 /// Answers a refused connection with a bare 503 (so a player tries another server) and closes it,
-/// off the accept loop and within one second.
-fn refuse(mut stream: TcpStream, peer: SocketAddr, why: Refused) {
+/// off the accept loop and within one second. On the TLS listener the connection is only closed
+/// (a plaintext answer would be garbage to a TLS client, and a handshake costs what the cap saves).
+fn refuse(mut stream: TcpStream, peer: SocketAddr, why: Refused, tls: bool) {
     metrics::counter!("onair_http_refused_total", "reason" => why.label()).increment(1);
     tracing::debug!(%peer, reason = why.label(), "HTTP connection refused");
+    if tls {
+        return;
+    }
     tokio::spawn(async move {
         let reply = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nCache-Control: no-store\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n";
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply)).await;

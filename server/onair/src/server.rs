@@ -24,6 +24,7 @@ use crate::observability::prometheus;
 use crate::playback::{KeyError, Signer};
 pub use crate::supervisor::RunError;
 use crate::supervisor::Supervisor;
+use crate::tls::{Tls, TlsError};
 
 /// Errors from starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,54 @@ pub enum StartError {
     /// The cluster configuration is unusable.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// The bound HTTP listener and, with `[tls]`, the HTTPS one, before they serve.
+struct Listeners {
+    http: TcpListener,
+    https: Option<(TcpListener, Tls)>,
+}
+
+impl Listeners {
+    /// Binds `http_addr` and, when `tls.cert` and `tls.key` are set, loads them and binds
+    /// `tls.addr`. Errors: [`StartError::Bind`], [`StartError::Tls`].
+    async fn bind(config: &Config) -> Result<Self, StartError> {
+        let http = TcpListener::bind(config.http_addr).await.map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
+        let https = match config.tls.files() {
+            None => None,
+            Some((cert, key)) => {
+                let tls = Tls::from_pem_files(cert, key)?;
+                let addr = config.tls.addr;
+                Some((TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what: "HTTPS", addr, source })?, tls))
+            }
+        };
+        Ok(Listeners { http, https })
+    }
+
+    /// The bound addresses: HTTP, and HTTPS when on.
+    fn addrs(&self) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
+        let local = |what: &'static str, l: &TcpListener| l.local_addr().map_err(|source| StartError::Bind { what, addr: ([0, 0, 0, 0], 0).into(), source });
+        Ok((local("HTTP", &self.http)?, self.https.as_ref().map(|(l, _)| local("HTTPS", l)).transpose()?))
+    }
+
+    /// Serves `app` on each listener until `shutdown`, as supervised tasks.
+    fn spawn(self, app: axum::Router, config: &crate::config::HttpConfig, egress: Arc<AtomicU64>, shutdown: &CancellationToken, tasks: &mut JoinSet<&'static str>) {
+        if let Some((listener, tls)) = self.https {
+            let (app, config, stop, egress) = (app.clone(), config.clone(), shutdown.clone(), egress.clone());
+            tasks.spawn(async move {
+                crate::serve::serve(listener, app, config, stop, egress, Some(tls)).await;
+                "HTTPS listener"
+            });
+        }
+        let (config, stop) = (config.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            crate::serve::serve(self.http, app, config, stop, egress, None).await;
+            "HTTP listener"
+        });
+    }
 }
 
 /// A running server. Dropping it stops its tasks.
@@ -60,6 +109,8 @@ pub enum StartError {
 pub struct Running {
     /// Bound HTTP address (useful when configured with port 0).
     pub http_addr: SocketAddr,
+    /// Bound HTTPS address, when `[tls]` is on.
+    pub https_addr: Option<SocketAddr>,
     /// Bound RTMP address; `None` on a node without ingest (`--no-ingest`, `onair edge`).
     pub rtmp_addr: Option<SocketAddr>,
     /// Bound SRT address (UDP); `None` without ingest.
@@ -135,9 +186,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         window_segments: config.hls.window_segments,
         max_segment: Duration::from_millis(config.ingest.max_gop_ms),
     }));
-    let bind = |what: &'static str, addr: SocketAddr| move |source| StartError::Bind { what, addr, source };
-    let http = TcpListener::bind(config.http_addr).await.map_err(bind("HTTP", config.http_addr))?;
-    let http_addr = http.local_addr().map_err(bind("HTTP", config.http_addr))?;
+    let listeners = Listeners::bind(config).await?;
+    let (http_addr, https_addr) = listeners.addrs()?;
     let shutdown = CancellationToken::new();
     let drain = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -204,17 +254,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         }
         "sweeper"
     });
-    let (http_config, stop) = (config.http.clone(), shutdown.clone());
-    tasks.spawn(async move {
-        crate::serve::serve(http, app, http_config, stop, egress).await;
-        "HTTP listener"
-    });
+    listeners.spawn(app, &config.http, egress, &shutdown, &mut tasks);
     tracing::info!(
-        %http_addr, ?rtmp_addr, ?srt_addr, upstreams = ?config.relay.upstreams, data_dir = %config.data_dir.display(),
+        %http_addr, ?https_addr, ?rtmp_addr, ?srt_addr, upstreams = ?config.relay.upstreams, data_dir = %config.data_dir.display(),
         node = %cluster.local().map_or("", |l| l.info.id.as_str()), registry = %config.cluster.registry.as_deref().map_or("memory".into(), onair_cluster::registry::redacted),
         "OnAir is up"
     );
-    Ok(Running { http_addr, rtmp_addr, srt_addr, relay, created_demo, channels, store, cluster, drain, supervisor: Supervisor { shutdown, tasks } })
+    Ok(Running { http_addr, https_addr, rtmp_addr, srt_addr, relay, created_demo, channels, store, cluster, drain, supervisor: Supervisor { shutdown, tasks } })
 }
 
 /// A running standalone Usher (`onair usher`). Dropping it stops its tasks.
@@ -222,6 +268,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 pub struct RunningUsher {
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
+    /// Bound HTTPS address, when `[tls]` is on.
+    pub https_addr: Option<SocketAddr>,
     /// The registry view and the ranking.
     pub cluster: Arc<Cluster>,
     supervisor: Supervisor,
@@ -246,8 +294,8 @@ pub async fn start_usher(config: &Config) -> Result<RunningUsher, StartError> {
     let _ = prometheus();
     raise_file_limit();
     let cluster = Cluster::new(config, None)?;
-    let http = TcpListener::bind(config.http_addr).await.map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
-    let http_addr = http.local_addr().map_err(|source| StartError::Bind { what: "HTTP", addr: config.http_addr, source })?;
+    let listeners = Listeners::bind(config).await?;
+    let (http_addr, https_addr) = listeners.addrs()?;
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     cluster.spawn(&mut tasks, &shutdown);
@@ -258,13 +306,9 @@ pub async fn start_usher(config: &Config) -> Result<RunningUsher, StartError> {
         local: None,
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),
     });
-    let (http_config, stop) = (config.http.clone(), shutdown.clone());
-    tasks.spawn(async move {
-        crate::serve::serve(http, app, http_config, stop, Arc::new(AtomicU64::new(0))).await;
-        "HTTP listener"
-    });
-    tracing::info!(%http_addr, registry = %config.cluster.registry.as_deref().map_or("", |_| "redis"), "OnAir Usher is up");
-    Ok(RunningUsher { http_addr, cluster, supervisor: Supervisor { shutdown, tasks } })
+    listeners.spawn(app, &config.http, Arc::new(AtomicU64::new(0)), &shutdown, &mut tasks);
+    tracing::info!(%http_addr, ?https_addr, registry = %config.cluster.registry.as_deref().map_or("", |_| "redis"), "OnAir Usher is up");
+    Ok(RunningUsher { http_addr, https_addr, cluster, supervisor: Supervisor { shutdown, tasks } })
 }
 
 /// Binds the RTMP and SRT listeners and spawns their tasks; returns their addresses.

@@ -1,9 +1,12 @@
 //! Real engines for tests, each started on a free loopback port and killed on drop, never a mock:
 //! [`RedisServer`] (Debian's `redis-server`, installed by `bash infra/setup.sh test`; with TLS too)
-//! and [`PostgresServer`] (PostgreSQL 15, Debian's, a throwaway cluster in a temporary directory).
+//! and [`PostgresServer`] (PostgreSQL 15, Debian's, a throwaway cluster in a temporary directory);
+//! and [`TestCa`], a certificate authority made by `openssl` that a test browser trusts.
 
 mod postgres;
+mod tls;
 pub use postgres::PostgresServer;
+pub use tls::TestCa;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

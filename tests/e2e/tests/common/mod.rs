@@ -281,9 +281,18 @@ pub fn screenshot_dir() -> PathBuf {
 /// Plays `watch_url` (the server's watch page, i.e. the OnAir Wasm player) in headless Chromium
 /// for `seconds` with tests/browser/onair-play.mjs and returns its JSON report.
 pub async fn play_with_onair(watch_url: &str, seconds: u32, extra: &[String]) -> serde_json::Value {
+    play_with_onair_home(watch_url, seconds, extra, None).await
+}
+
+/// As [`play_with_onair`], with the browser's `HOME` set to `home` (e.g. a trust store that trusts
+/// a test CA, `TestCa::browser_home`).
+pub async fn play_with_onair_home(watch_url: &str, seconds: u32, extra: &[String], home: Option<&Path>) -> serde_json::Value {
     let script = repo_root().join("tests/browser/onair-play.mjs");
     let mut cmd = Command::new("node");
     cmd.arg(script).args([watch_url.to_string(), seconds.to_string()]).args(extra);
+    if let Some(home) = home {
+        cmd.env("HOME", home);
+    }
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
     assert!(out.status.success(), "player run failed: {}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
