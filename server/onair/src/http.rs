@@ -52,15 +52,19 @@ pub struct Web {
     pub admin: crate::admin::Admin,
 }
 
+/// The pages' and middleware's state: one reference-counted value, because axum clones the state
+/// of every route and middleware on every request (a `Web` holds strings, caches and configs).
 #[derive(Clone)]
-struct AppState {
+struct AppState(Arc<AppInner>);
+
+struct AppInner {
     store: Arc<Store>,
     web: Web,
 }
 
 /// All routes of `onair serve`.
 pub fn app(store: Arc<Store>, web: Web) -> Router {
-    let state = AppState { store: store.clone(), web: web.clone() };
+    let state = AppState(Arc::new(AppInner { store: store.clone(), web: web.clone() }));
     let api = Router::new().route("/api/v1/channels", get(channels_json)).layer(CorsLayer::permissive());
     let usher = crate::api::router(crate::api::Api {
         cluster: web.cluster.clone(),
@@ -100,11 +104,11 @@ async fn count_viewers(State(state): State<AppState>, request: Request, next: Ne
         .and_then(|p| p.split_once('/'))
         .map(|(channel, _)| channel.to_string());
     let Some(channel) = channel else { return next.run(request).await };
-    let (_, client) = crate::api::client_of(&state.web.cluster, &request);
-    let Some(session) = state.web.cluster.session(client, request.headers()) else { return next.run(request).await };
+    let (_, client) = crate::api::client_of(&state.0.web.cluster, &request);
+    let Some(session) = state.0.web.cluster.session(client, request.headers()) else { return next.run(request).await };
     let response = next.run(request).await;
     if response.status() == StatusCode::OK {
-        state.web.cluster.seen(&channel, session);
+        state.0.web.cluster.seen(&channel, session);
     }
     response
 }
@@ -174,14 +178,14 @@ impl LiveChannel {
 /// The channels live here, those the cluster registry shows on other nodes, and on a relay with
 /// static upstreams those they list (relayed on demand); most viewers first, then by name.
 async fn channels_json(State(state): State<AppState>) -> Json<Vec<LiveChannel>> {
-    let mut channels = live(&state.store);
-    let held = state.web.cluster.channels();
+    let mut channels = live(&state.0.store);
+    let held = state.0.web.cluster.channels();
     for c in &held {
         if !channels.iter().any(|l| l.channel == c.channel) {
             channels.push(LiveChannel::new(c.channel.clone(), c.live, c.started_at_ms, c.renditions.clone()));
         }
     }
-    if let Some(relay) = &state.web.relay {
+    if let Some(relay) = &state.0.web.relay {
         for c in relay.upstream_directory().await {
             if !channels.iter().any(|l| l.channel == c.channel) {
                 channels.push(LiveChannel::new(c.channel.clone(), c.is_live(), c.started_at_ms, c.renditions));

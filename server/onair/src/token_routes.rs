@@ -20,8 +20,11 @@ use tower::ServiceExt;
 use crate::playback::{Signer, TokenError};
 use crate::serve::PeerAddr;
 
+/// Cloned on every tokened request (axum clones route state per request): one `Arc`.
 #[derive(Clone)]
-struct Gate {
+struct Gate(std::sync::Arc<GateInner>);
+
+struct GateInner {
     signer: Signer,
     origin: Router,
 }
@@ -29,7 +32,7 @@ struct Gate {
 /// `origin` (the `/hls/…` routes) behind the token check, plus `/t/{token}/hls/…`.
 pub fn guard(origin: Router, signer: Signer, require: bool) -> Router {
     let origin = origin.layer(middleware::from_fn_with_state(require, require_token));
-    let gate = Gate { signer, origin: origin.clone() };
+    let gate = Gate(std::sync::Arc::new(GateInner { signer, origin: origin.clone() }));
     Router::new().route("/t/{token}/hls/{*rest}", get(tokened)).with_state(gate).merge(origin)
 }
 
@@ -59,7 +62,7 @@ async fn tokened(State(gate): State<Gate>, mut request: Request) -> Response {
     };
     let (token, rest) = (token.to_string(), rest.to_string());
     let channel = rest.split('/').next().unwrap_or("");
-    if let Err(e) = gate.signer.verify(channel, Some(&token), SystemTime::now()) {
+    if let Err(e) = gate.0.signer.verify(channel, Some(&token), SystemTime::now()) {
         return token_refused(channel, &e);
     }
     let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
@@ -74,7 +77,7 @@ async fn tokened(State(gate): State<Gate>, mut request: Request) -> Response {
     if let Some(peer) = peer {
         extensions.insert(peer);
     }
-    match gate.origin.oneshot(request).await {
+    match gate.0.origin.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     }
