@@ -66,12 +66,87 @@ pub struct MultivariantPlaylist {
     pub content_steering: Option<ContentSteering>,
 }
 
+/// One rendition as [`MultivariantPlaylist::from_renditions`] groups it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenditionEntry {
+    /// Name (NAME of an audio rendition).
+    pub name: String,
+    /// URI of its Media Playlist, relative to the Multivariant Playlist.
+    pub uri: String,
+    /// True for video.
+    pub is_video: bool,
+    /// RFC 6381 codec string.
+    pub codec: String,
+    /// Width and height in pixels (video).
+    pub resolution: Option<(u32, u32)>,
+    /// Frames per second (video).
+    pub frame_rate: Option<f64>,
+    /// Audio channels (audio).
+    pub channels: Option<u16>,
+    /// Peak bits per second (a segment's bytes × 8 / its duration, the largest).
+    pub peak: u64,
+    /// Average bits per second.
+    pub average: u64,
+}
+
+/// GROUP-ID of the audio renditions.
+const AUDIO_GROUP: &str = "audio";
+
 /// The stable id of a Media Playlist URI: its first path segment (`source` for `source/index.m3u8`).
 pub fn stable_id(uri: &str) -> &str {
     uri.split('/').next().unwrap_or(uri)
 }
 
 impl MultivariantPlaylist {
+    /// The usual shape of a ladder: every video rendition a variant (highest bandwidth first)
+    /// that uses the audio renditions as one group (the first one DEFAULT); BANDWIDTH is the
+    /// video's plus the largest audio's (§4.4.6.2: every rendition the variant may play). An
+    /// audio-only broadcast has its first audio rendition as the one variant.
+    pub fn from_renditions(renditions: &[RenditionEntry]) -> Self {
+        let audio: Vec<&RenditionEntry> = renditions.iter().filter(|r| !r.is_video).collect();
+        let audio_peak = audio.iter().map(|a| a.peak).max().unwrap_or(0);
+        let audio_avg = audio.iter().map(|a| a.average).max().unwrap_or(0);
+        let audio_codec = audio.first().map(|a| a.codec.clone());
+        let mut m = MultivariantPlaylist {
+            audio: audio
+                .iter()
+                .enumerate()
+                .map(|(n, a)| AudioMedia { group_id: AUDIO_GROUP.into(), name: a.name.clone(), uri: a.uri.clone(), channels: a.channels, default: n == 0 })
+                .collect(),
+            variants: Vec::new(),
+            content_steering: None,
+        };
+        for v in renditions.iter().filter(|r| r.is_video) {
+            let mut codecs = vec![v.codec.clone()];
+            codecs.extend(audio_codec.clone());
+            m.variants.push(Variant {
+                uri: v.uri.clone(),
+                bandwidth: v.peak + audio_peak,
+                average_bandwidth: Some(v.average + audio_avg),
+                codecs,
+                resolution: v.resolution,
+                frame_rate: v.frame_rate,
+                audio_group: audio_codec.as_ref().map(|_| AUDIO_GROUP.to_string()),
+            });
+        }
+        if m.variants.is_empty() {
+            if let Some(a) = audio.first() {
+                m.audio.clear();
+                m.variants.push(Variant {
+                    uri: a.uri.clone(),
+                    bandwidth: a.peak,
+                    average_bandwidth: Some(a.average),
+                    codecs: vec![a.codec.clone()],
+                    resolution: None,
+                    frame_rate: None,
+                    audio_group: None,
+                });
+            }
+        }
+        m.variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
+        m
+    }
+
     /// The playlist text.
     pub fn render(&self) -> String {
         let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n");

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use onair_ingest::config::{IngestConfig, RtmpConfig, SrtConfig, TranscodeConfig};
+use onair_archive::ArchiveConfig;
 use onair_relay::RelayConfig;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The admin API (drain).
     pub admin: AdminConfig,
+    /// Recording of broadcasts published here, past broadcasts (`ONAIR_ARCHIVE__ENABLED=false` turns it off).
+    pub archive: ArchiveConfig,
 }
 
 /// The admin API (`/admin/v1/…`, `onair drain`).
@@ -361,6 +364,7 @@ impl Default for Config {
             web: WebConfig::default(),
             cluster: ClusterConfig::default(),
             admin: AdminConfig::default(),
+            archive: ArchiveConfig::default(),
         }
     }
 }

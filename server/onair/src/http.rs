@@ -50,6 +50,8 @@ pub struct Web {
     pub cluster: Arc<Cluster>,
     /// The admin API.
     pub admin: crate::admin::Admin,
+    /// The archive's `(api, media)` routes, on a node that records.
+    pub archive: Option<(Router, Router)>,
 }
 
 /// The pages' and middleware's state: one reference-counted value, because axum clones the state
@@ -73,6 +75,7 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         local: Some((store.clone(), web.relay.clone())),
         request_timeout: web.request_timeout,
     });
+    let (archive_api, archive_media) = web.archive.clone().unwrap_or_default();
     let front = Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route("/watch/{channel}", get(watch_page))
@@ -84,12 +87,14 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .nest_service("/player", ServiceBuilder::new().layer(CompressionLayer::new()).service(ServeDir::new(&web.player_dir)))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, web.request_timeout))
         .with_state(state.clone())
+        .merge(archive_api.layer(CorsLayer::permissive()))
         .merge(usher)
         .merge(crate::admin::router(web.admin.clone()));
     // The origin's blocking requests bound themselves (3 × target duration).
     let upstream = web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>);
     let origin = onair_origin::router(OriginState::new(store, web.shutdown.clone(), upstream, web.cluster.steering()))
-        .layer(middleware::from_fn_with_state(state, count_viewers));
+        .layer(middleware::from_fn_with_state(state, count_viewers))
+        .merge(archive_media.layer(CorsLayer::permissive()));
     front.merge(crate::token_routes::guard(origin, web.signer.clone(), web.playback.require_token))
 }
 
@@ -243,6 +248,7 @@ mod tests {
             shutdown: CancellationToken::new(),
             relay: None,
             admin: crate::admin::Admin { config: Default::default(), drain: CancellationToken::new() },
+            archive: None,
         }
     }
 

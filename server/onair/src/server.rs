@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use onair_channels::{Channel, ChannelError, Channels};
+use onair_archive::Archive;
 use onair_db::{Database, DbError};
 use onair_ingest::gate::{Gate, IngestSettings};
 use onair_ingest::rtmp::RtmpIngest;
@@ -57,6 +58,9 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The archive directory or index is unusable.
+    #[error(transparent)]
+    Archive(#[from] onair_archive::ArchiveError),
 }
 
 /// The bound HTTP listener and, with `[tls]`, the HTTPS one, before they serve.
@@ -178,7 +182,8 @@ async fn demo_channel(channels: &Channels) -> Result<Option<Channel>, ChannelErr
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let _ = prometheus();
     raise_file_limit();
-    let channels = Channels::new(Database::open(config.database.as_deref(), &config.data_dir).await?);
+    let db = Database::open(config.database.as_deref(), &config.data_dir).await?;
+    let channels = Channels::new(db.clone());
     let created_demo = if config.no_ingest { None } else { demo_channel(&channels).await? };
     let store = Arc::new(Store::new(TimelineConfig {
         part_target: f64::from(config.hls.part_target_ms) / 1000.0,
@@ -214,6 +219,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     if let Some(relay) = relay.as_ref().filter(|_| routed) {
         relay.set_routes(Arc::new(crate::cluster::ClusterRoutes(Arc::downgrade(&cluster))));
     }
+    // Only a node that ingests records (a relay's channels are recorded by their origin).
+    let archive = if config.no_ingest || !config.archive.enabled {
+        None
+    } else {
+        let (archive, recovery) = Archive::open(&config.archive, &config.data_dir, db).await?;
+        let (recorder, store, stop) = (archive.clone(), store.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            recorder.recorder(store, stop).await;
+            "archive recorder"
+        });
+        let (retention, stop) = (archive.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            retention.retention(stop).await;
+            "archive retention"
+        });
+        tracing::info!(dir = %archive.dir().display(), recovered_segments = recovery.segments, torn_bytes = recovery.torn_bytes, "archive recording");
+        Some(archive)
+    };
     let (rtmp_addr, srt_addr) = if config.no_ingest {
         (None, None)
     } else {
@@ -235,6 +258,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         relay: relay.clone(),
         cluster: cluster.clone(),
         admin: crate::admin::Admin { config: config.admin.clone(), drain: drain.clone() },
+        archive: archive.as_ref().map(Archive::routers),
     };
     if !config.web.player_dir.join("onair_player.js").exists() {
         tracing::warn!(dir = %config.web.player_dir.display(), "the Wasm player is not built; the watch page will not play (run: bash infra/setup.sh)");

@@ -13,15 +13,13 @@ use axum::response::{IntoResponse, Response};
 use onair_hls::blocking::decide;
 use onair_hls::cache::{cache_control, Response as CacheKind};
 use onair_hls::{
-    AudioMedia, Decision, Directives, LiveEdge, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry,
-    RenditionReport, ServerControl, SkipRequest, Variant,
+    Decision, Directives, LiveEdge, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry, RenditionEntry, RenditionReport, ServerControl,
+    SkipRequest,
 };
-use onair_store::{Broadcast, Position, Rendition, RenditionInfo};
+use onair_store::{Broadcast, Position, Rendition};
 
 use crate::{error, unavailable, valid_name, OriginState, PLAYLIST_CONTENT_TYPE};
 
-/// Name of the audio group in the Multivariant Playlist.
-const AUDIO_GROUP: &str = "audio";
 /// Used for BANDWIDTH before the first part is measured, bits/s.
 const UNMEASURED_BANDWIDTH: u64 = 1_000_000;
 
@@ -116,63 +114,26 @@ fn steering(state: &OriginState, channel: &str, token: Option<&str>) -> Option<o
 
 fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
     // One consistent read per rendition: its facts and its (peak, average) bit rate.
-    let facts: Vec<(RenditionInfo, (u64, u64))> = renditions
+    let entries: Vec<RenditionEntry> = renditions
         .iter()
         .map(|r| {
             let info = r.info();
             let nominal = info.nominal_bitrate.unwrap_or(UNMEASURED_BANDWIDTH);
-            (info, r.bitrate().unwrap_or((nominal, nominal)))
+            let (peak, average) = r.bitrate().unwrap_or((nominal, nominal));
+            RenditionEntry {
+                uri: format!("{}/index.m3u8", info.name),
+                name: info.name,
+                is_video: info.is_video,
+                codec: info.codec,
+                resolution: info.resolution,
+                frame_rate: info.frame_rate,
+                channels: info.channels,
+                peak,
+                average,
+            }
         })
         .collect();
-    let audio: Vec<&(RenditionInfo, (u64, u64))> = facts.iter().filter(|(i, _)| !i.is_video).collect();
-    let audio_peak = audio.iter().map(|(_, b)| b.0).max().unwrap_or(0);
-    let audio_avg = audio.iter().map(|(_, b)| b.1).max().unwrap_or(0);
-    let audio_codec = audio.first().map(|(i, _)| i.codec.clone());
-    let mut m = MultivariantPlaylist {
-        audio: audio
-            .iter()
-            .enumerate()
-            .map(|(n, (i, _))| AudioMedia {
-                group_id: AUDIO_GROUP.into(),
-                name: i.name.clone(),
-                uri: format!("{}/index.m3u8", i.name),
-                channels: i.channels,
-                default: n == 0,
-            })
-            .collect(),
-        variants: Vec::new(),
-        content_steering: None,
-    };
-    for (info, (peak, avg)) in facts.iter().filter(|(i, _)| i.is_video) {
-        let mut codecs = vec![info.codec.clone()];
-        codecs.extend(audio_codec.clone());
-        m.variants.push(Variant {
-            uri: format!("{}/index.m3u8", info.name),
-            bandwidth: peak + audio_peak,
-            average_bandwidth: Some(avg + audio_avg),
-            codecs,
-            resolution: info.resolution,
-            frame_rate: info.frame_rate,
-            audio_group: audio_codec.as_ref().map(|_| AUDIO_GROUP.to_string()),
-        });
-    }
-    if m.variants.is_empty() {
-        // Audio-only broadcast: the audio rendition is the variant.
-        if let Some((info, (peak, avg))) = audio.first() {
-            m.audio.clear();
-            m.variants.push(Variant {
-                uri: format!("{}/index.m3u8", info.name),
-                bandwidth: *peak,
-                average_bandwidth: Some(*avg),
-                codecs: vec![info.codec.clone()],
-                resolution: None,
-                frame_rate: None,
-                audio_group: None,
-            });
-        }
-    }
-    m.variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
-    m
+    MultivariantPlaylist::from_renditions(&entries)
 }
 
 /// `GET /hls/{channel}/{rendition}/index.m3u8[?_HLS_msn=M[&_HLS_part=P]][&_HLS_skip=YES]`.

@@ -119,7 +119,7 @@ impl ChannelPull {
     /// Starts the local broadcast. Errors: [`Unavailable::NotFound`] if a publisher ingests the
     /// channel on this node (the local broadcast wins).
     pub fn start_session(&self) -> Result<(), Unavailable> {
-        let session = self.shared.store.start(&self.name, false).map_err(|_| Unavailable::NotFound)?;
+        let session = self.shared.store.start_relayed(&self.name).map_err(|_| Unavailable::NotFound)?;
         *lock(&self.session_ref) = Some(session.reference());
         *lock(&self.session) = Some(session);
         Ok(())

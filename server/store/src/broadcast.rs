@@ -49,6 +49,10 @@ pub struct Broadcast {
     config: TimelineConfig,
     renditions: RwLock<Vec<Arc<Rendition>>>,
     pub(crate) state: watch::Sender<BroadcastState>,
+    /// The store's change counter (see [`Store::subscribe_changes`]).
+    changes: Arc<watch::Sender<u64>>,
+    /// Mirrored from another node ([`Store::start_relayed`]), not published here.
+    relayed: bool,
 }
 
 /// A line of the live-channel directory.
@@ -75,6 +79,11 @@ impl Broadcast {
     /// When the publish started (wall clock).
     pub fn started(&self) -> SystemTime {
         self.started
+    }
+
+    /// True for a broadcast mirrored from another node (a relay's), false for one published here.
+    pub fn is_relayed(&self) -> bool {
+        self.relayed
     }
 
     /// The rendition called `name`.
@@ -105,6 +114,7 @@ impl Broadcast {
         }
         let r = Arc::new(Rendition::new(info, init, init_id, self.config));
         list.push(r.clone());
+        self.changes.send_modify(|n| *n += 1);
         (r, None)
     }
 
@@ -166,12 +176,25 @@ impl Broadcast {
 pub struct Store {
     config: TimelineConfig,
     broadcasts: RwLock<HashMap<String, Arc<Broadcast>>>,
+    changes: Arc<watch::Sender<u64>>,
 }
 
 impl Store {
     /// An empty store whose renditions use `config`.
     pub fn new(config: TimelineConfig) -> Self {
-        Store { config, broadcasts: RwLock::new(HashMap::new()) }
+        Store { config, broadcasts: RwLock::new(HashMap::new()), changes: Arc::new(watch::Sender::new(0)) }
+    }
+
+    /// A counter that moves whenever a broadcast starts or a broadcast gains a rendition: a
+    /// subscriber of the whole store (the archive's recorder) wakes on it and looks at
+    /// [`Store::get`]/[`Broadcast::renditions`] instead of polling.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Every broadcast held (live, interrupted or recently ended), in no particular order.
+    pub fn broadcasts(&self) -> Vec<Arc<Broadcast>> {
+        self.broadcasts.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
     /// Starts a publish session on `channel`: resumes an interrupted broadcast (its renditions
@@ -180,6 +203,17 @@ impl Store {
     /// a new broadcast in place of an ended one.
     /// Errors: [`StoreError::AlreadyLive`] while another publisher is attached and `takeover` is off.
     pub fn start(&self, channel: &str, takeover: bool) -> Result<Session, StoreError> {
+        self.start_as(channel, takeover, false)
+    }
+
+    /// As [`Store::start`] without takeover, for a broadcast this node mirrors from another (a
+    /// relay): [`Broadcast::is_relayed`] tells it from one published here (the archive records
+    /// only those).
+    pub fn start_relayed(&self, channel: &str) -> Result<Session, StoreError> {
+        self.start_as(channel, false, true)
+    }
+
+    fn start_as(&self, channel: &str, takeover: bool, relayed: bool) -> Result<Session, StoreError> {
         let mut map = self.broadcasts.write().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = map.get(channel) {
             let mut refused = false;
@@ -210,8 +244,11 @@ impl Store {
             config: self.config,
             renditions: RwLock::new(Vec::new()),
             state: watch::Sender::new(BroadcastState { phase: Phase::Live, session: 1 }),
+            changes: self.changes.clone(),
+            relayed,
         });
         map.insert(channel.to_string(), b.clone());
+        self.changes.send_modify(|n| *n += 1);
         Ok(Session::new(b, 1))
     }
 

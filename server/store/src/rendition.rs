@@ -67,6 +67,9 @@ pub struct Position {
     pub init_id: u64,
     /// Discontinuity sequence of the newest segment (0 with none).
     pub discontinuity_sequence: u64,
+    /// Media Sequence Number of the newest complete segment, if any: it moves when a segment
+    /// closes (the next one opened, the publisher went away, or the broadcast ended).
+    pub last_complete_msn: Option<u64>,
 }
 
 /// A finished Partial Segment handed to [`crate::RenditionWriter::append`].
@@ -167,6 +170,7 @@ impl Timeline {
             ended: self.ended,
             init_id: self.current_init,
             discontinuity_sequence: last.map_or(0, |s| s.discontinuity_sequence),
+            last_complete_msn: self.segments.iter().rev().find(|s| s.complete).map(|s| s.msn),
         }
     }
 
@@ -222,13 +226,23 @@ pub struct PartRef {
     pub produced_at: SystemTime,
 }
 
-/// A complete segment's media, for serving it.
+/// A complete segment's media and facts, for serving or archiving it.
 #[derive(Debug, Clone)]
 pub struct SegmentRef {
     /// Its parts' bytes in order: the segment is their concatenation.
     pub parts: Vec<Bytes>,
     /// When the origin produced its last part (the segment was complete from then on).
     pub produced_at: SystemTime,
+    /// Media Sequence Number.
+    pub msn: u64,
+    /// Id of its init segment (see [`Rendition::init_segment`]).
+    pub init_id: u64,
+    /// EXT-X-DISCONTINUITY before it.
+    pub discontinuity: bool,
+    /// Wall clock time of its first sample (EXT-X-PROGRAM-DATE-TIME).
+    pub program_date_time: SystemTime,
+    /// Duration in the rendition's timescale (ticks; see [`RenditionInfo::timescale`]).
+    pub duration: u64,
 }
 
 /// A segment's facts in a [`Snapshot`].
@@ -573,9 +587,32 @@ impl Rendition {
     pub fn segment(&self, msn: u64) -> Option<SegmentRef> {
         let t = self.timeline.borrow();
         let idx = t.segments.partition_point(|s| s.msn < msn);
-        let seg = t.segments.get(idx).filter(|s| s.msn == msn && s.complete)?;
-        let produced_at = seg.parts.last()?.produced_at;
-        Some(SegmentRef { parts: seg.parts.iter().map(|p| p.data.clone()).collect(), produced_at })
+        t.segments.get(idx).filter(|s| s.msn == msn).and_then(Self::segment_ref)
+    }
+
+    /// The oldest complete segment held whose Media Sequence Number is above `after` (any, with
+    /// `None`), held or evicted from the window but still downloadable: how a subscriber that
+    /// records every segment (the archive) walks the timeline. A returned `msn` above `after + 1`
+    /// means the segments in between are gone from memory (or never existed: a relay's gap).
+    pub fn next_complete_segment(&self, after: Option<u64>) -> Option<SegmentRef> {
+        let t = self.timeline.borrow();
+        let idx = after.map_or(0, |a| t.segments.partition_point(|s| s.msn <= a));
+        t.segments.iter().skip(idx).find(|s| s.complete).and_then(Self::segment_ref)
+    }
+
+    fn segment_ref(seg: &Segment) -> Option<SegmentRef> {
+        if !seg.complete {
+            return None;
+        }
+        Some(SegmentRef {
+            parts: seg.parts.iter().map(|p| p.data.clone()).collect(),
+            produced_at: seg.parts.last()?.produced_at,
+            msn: seg.msn,
+            init_id: seg.init_id,
+            discontinuity: seg.discontinuity,
+            program_date_time: seg.program_date_time,
+            duration: seg.duration,
+        })
     }
 
     /// Target duration in whole seconds as of now.

@@ -363,6 +363,8 @@ pub struct ServerProcess {
     /// Its stderr (the tracing log).
     pub log_path: PathBuf,
     config_path: PathBuf,
+    /// (subcommand, args, ready line) it was started with.
+    launched: (String, Vec<String>, String),
     _dir: tempfile::TempDir,
 }
 
@@ -387,7 +389,6 @@ impl ServerProcess {
     }
 
     fn launch(subcommand: &str, http_port: u16, extra_toml: &str, args: &[&str], ready: &str) -> ServerProcess {
-        use std::io::{BufRead, BufReader};
         let dir = tempfile::tempdir().expect("tempdir");
         let (rtmp_port, srt_port) = (free_port(), free_port());
         let transcode = if extra_toml.contains("[transcode]") { "" } else { "[transcode]\nenabled = false\n" };
@@ -399,10 +400,27 @@ impl ServerProcess {
         let config_path = dir.path().join("onair.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("onair.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (child, key) = Self::spawn(&config_path, &log_path, subcommand, &args, ready);
+        ServerProcess { child, http_port, rtmp_port, srt_port, key, log_path, config_path, launched: (subcommand.into(), args, ready.into()), _dir: dir }
+    }
+
+    /// SIGKILLs the process and starts it again on the same configuration and data directory
+    /// (the log continues in the same file); waits until it is ready.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (subcommand, args, ready) = self.launched.clone();
+        let (child, _) = Self::spawn(&self.config_path, &self.log_path, &subcommand, &args, &ready);
+        self.child = child;
+    }
+
+    fn spawn(config_path: &Path, log_path: &Path, subcommand: &str, args: &[String], ready: &str) -> (Child, String) {
+        use std::io::{BufRead, BufReader};
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).expect("log file");
         let mut child = Command::new(onair_binary())
             .arg("--config")
-            .arg(&config_path)
+            .arg(config_path)
             .arg(subcommand)
             .args(args)
             .env("RUST_LOG", "warn,onair_relay=info")
@@ -427,10 +445,10 @@ impl ServerProcess {
         });
         let Ok(key) = rx.recv_timeout(Duration::from_secs(60)) else {
             let status = child.try_wait().ok().flatten();
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
             panic!("onair did not start (exit: {status:?}); its log:\n{log}");
         };
-        ServerProcess { child, http_port, rtmp_port, srt_port, key, log_path, config_path, _dir: dir }
+        (child, key)
     }
 
     /// Creates channel `name` (with an SRT passphrase when given) through the `onair channel

@@ -1,0 +1,120 @@
+//! The archive: every broadcast published on this node is recorded while it is live, and kept
+//! as past broadcasts (VOD) for the retention period.
+//!
+//! - [`recorder`](Archive::recorder): a subscriber of the in-RAM store. It queues each rendition's
+//!   segments the moment they close (shared `Bytes`, no copy) into a bounded queue, and one
+//!   writer thread appends them, as the exact bytes that were served, to chunk files on disk
+//!   ([`record`] has the format), forces them to the disk per [`SyncPolicy`], then indexes them.
+//!   The live path never waits for the disk: when the queue is full the recorder waits, and a
+//!   segment that left memory meanwhile is recorded as a gap (counted and logged).
+//! - [`index`]: broadcasts, renditions, chunk files and segments (byte ranges) in the node's
+//!   database, SQLite embedded or PostgreSQL.
+//! - [`recover`]: after a crash, torn tails are cut back and the index rebuilt from the files.
+//! - [`retention`]: past broadcasts older than the retention period, or beyond the disk quota, are deleted.
+//! - [`routes`]: the broadcast list and each broadcast's VOD playlists ([`vod`]) and files.
+//!
+//! Recovery point: a process crash (kill -9) loses only segments not yet closed live (at most one
+//! target duration per rendition) and those still queued; with `sync = "segment"` a power cut
+//! loses the same, as a segment is indexed only after `fdatasync`.
+//!
+//! Chunk files: `DIR/{channel}/{broadcast id}/{rendition}/{first MSN:010}.mp4`, a new file when
+//! the init segment changes or after `chunk_s` of media.
+
+pub mod config;
+pub mod index;
+pub mod record;
+pub mod recover;
+pub mod retention;
+pub mod routes;
+pub mod vod;
+mod recorder;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{ArchiveConfig, SyncPolicy};
+use onair_db::Database;
+use onair_store::Store;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Errors of the archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The archive directory or a chunk file could not be read or written.
+    #[error("archive: {0}")]
+    Io(#[from] std::io::Error),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+}
+
+/// An open archive: its directory and index.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    config: ArchiveConfig,
+    dir: PathBuf,
+    index: index::Index,
+}
+
+impl Archive {
+    /// Opens the archive at `config.dir` (default `DATA_DIR/archive`, created if missing) with
+    /// its index in `db`, and repairs what an unclean stop left ([`recover::recover`]).
+    /// Errors: [`ArchiveError`].
+    pub async fn open(config: &ArchiveConfig, data_dir: &Path, db: Database) -> Result<(Archive, recover::Recovery), ArchiveError> {
+        let dir = config.dir.clone().unwrap_or_else(|| data_dir.join("archive"));
+        std::fs::create_dir_all(&dir)?;
+        let index = index::Index::new(db);
+        let recovery = recover::recover(&dir, &index).await?;
+        Ok((Archive { config: config.clone(), dir, index }, recovery))
+    }
+
+    /// The chunk files' directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index.
+    pub fn index(&self) -> &index::Index {
+        &self.index
+    }
+
+    /// The HTTP routes, `(api, media)` ([`routes::routers`]).
+    pub fn routers(&self) -> (axum::Router, axum::Router) {
+        routes::routers(self.index.clone(), self.dir.clone())
+    }
+
+    /// Records every broadcast published into `store` until `stop`, then lets the writer finish
+    /// what is queued. Run it as a task.
+    pub async fn recorder(&self, store: Arc<Store>, stop: CancellationToken) {
+        let (tx, rx) = mpsc::channel(self.config.queue_segments.max(1));
+        let w = writer::Writer::new(self.dir.clone(), self.index.clone(), self.config.sync, self.config.chunk_s, tokio::runtime::Handle::current());
+        let thread = std::thread::Builder::new().name("onair-archive".into()).spawn(move || w.run(rx));
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the archive writer thread; nothing is recorded");
+                stop.cancelled().await;
+                return;
+            }
+        };
+        recorder::run(store, tx, stop).await;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+
+    /// Applies retention and the disk quota every `period` (a minute, or less for a short
+    /// retention) until `stop`. Run it as a task.
+    pub async fn retention(&self, stop: CancellationToken) {
+        let retention_s = self.config.retention_secs();
+        let period = Duration::from_secs((retention_s / 4).clamp(1, 60));
+        let mut tick = tokio::time::interval(period);
+        while stop.run_until_cancelled(tick.tick()).await.is_some() {
+            if let Err(e) = retention::sweep(&self.dir, &self.index, retention_s, self.config.max_bytes).await {
+                metrics::counter!("onair_archive_errors_total", "kind" => "retention").increment(1);
+                tracing::error!(error = %e, "archive retention pass failed");
+            }
+        }
+    }
+}

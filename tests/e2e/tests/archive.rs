@@ -1,0 +1,178 @@
+//! The archive with real peers: ffmpeg publishes the real sample (with a reconnect), the past
+//! broadcast is listed, ffmpeg decodes its VOD playlist completely and hls.js plays it in
+//! Chromium; a kill -9 of `onair serve` while recording loses at most the segment in progress.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// The channel's broadcasts (`/api/v1/channels/{channel}/broadcasts`).
+async fn broadcasts(base: &str, channel: &str) -> Vec<serde_json::Value> {
+    let text = get_text(&format!("{base}/api/v1/channels/{channel}/broadcasts")).await.unwrap_or_default();
+    serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap_or_default()
+}
+
+/// Waits (≤ 60 s) for `channel`'s newest broadcast to be `ended`; returns it.
+async fn ended_broadcast(base: &str, channel: &str) -> serde_json::Value {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(b) = broadcasts(base, channel).await.into_iter().next().filter(|b| b["state"] == "ended") {
+                return b;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the broadcast ends in the archive")
+}
+
+/// Video packets' DTS (s) of `url` read by ffprobe (every packet of the first video stream).
+fn video_dts(url: &str) -> Vec<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=dts_time", "-of", "csv=p=0", url])
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect()
+}
+
+/// The Media Playlist `text` as two playlists, before and after its EXT-X-DISCONTINUITY, with
+/// URIs made absolute against `base`.
+fn split_at_discontinuity(text: &str, base: &str) -> Vec<String> {
+    let text = text.replace("URI=\"files/", &format!("URI=\"{base}files/")).replace("\nfiles/", &format!("\n{base}files/"));
+    let head_end = text.find("#EXT-X-MAP").expect("EXT-X-MAP");
+    let (head, body) = text.split_at(head_end);
+    let map = body.lines().next().expect("map line");
+    let (before, after) = body.split_once("#EXT-X-DISCONTINUITY\n").expect("a discontinuity");
+    let after = if after.starts_with("#EXT-X-MAP") { after.to_string() } else { format!("{map}\n{after}") };
+    vec![format!("{head}{before}#EXT-X-ENDLIST\n"), format!("{head}{after}")]
+}
+
+/// Decodes every video frame of `url` with ffprobe (`-count_frames`); (frames decoded, stderr).
+fn decode_every_frame(url: &str) -> (usize, String) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-protocol_whitelist", "file,http,tcp", "-select_streams", "v:0", "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url])
+        .output()
+        .expect("ffprobe");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    let frames = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).max().unwrap_or(0);
+    (frames, String::from_utf8_lossy(&out.stderr).trim().to_string())
+}
+
+/// Sum of EXTINF and the count of EXT-X-DISCONTINUITY in a Media Playlist.
+fn extinf_and_discontinuities(text: &str) -> (f64, usize) {
+    let total = text.lines().filter_map(|l| l.strip_prefix("#EXTINF:")).filter_map(|v| v.trim_end_matches(',').parse::<f64>().ok()).sum();
+    (total, text.matches("#EXT-X-DISCONTINUITY\n").count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_broadcast_with_a_reconnect_plays_as_vod() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.ingest.reconnect_grace_ms = 4_000;
+    })
+    .await;
+    let base = server.url("");
+    let fixture = obs_like_fixture();
+    // The encoder's connection drops after 12 s (killed: no unpublish), and it comes back.
+    let mut first = Publisher::start(&fixture, &server.rtmp_url(&server.key));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    first.kill();
+    let second = publish_once(&fixture, &server.rtmp_url(&server.key), 10, Some(1)).await;
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let b = ended_broadcast(&base, "demo").await;
+    assert_eq!(broadcasts(&base, "demo").await.len(), 1, "the reconnect continued the same broadcast");
+    let master = server.url(b["playlist"].as_str().expect("playlist"));
+    let id = b["id"].as_str().expect("id");
+    let source = get_text(&server.url(&format!("/hls/demo/vod/{id}/source.m3u8"))).await.expect("source playlist");
+    let (seconds, discontinuities) = extinf_and_discontinuities(&source);
+    println!("past broadcast {id}: {seconds:.2} s recorded of ~22 s published, {discontinuities} discontinuity, duration_ms {}", b["duration_ms"]);
+    assert!((18.0..=23.0).contains(&seconds), "recorded {seconds} s:\n{source}");
+    assert_eq!(discontinuities, 1, "one discontinuity, at the reconnect:\n{source}");
+    assert!(source.contains("#EXT-X-PLAYLIST-TYPE:VOD") && source.contains("#EXT-X-ENDLIST"));
+    let parsed = parse_with_m3u8(&server.url(&format!("/hls/demo/vod/{id}/source.m3u8")));
+    assert_eq!(parsed["endlist"], true, "{parsed}");
+    assert_eq!(parsed["segments"].as_array().map_or(0, Vec::len), source.matches("#EXTINF").count(), "{parsed}");
+
+    // ffprobe reads every video packet: 25 fps throughout, one jump at the reconnect.
+    let dts = video_dts(&master);
+    let expected = (seconds * 25.0).round() as usize;
+    println!("ffprobe: {} video packets, {expected} expected from EXTINF", dts.len());
+    assert!(dts.len().abs_diff(expected) <= 2, "{} packets for {seconds} s", dts.len());
+    let irregular: Vec<(usize, f64)> = dts.windows(2).enumerate().map(|(i, w)| (i, w[1] - w[0])).filter(|(_, d)| (d - 0.04).abs() > 0.002).collect();
+    println!("ffprobe: DTS steps other than 40 ms: {irregular:?}");
+    assert!(irregular.len() <= 1, "DTS is continuous except at the reconnect: {irregular:?}");
+    // Every frame decodes: each side of the reconnect as a playlist of its own (one decoder run
+    // over the splice drops the first frames of the new encoder session, as it would on any
+    // concatenation of two H.264 sessions without a decoder reset; players reset at the
+    // discontinuity).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut decoded = 0;
+    for (n, half) in split_at_discontinuity(&source, &server.url(&format!("/hls/demo/vod/{id}/"))).iter().enumerate() {
+        let path = dir.path().join(format!("half{n}.m3u8"));
+        std::fs::write(&path, half).expect("write playlist");
+        let (frames, errors) = decode_every_frame(&path.display().to_string());
+        println!("ffprobe decoded {frames} video frames of side {n} of the reconnect, errors: {errors:?}");
+        assert!(errors.is_empty(), "{errors}");
+        decoded += frames;
+    }
+    assert_eq!(decoded, dts.len(), "every recorded frame decodes");
+
+    // hls.js plays it in Chromium.
+    let report = play_hlsjs_at(&server.url("/"), &master, 8, None).await;
+    let played = played_seconds(&report);
+    println!("hls.js played {played:.2} s of the past broadcast");
+    assert!(played >= 4.0, "hls.js played {played} s: {report}");
+
+    // Byte ranges come back as 206 with exactly the bytes asked for.
+    let uri = source.lines().find(|l| l.starts_with("files/")).expect("a file");
+    let range = source.lines().find_map(|l| l.strip_prefix("#EXT-X-BYTERANGE:")).expect("a range");
+    let (len, at) = range.split_once('@').expect("len@offset");
+    let (len, at): (u64, u64) = (len.parse().expect("len"), at.parse().expect("offset"));
+    let r = client()
+        .get(server.url(&format!("/hls/demo/vod/{id}/{uri}")))
+        .header("Range", format!("bytes={at}-{}", at + len - 1))
+        .send()
+        .await
+        .expect("range request");
+    assert_eq!(r.status(), 206);
+    let body = r.bytes().await.expect("body");
+    assert_eq!(body.len() as u64, len);
+    assert_eq!(&body[4..8], b"moof", "a segment starts with its moof");
+}
+
+/// Last complete segment's MSN in a live Media Playlist (the one before the open one), if any.
+fn last_complete_msn(playlist: &str) -> Option<u64> {
+    let first: u64 = playlist.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?.trim().parse().ok()?;
+    let complete = playlist.lines().filter(|l| l.starts_with("#EXTINF")).count() as u64;
+    (complete > 0).then(|| first + complete - 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_recording_loses_at_most_the_segment_in_progress() {
+    let mut server = ServerProcess::start(free_port(), "[ingest]\nreconnect_grace_ms = 2000\n");
+    let base = server.base_url();
+    let _publisher = Publisher::start(&obs_like_fixture(), &server.rtmp_url());
+    wait_renditions_at(&base, "demo", &["source", "audio"], 5).await;
+    let live = get_text(&format!("{base}/hls/demo/source/index.m3u8")).await.expect("live playlist");
+    let closed = last_complete_msn(&live).expect("complete segments");
+    server.kill_and_restart();
+    let b = ended_broadcast(&base, "demo").await;
+    let id = b["id"].as_str().expect("id");
+    let vod = get_text(&format!("{base}/hls/demo/vod/{id}/source.m3u8")).await.expect("vod playlist");
+    let recorded = vod.matches("#EXTINF").count() as u64;
+    let first_live: u64 = 0;
+    let closed_count = closed - first_live + 1;
+    let lost = closed_count.saturating_sub(recorded);
+    println!(
+        "kill -9 while recording: {closed_count} segments were complete live when the process was killed, {recorded} recorded after restart, {lost} lost (RPO)"
+    );
+    assert!(server.log().contains("archive recovered after an unclean stop"), "recovery ran:\n{}", server.log());
+    assert!(lost <= 1, "lost {lost} segments:\n{vod}");
+    let master = format!("{base}/hls/demo/vod/{id}/master.m3u8");
+    let dts = video_dts(&master);
+    assert!(dts.len() as u64 >= (recorded.saturating_sub(1)) * 50, "{} packets for {recorded} segments", dts.len());
+}
