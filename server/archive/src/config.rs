@@ -36,13 +36,15 @@ pub struct ArchiveConfig {
     /// Segments waiting for the disk, over all renditions; when it is full the recorder waits and,
     /// if the live window moves on meanwhile, records a gap. Default 64.
     pub queue_segments: usize,
+    /// Clip requests per client address and minute. Default 5.
+    pub clips_per_minute: u32,
     /// A chunk file holds at most this much media of one rendition before the next file starts, s. Default 300.
     pub chunk_s: u64,
 }
 
 impl Default for ArchiveConfig {
     fn default() -> Self {
-        ArchiveConfig { enabled: true, dir: None, retention_days: 7, retention_s: None, max_bytes: 0, sync: SyncPolicy::Segment, queue_segments: 64, chunk_s: 300 }
+        ArchiveConfig { enabled: true, dir: None, retention_days: 7, retention_s: None, max_bytes: 0, sync: SyncPolicy::Segment, queue_segments: 64, chunk_s: 300, clips_per_minute: 5 }
     }
 }
 

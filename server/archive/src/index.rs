@@ -63,7 +63,72 @@ pub struct SegmentRow {
     pub offset: u64,
     /// Byte length.
     pub length: u64,
+    /// Its Partial Segments: (bytes, duration µs) each, in order.
+    pub parts: Vec<(u64, i64)>,
 }
+
+/// Where a clip is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipStatus {
+    /// Its range is not recorded yet.
+    Pending,
+    /// Copied into its own files: playable.
+    Ready,
+    /// Its range was never recorded (see `error`).
+    Failed,
+}
+
+impl ClipStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClipStatus::Pending => "pending",
+            ClipStatus::Ready => "ready",
+            ClipStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A clip: a range of a broadcast, kept forever once ready.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClipRow {
+    /// Stable id (UUIDv7 hex).
+    pub id: String,
+    /// Channel name.
+    pub channel: String,
+    /// The broadcast it comes from.
+    pub broadcast_id: String,
+    /// Requested start, ms since the Unix epoch (the clip starts at the key frame at or before it).
+    pub start_ms: i64,
+    /// Requested end, ms since the Unix epoch (the clip ends on the first part boundary at or after it).
+    pub end_ms: i64,
+    /// When it was asked for, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// Pending, ready or failed.
+    pub status: ClipStatus,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+fn clip_row(r: &AnyRow) -> Result<ClipRow, sqlx::Error> {
+    let status = match r.try_get::<String, _>("status")?.as_str() {
+        "ready" => ClipStatus::Ready,
+        "failed" => ClipStatus::Failed,
+        _ => ClipStatus::Pending,
+    };
+    Ok(ClipRow {
+        id: r.try_get("id")?,
+        channel: r.try_get("channel")?,
+        broadcast_id: r.try_get("broadcast_id")?,
+        start_ms: r.try_get("start_ms")?,
+        end_ms: r.try_get("end_ms")?,
+        created_ms: r.try_get("created_ms")?,
+        status,
+        error: r.try_get("error")?,
+    })
+}
+
+const CLIP_COLUMNS: &str = "id, channel, broadcast_id, start_ms, end_ms, created_ms, status, error";
 
 /// The index; cheap to clone.
 #[derive(Debug, Clone)]
@@ -134,8 +199,8 @@ impl Index {
     pub async fn add_segment(&self, broadcast_id: &str, rendition: &str, s: &SegmentRow) -> Result<(), IndexError> {
         let mut tx = self.db.pool().begin().await?;
         sqlx::query(
-            "INSERT INTO archive_segments (broadcast_id, rendition, msn, pdt_ms, duration_us, discontinuity, gap_before, path, byte_offset, byte_length) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (broadcast_id, rendition, msn) DO NOTHING",
+            "INSERT INTO archive_segments (broadcast_id, rendition, msn, pdt_ms, duration_us, discontinuity, gap_before, path, byte_offset, byte_length, parts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (broadcast_id, rendition, msn) DO NOTHING",
         )
         .bind(broadcast_id)
         .bind(rendition)
@@ -147,6 +212,7 @@ impl Index {
         .bind(&s.path)
         .bind(s.offset as i64)
         .bind(s.length as i64)
+        .bind(serde_json::to_string(&s.parts).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE archive_broadcasts SET last_ms = $2 WHERE id = $1 AND last_ms < $2")
@@ -227,7 +293,7 @@ impl Index {
     /// The recorded segments of a rendition, in Media Sequence order.
     pub async fn segments(&self, id: &str, rendition: &str) -> Result<Vec<SegmentRow>, IndexError> {
         let rows = sqlx::query(
-            "SELECT msn, pdt_ms, duration_us, discontinuity, gap_before, path, byte_offset, byte_length FROM archive_segments \
+            "SELECT msn, pdt_ms, duration_us, discontinuity, gap_before, path, byte_offset, byte_length, parts FROM archive_segments \
              WHERE broadcast_id = $1 AND rendition = $2 ORDER BY msn",
         )
         .bind(id)
@@ -245,6 +311,7 @@ impl Index {
                     path: r.try_get("path")?,
                     offset: r.try_get::<i64, _>("byte_offset")? as u64,
                     length: r.try_get::<i64, _>("byte_length")? as u64,
+                    parts: serde_json::from_str(&r.try_get::<String, _>("parts")?).unwrap_or_default(),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -261,6 +328,60 @@ impl Index {
     pub async fn files(&self, id: &str) -> Result<Vec<String>, IndexError> {
         let rows = sqlx::query("SELECT path FROM archive_files WHERE broadcast_id = $1").bind(id).fetch_all(self.db.pool()).await?;
         rows.iter().map(|r| r.try_get("path")).collect::<Result<_, sqlx::Error>>().map_err(IndexError)
+    }
+
+    /// Records a new clip.
+    pub async fn add_clip(&self, c: &ClipRow) -> Result<(), IndexError> {
+        sqlx::query(&format!("INSERT INTO archive_clips ({CLIP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+            .bind(&c.id)
+            .bind(&c.channel)
+            .bind(&c.broadcast_id)
+            .bind(c.start_ms)
+            .bind(c.end_ms)
+            .bind(c.created_ms)
+            .bind(c.status.as_str())
+            .bind(&c.error)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Clip `id`.
+    pub async fn clip(&self, id: &str) -> Result<Option<ClipRow>, IndexError> {
+        let row = sqlx::query(&format!("SELECT {CLIP_COLUMNS} FROM archive_clips WHERE id = $1")).bind(id).fetch_optional(self.db.pool()).await?;
+        Ok(row.as_ref().map(clip_row).transpose()?)
+    }
+
+    /// Clips of `channel`, newest first.
+    pub async fn clips(&self, channel: &str) -> Result<Vec<ClipRow>, IndexError> {
+        let rows = sqlx::query(&format!("SELECT {CLIP_COLUMNS} FROM archive_clips WHERE channel = $1 ORDER BY created_ms DESC"))
+            .bind(channel)
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(rows.iter().map(clip_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Clips still waiting for their range, oldest first.
+    pub async fn pending_clips(&self) -> Result<Vec<ClipRow>, IndexError> {
+        let rows = sqlx::query(&format!("SELECT {CLIP_COLUMNS} FROM archive_clips WHERE status = 'pending' ORDER BY created_ms")).fetch_all(self.db.pool()).await?;
+        Ok(rows.iter().map(clip_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Sets clip `id`'s status (and the reason, for a failure).
+    pub async fn set_clip_status(&self, id: &str, status: ClipStatus, error: Option<&str>) -> Result<(), IndexError> {
+        sqlx::query("UPDATE archive_clips SET status = $2, error = $3 WHERE id = $1").bind(id).bind(status.as_str()).bind(error).execute(self.db.pool()).await?;
+        Ok(())
+    }
+
+    /// Removes clip `id` and its media rows (a takedown).
+    pub async fn delete_clip(&self, id: &str) -> Result<(), IndexError> {
+        let mut tx = self.db.pool().begin().await?;
+        for table in ["archive_segments", "archive_files", "archive_renditions"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE broadcast_id = $1")).bind(id).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM archive_clips WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Removes broadcast `id` and everything indexed under it.

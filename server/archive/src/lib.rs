@@ -11,7 +11,8 @@
 //!   database, SQLite embedded or PostgreSQL.
 //! - [`recover`]: after a crash, torn tails are cut back and the index rebuilt from the files.
 //! - [`retention`]: past broadcasts older than the retention period, or beyond the disk quota, are deleted.
-//! - [`routes`]: the broadcast list and each broadcast's VOD playlists ([`vod`]) and files.
+//! - [`clips`]: ranges of broadcasts (≤ 90 s) copied into files of their own, kept forever.
+//! - [`routes`]: the broadcast and clip APIs, and the VOD playlists ([`vod`]) and files.
 //!
 //! Recovery point: a process crash (kill -9) loses only segments not yet closed live (at most one
 //! target duration per rendition) and those still queued; with `sync = "segment"` a power cut
@@ -20,6 +21,7 @@
 //! Chunk files: `DIR/{channel}/{broadcast id}/{rendition}/{first MSN:010}.mp4`, a new file when
 //! the init segment changes or after `chunk_s` of media.
 
+pub mod clips;
 pub mod config;
 pub mod index;
 pub mod record;
@@ -83,16 +85,25 @@ impl Archive {
 
     /// The HTTP routes, `(api, media)` ([`routes::routers`]).
     pub fn routers(&self) -> (axum::Router, axum::Router) {
-        routes::routers(self.index.clone(), self.dir.clone())
+        routes::routers(self.index.clone(), self.dir.clone(), self.config.clips_per_minute)
+    }
+
+    /// Makes clips whose range got recorded ([`clips::run`]) until `stop`. Run it as a task.
+    pub async fn clipper(&self, stop: CancellationToken) {
+        clips::run(self.index.clone(), self.dir.clone(), self.config.sync, stop).await;
     }
 
     /// Records every broadcast published into `store` until `stop`, then lets the writer finish
     /// what is queued. Run it as a task.
     pub async fn recorder(&self, store: Arc<Store>, stop: CancellationToken) {
-        let (tx, rx) = mpsc::channel(self.config.queue_segments.max(1));
-        let w = writer::Writer::new(self.dir.clone(), self.index.clone(), self.config.sync, self.config.chunk_s, tokio::runtime::Handle::current());
-        let thread = std::thread::Builder::new().name("onair-archive".into()).spawn(move || w.run(rx));
-        let thread = match thread {
+        let (jobs, queued) = mpsc::channel(self.config.queue_segments.max(1));
+        let (ops, applied) = mpsc::channel(256);
+        let sink = Box::new(move |op| {
+            // Fails only when the runtime is going away: nothing left to index into.
+            let _ = ops.blocking_send(op);
+        });
+        let w = writer::Writer::new(self.dir.clone(), self.config.sync, self.config.chunk_s, sink);
+        let thread = match std::thread::Builder::new().name("onair-archive".into()).spawn(move || w.run(queued)) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the archive writer thread; nothing is recorded");
@@ -100,8 +111,12 @@ impl Archive {
                 return;
             }
         };
-        recorder::run(store, tx, stop).await;
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let indexer = writer::apply_all(self.index.clone(), applied);
+        let recording = async {
+            recorder::run(store, jobs, stop).await;
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        };
+        tokio::join!(recording, indexer);
     }
 
     /// Applies retention and the disk quota every `period` (a minute, or less for a short
@@ -111,7 +126,7 @@ impl Archive {
         let period = Duration::from_secs((retention_s / 4).clamp(1, 60));
         let mut tick = tokio::time::interval(period);
         while stop.run_until_cancelled(tick.tick()).await.is_some() {
-            if let Err(e) = retention::sweep(&self.dir, &self.index, retention_s, self.config.max_bytes).await {
+            if let Err(e) = retention::sweep(&self.dir, &self.index, retention_s, self.config.max_bytes, retention::now_ms()).await {
                 metrics::counter!("onair_archive_errors_total", "kind" => "retention").increment(1);
                 tracing::error!(error = %e, "archive retention pass failed");
             }

@@ -28,19 +28,23 @@ pub struct SegmentMeta {
     pub len: u64,
     /// CRC-32 (IEEE) of those bytes.
     pub crc32: u32,
+    /// Its Partial Segments: (bytes, duration µs) each, in order (a clip ends on a part boundary).
+    pub parts: Vec<(u64, i64)>,
 }
 
 const KIND: &str = "onair-segment";
 
 impl SegmentMeta {
-    /// The description of `parts` (a segment's parts in order).
-    pub fn new(msn: u64, pdt_ms: i64, duration_us: i64, discontinuity: bool, gap_before: bool, parts: &[Bytes]) -> Self {
+    /// The description of `parts` (a segment's parts in order, with their durations in µs).
+    pub fn new(msn: u64, pdt_ms: i64, discontinuity: bool, gap_before: bool, parts: &[(Bytes, i64)]) -> Self {
         let mut crc = crc32fast::Hasher::new();
-        for p in parts {
+        for (p, _) in parts {
             crc.update(p);
         }
-        let len = parts.iter().map(|p| p.len() as u64).sum();
-        SegmentMeta { kind: KIND.into(), msn, pdt_ms, duration_us, discontinuity, gap_before, len, crc32: crc.finalize() }
+        let len = parts.iter().map(|(p, _)| p.len() as u64).sum();
+        let duration_us = parts.iter().map(|(_, d)| d).sum();
+        let parts = parts.iter().map(|(p, d)| (p.len() as u64, *d)).collect();
+        SegmentMeta { kind: KIND.into(), msn, pdt_ms, duration_us, discontinuity, gap_before, len, crc32: crc.finalize(), parts }
     }
 
     /// The `free` box (8-byte header + JSON) to write before the segment's bytes.
@@ -132,10 +136,10 @@ mod tests {
         data.extend(mp4_box(b"moov", &[0; 20]));
         let mut metas = Vec::new();
         for i in 0..segments {
-            let parts = [Bytes::from(mp4_box(b"moof", &[i as u8; 10])), Bytes::from(mp4_box(b"mdat", &[7; 100]))];
-            let meta = SegmentMeta::new(i as u64 + 5, 1_000 * i as i64, 2_000_000, i == 1, false, &parts);
+            let parts = [(Bytes::from(mp4_box(b"moof", &[i as u8; 10])), 1_000_000), (Bytes::from(mp4_box(b"mdat", &[7; 100])), 1_000_000)];
+            let meta = SegmentMeta::new(i as u64 + 5, 1_000 * i as i64, i == 1, false, &parts);
             data.extend(meta.to_box());
-            for p in &parts {
+            for (p, _) in &parts {
                 data.extend_from_slice(p);
             }
             metas.push(meta);

@@ -131,8 +131,16 @@ fn segment_job(r: &Rendition, broadcast: &str, channel: &str, seg: SegmentRef, g
         tracing::warn!(channel, rendition = r.name(), msn = seg.msn, init = seg.init_id, "init segment gone before the archive took the segment: skipped");
         return None;
     };
-    let timescale = u64::from(r.info().timescale.max(1));
-    let duration_us = (u128::from(seg.duration) * 1_000_000 / u128::from(timescale)) as i64;
-    let meta = SegmentMeta::new(seg.msn, ms(seg.program_date_time), duration_us, seg.discontinuity, gap, &seg.parts);
+    let timescale = u128::from(r.info().timescale.max(1));
+    let us = |ticks: u64| (u128::from(ticks) * 1_000_000 / timescale) as i64;
+    // Each part's µs as differences of the rounded running total: they add up to the segment's.
+    let mut total = 0;
+    let durations = seg.part_durations.iter().map(|&d| {
+        let before = us(total);
+        total += d;
+        us(total) - before
+    });
+    let parts: Vec<(bytes::Bytes, i64)> = seg.parts.iter().cloned().zip(durations).collect();
+    let meta = SegmentMeta::new(seg.msn, ms(seg.program_date_time), seg.discontinuity, gap, &parts);
     Some(SegmentJob { broadcast: broadcast.into(), channel: channel.into(), rendition: r.name().into(), init_id: seg.init_id, init, meta, parts: seg.parts })
 }

@@ -26,7 +26,8 @@ fn dirs(path: &Path) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(path)? {
         let e = e?;
-        if e.file_type()?.is_dir() {
+        // `.clips` (and anything else starting with a dot) is not a channel: names never start with one.
+        if e.file_type()?.is_dir() && !e.file_name().to_string_lossy().starts_with('.') {
             out.push((e.file_name().to_string_lossy().into_owned(), e.path()));
         }
     }
@@ -90,6 +91,7 @@ pub async fn recover(dir: &Path, index: &Index) -> Result<Recovery, ArchiveError
                             path: rel.clone(),
                             offset: f.offset,
                             length: m.len,
+                            parts: m.parts.clone(),
                         };
                         index.add_segment(&broadcast, &rendition, &row).await?;
                         report.segments += 1;

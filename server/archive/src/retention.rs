@@ -31,11 +31,15 @@ async fn delete(dir: &Path, index: &Index, b: &BroadcastRow, why: &'static str) 
     Ok(bytes)
 }
 
-/// One pass: deletes ended broadcasts of this node older than `retention_s`, then, with
-/// `max_bytes` > 0, the oldest ones until the archive fits. Returns how many were deleted.
-/// Errors: [`ArchiveError`].
-pub async fn sweep(dir: &Path, index: &Index, retention_s: u64, max_bytes: u64) -> Result<usize, ArchiveError> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+/// Now, ms since the Unix epoch (for [`sweep`]).
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// One pass as of `now_ms` ([`now_ms`]): deletes ended broadcasts of this node whose last
+/// segment is older than `retention_s`, then, with `max_bytes` > 0, the oldest ones until the
+/// archive fits. Returns how many were deleted. Errors: [`ArchiveError`].
+pub async fn sweep(dir: &Path, index: &Index, retention_s: u64, max_bytes: u64, now_ms: i64) -> Result<usize, ArchiveError> {
     let cutoff = now_ms - (retention_s.min(i64::MAX as u64 / 1000) as i64) * 1000;
     let here = |b: &BroadcastRow| dir.join(&b.channel).join(&b.id).is_dir();
     let mut deleted = 0;

@@ -7,10 +7,19 @@
 //! - `/hls/{channel}/vod/{id}/files/{rendition}/{file}.mp4`: a chunk file, with HTTP Range
 //!   requests (RFC 9110 §14) and conditional requests, from tower-http's `ServeFile`.
 //!
+//!
+//! Clips: `POST /api/v1/clips` (`{"channel", "last_s"}` or `{"channel", "start_ms", "duration_s"}`,
+//! ≤ 90 s; rate limited per client address, `archive.clips_per_minute`) answers 202 at once with
+//! the clip's id and URLs; `GET /api/v1/clips/{id}` gives its status (`pending` until its range is
+//! recorded, then `ready`, or `failed` with the reason); `GET /api/v1/channels/{channel}/clips` lists
+//! them. A ready clip plays from `/hls/{channel}/vod/{clip id}/master.m3u8` like a broadcast.
+//!
 //! Caching: an ended broadcast's playlists for 60 s and files for a day (its bytes never change;
 //! retention or a takedown removes them); a broadcast still recording is re-read every second.
 //! Errors are never cached.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use axum::extract::{Path, Request, State};
@@ -23,18 +32,39 @@ use onair_origin::{valid_name, PLAYLIST_CONTENT_TYPE};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use crate::index::{BroadcastRow, Index};
+use crate::clips::{ClipError, ClipRange, CLIPS_DIR};
+use crate::index::{ClipRow, ClipStatus, Index};
 use crate::vod::{bitrate, media_playlist, FileRef};
 
-/// What the routes read: the index and the directory of chunk files.
+/// The client's address, as the front door determined it (behind trusted proxies, from
+/// `X-Forwarded-For`): a request extension the composition root adds; loopback without it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+struct VodInner {
+    index: Index,
+    dir: PathBuf,
+    /// Clip requests per client address.
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// What the routes read: the index, the directory of chunk files, the clip rate limiter.
 #[derive(Clone)]
-struct Vod(std::sync::Arc<(Index, PathBuf)>);
+struct Vod(std::sync::Arc<VodInner>);
 
 /// The archive's routes: `(api, media)`. The media routes (`/hls/…`) go where the live origin's
 /// are, behind the same playback token check; the API is public like the channel list.
-pub fn routers(index: Index, dir: PathBuf) -> (Router, Router) {
-    let state = Vod(std::sync::Arc::new((index, dir)));
-    let api = Router::new().route("/api/v1/channels/{channel}/broadcasts", get(list)).with_state(state.clone());
+/// `clips_per_minute`: clip requests per client address and minute (a burst of as many).
+pub fn routers(index: Index, dir: PathBuf, clips_per_minute: u32) -> (Router, Router) {
+    let rate = NonZeroU32::new(clips_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+    let limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(rate));
+    let state = Vod(std::sync::Arc::new(VodInner { index, dir, limiter }));
+    let api = Router::new()
+        .route("/api/v1/channels/{channel}/broadcasts", get(list))
+        .route("/api/v1/channels/{channel}/clips", get(list_clips))
+        .route("/api/v1/clips", axum::routing::post(create_clip))
+        .route("/api/v1/clips/{id}", get(clip_status))
+        .with_state(state.clone());
     let media = Router::new()
         .route("/hls/{channel}/vod/{id}/{name}", get(playlist))
         .route("/hls/{channel}/vod/{id}/files/{rendition}/{file}", get(file))
@@ -75,7 +105,7 @@ async fn list(State(vod): State<Vod>, Path(channel): Path<String>) -> Response {
     if !valid_name(&channel) {
         return refuse(StatusCode::NOT_FOUND, "no such channel");
     }
-    let index = &vod.0 .0;
+    let index = &vod.0.index;
     let rows = match index.broadcasts(&channel).await {
         Ok(r) => r,
         Err(e) => return index_failed(e),
@@ -99,20 +129,103 @@ async fn list(State(vod): State<Vod>, Path(channel): Path<String>) -> Response {
     ([(header::CACHE_CONTROL, "no-cache")], Json(out)).into_response()
 }
 
-async fn broadcast_of(index: &Index, channel: &str, id: &str) -> Result<BroadcastRow, Response> {
+/// A recorded broadcast or a ready clip, as the VOD routes serve it.
+struct Recorded {
+    /// No more media will come (an ended broadcast, a clip).
+    ended: bool,
+    /// The directory its index paths are relative to.
+    base: PathBuf,
+}
+
+async fn recorded(vod: &Vod, channel: &str, id: &str) -> Result<Recorded, Response> {
     if !valid_name(channel) || !valid_name(id) {
         return Err(refuse(StatusCode::NOT_FOUND, "no such broadcast"));
     }
+    let index = &vod.0.index;
     match index.broadcast(id).await {
-        Ok(Some(b)) if b.channel == channel => Ok(b),
+        Ok(Some(b)) if b.channel == channel => return Ok(Recorded { ended: b.ended, base: vod.0.dir.clone() }),
+        Ok(Some(_)) => return Err(refuse(StatusCode::NOT_FOUND, "no such broadcast")),
+        Ok(None) => {}
+        Err(e) => return Err(index_failed(e)),
+    }
+    match index.clip(id).await {
+        Ok(Some(c)) if c.channel == channel && c.status == ClipStatus::Ready => Ok(Recorded { ended: true, base: vod.0.dir.join(CLIPS_DIR) }),
+        Ok(Some(c)) if c.channel == channel && c.status == ClipStatus::Pending => Err(refuse(StatusCode::NOT_FOUND, "clip not ready yet")),
         Ok(_) => Err(refuse(StatusCode::NOT_FOUND, "no such broadcast")),
         Err(e) => Err(index_failed(e)),
     }
 }
 
+/// A clip in the API.
+#[derive(Debug, serde::Serialize)]
+struct ClipView {
+    #[serde(flatten)]
+    clip: ClipRow,
+    /// Its Multivariant Playlist (playable once `status` is `ready`).
+    playlist: String,
+}
+
+impl From<ClipRow> for ClipView {
+    fn from(clip: ClipRow) -> Self {
+        ClipView { playlist: format!("/hls/{}/vod/{}/master.m3u8", clip.channel, clip.id), clip }
+    }
+}
+
+/// `POST /api/v1/clips`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClipAsk {
+    channel: String,
+    /// The last this many seconds of the live broadcast.
+    last_s: Option<f64>,
+    /// Or: from this wall-clock time (ms since the Unix epoch, as PROGRAM-DATE-TIME) ...
+    start_ms: Option<i64>,
+    /// ... for this many seconds.
+    duration_s: Option<f64>,
+}
+
+async fn create_clip(State(vod): State<Vod>, client: Option<axum::Extension<ClientIp>>, ask: Result<Json<ClipAsk>, axum::extract::rejection::JsonRejection>) -> Response {
+    let Ok(Json(ask)) = ask else { return refuse(StatusCode::BAD_REQUEST, "expected {\"channel\", \"last_s\"} or {\"channel\", \"start_ms\", \"duration_s\"}") };
+    let ip = client.map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0 .0);
+    if vod.0.limiter.check_key(&ip).is_err() {
+        metrics::counter!("onair_archive_clips_total", "event" => "rate_limited").increment(1);
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many clips from this address; try again in a minute");
+    }
+    if !valid_name(&ask.channel) {
+        return refuse(StatusCode::NOT_FOUND, "no such channel");
+    }
+    let ms = |s: f64| if s.is_finite() { (s * 1000.0).round() as i64 } else { 0 };
+    let range = match (ask.last_s, ask.start_ms, ask.duration_s) {
+        (Some(last), None, None) => ClipRange::Last { ms: ms(last) },
+        (None, Some(start_ms), Some(d)) => ClipRange::At { start_ms, ms: ms(d) },
+        _ => return refuse(StatusCode::BAD_REQUEST, "give either last_s, or start_ms and duration_s"),
+    };
+    match crate::clips::create(&vod.0.index, &ask.channel, range).await {
+        Ok(clip) => (StatusCode::ACCEPTED, [(header::CACHE_CONTROL, "no-store")], Json(ClipView::from(clip))).into_response(),
+        Err(e @ ClipError::Length) => refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ ClipError::NoBroadcast(_)) => refuse(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(ClipError::Index(e)) => index_failed(e),
+    }
+}
+
+async fn clip_status(State(vod): State<Vod>, Path(id): Path<String>) -> Response {
+    match vod.0.index.clip(&id).await {
+        Ok(Some(c)) => ([(header::CACHE_CONTROL, "no-cache")], Json(ClipView::from(c))).into_response(),
+        Ok(None) => refuse(StatusCode::NOT_FOUND, "no such clip"),
+        Err(e) => index_failed(e),
+    }
+}
+
+async fn list_clips(State(vod): State<Vod>, Path(channel): Path<String>) -> Response {
+    match vod.0.index.clips(&channel).await {
+        Ok(c) => ([(header::CACHE_CONTROL, "no-cache")], Json(c.into_iter().map(ClipView::from).collect::<Vec<_>>())).into_response(),
+        Err(e) => index_failed(e),
+    }
+}
+
 async fn playlist(State(vod): State<Vod>, Path((channel, id, name)): Path<(String, String, String)>) -> Response {
-    let index = &vod.0 .0;
-    let b = match broadcast_of(index, &channel, &id).await {
+    let index = &vod.0.index;
+    let b = match recorded(&vod, &channel, &id).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -175,8 +288,7 @@ async fn playlist(State(vod): State<Vod>, Path((channel, id, name)): Path<(Strin
 }
 
 async fn file(State(vod): State<Vod>, Path((channel, id, rendition, file)): Path<(String, String, String, String)>, request: Request) -> Response {
-    let (index, dir) = (&vod.0 .0, &vod.0 .1);
-    let b = match broadcast_of(index, &channel, &id).await {
+    let b = match recorded(&vod, &channel, &id).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -184,7 +296,7 @@ async fn file(State(vod): State<Vod>, Path((channel, id, rendition, file)): Path
     if !named {
         return refuse(StatusCode::NOT_FOUND, "no such file");
     }
-    let path = dir.join(&channel).join(&id).join(&rendition).join(&file);
+    let path = b.base.join(&channel).join(&id).join(&rendition).join(&file);
     let Ok(mut response) = ServeFile::new(path).oneshot(request).await.map(IntoResponse::into_response);
     if response.status().is_client_error() || response.status().is_server_error() {
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

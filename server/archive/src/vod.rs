@@ -78,7 +78,7 @@ mod tests {
     use super::*;
 
     fn seg(msn: u64, path: &str, offset: u64, discontinuity: bool) -> SegmentRow {
-        SegmentRow { msn, pdt_ms: 1_764_806_400_000 + msn as i64 * 2000, duration_us: 2_000_000, discontinuity, gap_before: false, path: path.into(), offset, length: 1000, }
+        SegmentRow { msn, pdt_ms: 1_764_806_400_000 + msn as i64 * 2000, duration_us: 2_000_000, discontinuity, gap_before: false, path: path.into(), offset, length: 1000, parts: vec![(500, 1_000_000), (500, 1_000_000)] }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The disk side of the recorder: one thread that takes jobs from the bounded queue, appends
 //! segments to chunk files (see [`crate::record`]), forces them to the disk per the
-//! [`SyncPolicy`], and only then indexes them. A failed write (ENOSPC, EIO) cuts the file back
+//! [`SyncPolicy`], and only then hands their index rows ([`IndexOp`]s, in order) to an async
+//! task that writes them to the database ([`apply`]): the thread itself never waits on the runtime. A failed write (ENOSPC, EIO) cuts the file back
 //! to its last whole segment, is counted and logged once per outage, and the next segment tries
 //! again: recording resumes by itself when space returns, with the hole marked as a gap.
 
@@ -10,7 +11,6 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::config::SyncPolicy;
@@ -28,6 +28,38 @@ pub(crate) enum Job {
     Segment(Box<SegmentJob>),
     /// The broadcast ended and every segment of it was queued.
     End { broadcast: String },
+}
+
+/// A change to the index, emitted by the writer once the bytes it describes are on disk.
+#[derive(Debug)]
+pub(crate) enum IndexOp {
+    Broadcast { id: String, channel: String, started_ms: i64 },
+    Rendition { broadcast: String, row: RenditionRow },
+    File { path: String, broadcast: String, rendition: String, init_len: u64 },
+    Segment { broadcast: String, rendition: String, row: SegmentRow },
+    End { broadcast: String },
+}
+
+/// Writes `op` to the index. Errors: the database failed.
+pub(crate) async fn apply(index: &Index, op: &IndexOp) -> Result<(), crate::index::IndexError> {
+    match op {
+        IndexOp::Broadcast { id, channel, started_ms } => index.add_broadcast(id, channel, *started_ms).await,
+        IndexOp::Rendition { broadcast, row } => index.add_rendition(broadcast, row).await,
+        IndexOp::File { path, broadcast, rendition, init_len } => index.add_file(path, broadcast, rendition, *init_len).await,
+        IndexOp::Segment { broadcast, rendition, row } => index.add_segment(broadcast, rendition, row).await,
+        IndexOp::End { broadcast } => index.end_broadcast(broadcast).await,
+    }
+}
+
+/// Applies the writer's operations in order until it stops; a failure is counted and logged
+/// (a segment's bytes stay on disk and are indexed again by the next start's recovery).
+pub(crate) async fn apply_all(index: Index, mut ops: mpsc::Receiver<IndexOp>) {
+    while let Some(op) = ops.recv().await {
+        if let Err(e) = apply(&index, &op).await {
+            metrics::counter!("onair_archive_errors_total", "kind" => "index").increment(1);
+            tracing::error!(error = %e, ?op, "archive index write failed");
+        }
+    }
 }
 
 /// One complete segment to append.
@@ -53,11 +85,11 @@ struct Chunk {
 }
 
 pub(crate) struct Writer {
-    pub dir: PathBuf,
-    pub index: Index,
-    pub sync: SyncPolicy,
-    pub chunk_ms: i64,
-    pub rt: Handle,
+    dir: PathBuf,
+    sync: SyncPolicy,
+    chunk_ms: i64,
+    /// Where index operations go (a channel to [`apply_all`], or a clip's list).
+    sink: Box<dyn FnMut(IndexOp) + Send>,
     open: HashMap<(String, String), Chunk>,
     /// Renditions whose last write failed: their next segment starts after a gap.
     failing: HashMap<(String, String), u64>,
@@ -75,8 +107,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl Writer {
-    pub fn new(dir: PathBuf, index: Index, sync: SyncPolicy, chunk_s: u64, rt: Handle) -> Self {
-        Writer { dir, index, sync, chunk_ms: (chunk_s.max(1) * 1000) as i64, rt, open: HashMap::new(), failing: HashMap::new() }
+    pub fn new(dir: PathBuf, sync: SyncPolicy, chunk_s: u64, sink: Box<dyn FnMut(IndexOp) + Send>) -> Self {
+        let chunk_ms = i64::try_from(chunk_s.max(1).saturating_mul(1000)).unwrap_or(i64::MAX);
+        Writer { dir, sync, chunk_ms, sink, open: HashMap::new(), failing: HashMap::new() }
     }
 
     /// Runs until the queue closes (the recorder stopped).
@@ -89,24 +122,25 @@ impl Writer {
     }
 
     fn handle(&mut self, job: Job) {
-        let result = match job {
-            Job::Broadcast { id, channel, started_ms } => self.rt.block_on(self.index.add_broadcast(&id, &channel, started_ms)).map_err(|e| e.to_string()),
-            Job::Rendition { broadcast, row } => self.rt.block_on(self.index.add_rendition(&broadcast, &row)).map_err(|e| e.to_string()),
+        match job {
+            Job::Broadcast { id, channel, started_ms } => (self.sink)(IndexOp::Broadcast { id, channel, started_ms }),
+            Job::Rendition { broadcast, row } => (self.sink)(IndexOp::Rendition { broadcast, row }),
             Job::End { broadcast } => {
                 self.open.retain(|(b, _), _| *b != broadcast);
                 self.failing.retain(|(b, _), _| *b != broadcast);
                 tracing::info!(broadcast, "recording finished");
-                self.rt.block_on(self.index.end_broadcast(&broadcast)).map_err(|e| e.to_string())
+                (self.sink)(IndexOp::End { broadcast });
             }
-            Job::Segment(seg) => {
-                self.segment(*seg);
-                Ok(())
-            }
-        };
-        if let Err(e) = result {
-            metrics::counter!("onair_archive_errors_total", "kind" => "index").increment(1);
-            tracing::error!(error = %e, "archive index write failed");
+            Job::Segment(seg) => self.segment(*seg),
         }
+    }
+
+    /// Appends `seg` and emits its index row (a clip's copy, whose caller handles the failure).
+    pub fn write_segment(&mut self, seg: &SegmentJob) -> std::io::Result<()> {
+        let key = (seg.broadcast.clone(), seg.rendition.clone());
+        let row = self.append(&key, seg)?;
+        (self.sink)(IndexOp::Segment { broadcast: seg.broadcast.clone(), rendition: seg.rendition.clone(), row });
+        Ok(())
     }
 
     fn segment(&mut self, mut seg: SegmentJob) {
@@ -121,10 +155,7 @@ impl Writer {
                 }
                 metrics::counter!("onair_archive_segments_total").increment(1);
                 metrics::counter!("onair_archive_bytes_total").increment(row.length);
-                if let Err(e) = self.rt.block_on(self.index.add_segment(&seg.broadcast, &seg.rendition, &row)) {
-                    metrics::counter!("onair_archive_errors_total", "kind" => "index").increment(1);
-                    tracing::error!(channel = seg.channel, rendition = seg.rendition, msn = row.msn, error = %e, "archive index write failed; the segment is on disk and is indexed again at the next start");
-                }
+                (self.sink)(IndexOp::Segment { broadcast: seg.broadcast.clone(), rendition: seg.rendition.clone(), row });
             }
             Err(e) => {
                 metrics::counter!("onair_archive_errors_total", "kind" => kind(&e)).increment(1);
@@ -182,12 +213,13 @@ impl Writer {
             path: chunk.rel.clone(),
             offset: start + header.len() as u64,
             length: seg.meta.len,
+            parts: seg.meta.parts.clone(),
         })
     }
 
     /// A new chunk file named after its first segment, holding the init segment, forced to the
     /// disk with its directory entry, and indexed.
-    fn create(&self, seg: &SegmentJob) -> std::io::Result<Chunk> {
+    fn create(&mut self, seg: &SegmentJob) -> std::io::Result<Chunk> {
         let rel = format!("{}/{}/{}/{:010}.mp4", seg.channel, seg.broadcast, seg.rendition, seg.meta.msn);
         let path = self.dir.join(&rel);
         let parent = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.dir.clone());
@@ -206,9 +238,7 @@ impl Writer {
             return Err(e);
         }
         let init_len = seg.init.len() as u64;
-        self.rt
-            .block_on(self.index.add_file(&rel, &seg.broadcast, &seg.rendition, init_len))
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        (self.sink)(IndexOp::File { path: rel.clone(), broadcast: seg.broadcast.clone(), rendition: seg.rendition.clone(), init_len });
         Ok(Chunk { rel, file, len: init_len, init_id: seg.init_id, first_pdt_ms: seg.meta.pdt_ms })
     }
 }

@@ -31,11 +31,27 @@ fn init() -> Bytes {
     Bytes::from(b)
 }
 
-/// Part `n`: a moof and an mdat whose bytes name it.
+/// Wall-clock start of the test broadcast's first part: a little before the broadcast starts,
+/// as an encoder's first frame is (fixed once per test binary).
+fn t0() -> SystemTime {
+    static T0: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
+    *T0.get_or_init(|| SystemTime::now() - Duration::from_millis(100))
+}
+
+/// Part `n` (1/3 s, starting n/3 s after [`t0`]): a moof and an mdat whose bytes name it.
 fn part(n: u8) -> NewPart {
     let mut data = mp4_box(b"moof", &[n; 16]);
     data.extend(mp4_box(b"mdat", &[n; 200]));
-    NewPart { program_date_time: SystemTime::now(), duration: 30_000, independent: true, data: Bytes::from(data), produced_at: SystemTime::now() }
+    let pdt = t0() + Duration::from_millis(u64::from(n) * 1000 / 3);
+    NewPart { program_date_time: pdt, duration: 30_000, independent: true, data: Bytes::from(data), produced_at: SystemTime::now() }
+}
+
+async fn post(app: &axum::Router, uri: &str, json: &str) -> (StatusCode, serde_json::Value) {
+    let req = Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(json.to_string())).expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
 }
 
 async fn get(app: &axum::Router, uri: &str, range: Option<&str>) -> (StatusCode, Vec<u8>) {
@@ -70,6 +86,10 @@ async fn records_serves_and_recovers(url: Option<&str>) {
     let recorder = {
         let (a, s, stop) = (archive.clone(), store.clone(), stop.clone());
         tokio::spawn(async move { a.recorder(s, stop).await })
+    };
+    let clipper = {
+        let (a, stop) = (archive.clone(), stop.clone());
+        tokio::spawn(async move { a.clipper(stop).await })
     };
 
     // 4 segments of 3 parts, the publisher drops (the open segment closes), comes back, 2 more.
@@ -144,9 +164,6 @@ async fn records_serves_and_recovers(url: Option<&str>) {
     let (status, _) = get(&app, "/hls/other/vod/nope/master.m3u8", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    stop.cancel();
-    recorder.await.expect("recorder stops");
-
     // A crash: the index lost its last two rows and the end, and the file got a torn tail.
     sqlx::query("DELETE FROM archive_segments WHERE msn >= 4").execute(db.pool()).await.expect("delete");
     sqlx::query("UPDATE archive_broadcasts SET ended = 0").execute(db.pool()).await.expect("update");
@@ -162,4 +179,55 @@ async fn records_serves_and_recovers(url: Option<&str>) {
     assert_eq!(std::fs::metadata(&path).expect("file").len(), whole);
     assert_eq!(index.segments(&b.id, "source").await.expect("segments"), segments);
     assert!(index.broadcast(&b.id).await.expect("row").is_some_and(|b| b.ended));
+
+    // A clip from 0.5 s into segment 1 for 1 s: segment 1 whole (its key frame is before the
+    // start), and segment 2 up to the part that holds the end (parts 6 and 7).
+    let start_ms = segments[1].pdt_ms + 500;
+    let (status, clip) = post(&app, "/api/v1/clips", &format!("{{\"channel\":\"demo\",\"start_ms\":{start_ms},\"duration_s\":1.0}}")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{clip}");
+    let clip_id = clip["id"].as_str().expect("clip id").to_string();
+    let ready = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (_, body) = get(&app, &format!("/api/v1/clips/{clip_id}"), None).await;
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            if v["status"] != "pending" {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the clip gets made");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let (status, clip_media) = get(&app, &format!("/hls/demo/vod/{clip_id}/source.m3u8"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let clip_media = String::from_utf8(clip_media).expect("utf8");
+    assert_eq!(clip_media.matches("#EXTINF:1.00000,").count(), 1, "{clip_media}");
+    assert_eq!(clip_media.matches("#EXTINF:0.66667,").count(), 1, "{clip_media}");
+    let clip_segments = index.segments(&clip_id, "source").await.expect("clip segments");
+    let last = clip_segments.last().expect("segments");
+    let file = format!("/hls/demo/vod/{clip_id}/files/source/{}", last.path.rsplit('/').next().expect("name"));
+    let (status, bytes) = get(&app, &file, Some(&format!("bytes={}-{}", last.offset, last.offset + last.length - 1))).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(bytes, (6..8).flat_map(|i| part(i).data.to_vec()).collect::<Vec<u8>>());
+    let (status, _) = post(&app, "/api/v1/clips", "{\"channel\":\"demo\",\"last_s\":120}").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "longer than 90 s");
+    let (status, _) = post(&app, "/api/v1/clips", "{\"channel\":\"nobody\",\"last_s\":10}").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for _ in 0..3 {
+        post(&app, "/api/v1/clips", "{\"channel\":\"demo\",\"last_s\":10}").await;
+    }
+    let (status, _) = post(&app, "/api/v1/clips", "{\"channel\":\"demo\",\"last_s\":10}").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "5 clip requests a minute per address");
+
+    // A minute later, a retention of 10 s removes the broadcast (files and rows) and leaves the clip.
+    assert_eq!(onair_archive::retention::sweep(archive.dir(), index, 10, 0, onair_archive::retention::now_ms() + 60_000).await.expect("sweep"), 1);
+    assert!(index.broadcast(&b.id).await.expect("row").is_none() && !archive.dir().join("demo").join(&b.id).exists());
+    let (status, _) = get(&app, &file, Some(&format!("bytes={}-{}", last.offset, last.offset + last.length - 1))).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT, "the clip survives retention");
+
+    stop.cancel();
+    recorder.await.expect("recorder stops");
+    clipper.await.expect("clipper stops");
+
 }

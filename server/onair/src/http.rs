@@ -87,7 +87,7 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .nest_service("/player", ServiceBuilder::new().layer(CompressionLayer::new()).service(ServeDir::new(&web.player_dir)))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, web.request_timeout))
         .with_state(state.clone())
-        .merge(archive_api.layer(CorsLayer::permissive()))
+        .merge(archive_api.layer(middleware::from_fn_with_state(web.cluster.clone(), client_ip)).layer(CorsLayer::permissive()))
         .merge(usher)
         .merge(crate::admin::router(web.admin.clone()));
     // The origin's blocking requests bound themselves (3 × target duration).
@@ -96,6 +96,14 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .layer(middleware::from_fn_with_state(state, count_viewers))
         .merge(archive_media.layer(CorsLayer::permissive()));
     front.merge(crate::token_routes::guard(origin, web.signer.clone(), web.playback.require_token))
+}
+
+/// Adds the client's address (`X-Forwarded-For` behind trusted proxies) for the archive's clip
+/// rate limit.
+async fn client_ip(State(cluster): State<Arc<Cluster>>, mut request: Request, next: Next) -> Response {
+    let (_, client) = crate::api::client_of(&cluster, &request);
+    request.extensions_mut().insert(onair_archive::routes::ClientIp(client));
+    next.run(request).await
 }
 
 /// Records the session of every 200 Media Playlist answer (`/hls/{channel}/{rendition}/index.m3u8`):

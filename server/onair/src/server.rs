@@ -229,6 +229,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             recorder.recorder(store, stop).await;
             "archive recorder"
         });
+        let (clipper, stop) = (archive.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            clipper.clipper(stop).await;
+            "archive clipper"
+        });
         let (retention, stop) = (archive.clone(), shutdown.clone());
         tasks.spawn(async move {
             retention.retention(stop).await;

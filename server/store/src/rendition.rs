@@ -243,6 +243,8 @@ pub struct SegmentRef {
     pub program_date_time: SystemTime,
     /// Duration in the rendition's timescale (ticks; see [`RenditionInfo::timescale`]).
     pub duration: u64,
+    /// Each part's duration, ticks (same order as `parts`).
+    pub part_durations: Vec<u64>,
 }
 
 /// A segment's facts in a [`Snapshot`].
@@ -612,6 +614,7 @@ impl Rendition {
             discontinuity: seg.discontinuity,
             program_date_time: seg.program_date_time,
             duration: seg.duration,
+            part_durations: seg.parts.iter().map(|p| p.duration).collect(),
         })
     }
 

@@ -176,3 +176,44 @@ async fn kill_9_while_recording_loses_at_most_the_segment_in_progress() {
     let dts = video_dts(&master);
     assert!(dts.len() as u64 >= (recorded.saturating_sub(1)) * 50, "{} packets for {recorded} segments", dts.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clip_of_the_last_seconds_of_a_live_stream() {
+    let server = TestServer::start().await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 5).await;
+    let r = client()
+        .post(server.url("/api/v1/clips"))
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({"channel": "demo", "last_s": 6}).to_string())
+        .send().await.expect("post");
+    assert_eq!(r.status(), 202);
+    let clip: serde_json::Value = serde_json::from_str(&r.text().await.expect("body")).expect("json");
+    let id = clip["id"].as_str().expect("id").to_string();
+    assert_eq!(clip["status"], "pending");
+    let asked = std::time::Instant::now();
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let v: serde_json::Value = serde_json::from_str(&get_text(&server.url(&format!("/api/v1/clips/{id}"))).await.unwrap_or_default()).unwrap_or_default();
+            if v["status"] != "pending" {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the clip gets ready");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let media = get_text(&server.url(&format!("/hls/demo/vod/{id}/source.m3u8"))).await.expect("clip playlist");
+    let (seconds, _) = extinf_and_discontinuities(&media);
+    println!("clip of the last 6 s: ready {:.1} s after the request, {seconds:.2} s long (starts at the key frame before, ends on a part)", asked.elapsed().as_secs_f64());
+    // At most one segment (2 s) earlier than asked, at most one part (0.2 s) later.
+    assert!((6.0 - 0.01..=8.25).contains(&seconds), "{seconds} s:\n{media}");
+    let master = server.url(&format!("/hls/demo/vod/{id}/master.m3u8"));
+    let packets = video_dts(&master).len();
+    let (frames, errors) = decode_every_frame(&master);
+    println!("clip: {packets} video packets, {frames} decoded by ffprobe");
+    assert!(errors.is_empty() && frames == packets && frames.abs_diff((seconds * 25.0).round() as usize) <= 1, "{frames} frames, {packets} packets: {errors}");
+    let listed = get_text(&server.url("/api/v1/channels/demo/clips")).await.expect("clip list");
+    assert!(listed.contains(&id));
+}

@@ -44,5 +44,22 @@ CREATE TABLE archive_segments (
     path TEXT NOT NULL,
     byte_offset BIGINT NOT NULL,
     byte_length BIGINT NOT NULL,
+    -- Its Partial Segments as JSON [[bytes, duration_us], ...] (a clip ends on a part boundary).
+    parts TEXT NOT NULL,
     PRIMARY KEY (broadcast_id, rendition, msn)
 );
+
+-- Clips: a range of a broadcast, copied into files of its own when recorded (so retention never
+-- touches them), its media indexed in the tables above under the clip's id.
+CREATE TABLE archive_clips (
+    id TEXT PRIMARY KEY NOT NULL,
+    channel TEXT NOT NULL,
+    broadcast_id TEXT NOT NULL,
+    start_ms BIGINT NOT NULL,
+    end_ms BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    -- pending, ready or failed.
+    status TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX archive_clips_channel ON archive_clips (channel, created_ms);
