@@ -6,7 +6,7 @@
 #   bash infra/setup.sh test     also what the tests use: the ffmpeg CLI (publisher and reader), Debian's
 #                                chromium and firefox-esr (player tests), Node.js/npm with hls.js, playwright-core
 #                                and puppeteer-core under tests/browser (no browser download), the Python m3u8
-#                                parser, cargo-fuzz, and the caching proxies and load tool the relay tests and
+#                                parser, cargo-fuzz, s3s-fs (an S3-compatible server), and the caching proxies and load tool the relay tests and
 #                                benchmarks compare against (varnish, nginx, wrk) and the
 #                                cluster registry the Usher tests start (redis-server) and PostgreSQL (the tests start
 #                                throwaway clusters of their own), openssl and certutil (libnss3-tools) for the HTTPS
@@ -62,6 +62,10 @@ if ! python3 -c 'import m3u8' 2>/dev/null; then
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages m3u8==6.0.0
 fi
 
+if [ "$mode" = test ] && ! command -v s3s-fs >/dev/null 2>&1; then
+  echo "setup: installing s3s-fs (the S3-compatible server the archive tests store to)"
+  cargo install --locked --quiet -j2 s3s-fs@0.14.1 --features binary
+fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz (fuzz smoke run)"
   cargo install --locked --quiet cargo-fuzz@0.13.2

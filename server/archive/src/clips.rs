@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use crate::config::SyncPolicy;
 use crate::index::{BroadcastRow, ClipRow, ClipStatus, Index, SegmentRow};
+use crate::objects::Objects;
 use crate::record::SegmentMeta;
 use crate::writer::{apply, IndexOp, SegmentJob, Writer};
 use crate::ArchiveError;
@@ -23,8 +24,8 @@ use crate::ArchiveError;
 pub const MAX_CLIP_MS: i64 = 90_000;
 /// A clip whose range is still not recorded this long after it was asked for fails, ms.
 const PENDING_LIMIT_MS: i64 = 10 * 60_000;
-/// The directory, inside the archive's, that holds clips.
-pub const CLIPS_DIR: &str = ".clips";
+/// Where clips' files are, relative to the archive directory (no channel name starts with a dot).
+pub const CLIPS_PREFIX: &str = ".clips/";
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -122,7 +123,7 @@ fn recorded(segments: &[Vec<SegmentRow>], end_ms: i64, ended: bool) -> bool {
 
 /// Makes pending clips whose range is recorded, every 500 ms until `stop`. `dir` is the
 /// archive's directory.
-pub async fn run(index: Index, dir: PathBuf, sync: SyncPolicy, stop: tokio_util::sync::CancellationToken) {
+pub async fn run(index: Index, dir: PathBuf, objects: Option<Objects>, sync: SyncPolicy, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     while stop.run_until_cancelled(tick.tick()).await.is_some() {
         let pending = match index.pending_clips().await {
@@ -133,7 +134,7 @@ pub async fn run(index: Index, dir: PathBuf, sync: SyncPolicy, stop: tokio_util:
             }
         };
         for clip in pending {
-            let outcome = make(&index, &dir, sync, &clip).await;
+            let outcome = make(&index, &dir, objects.as_ref(), sync, &clip).await;
             let (status, error) = match outcome {
                 Ok(true) => (ClipStatus::Ready, None),
                 Ok(false) if now_ms() - clip.created_ms > PENDING_LIMIT_MS => (ClipStatus::Failed, Some("its range was never recorded".to_string())),
@@ -150,7 +151,7 @@ pub async fn run(index: Index, dir: PathBuf, sync: SyncPolicy, stop: tokio_util:
 }
 
 /// Copies `clip`'s range if it is recorded; `Ok(false)` if not yet. Errors: [`ArchiveError`].
-async fn make(index: &Index, dir: &Path, sync: SyncPolicy, clip: &ClipRow) -> Result<bool, ArchiveError> {
+async fn make(index: &Index, dir: &Path, objects: Option<&Objects>, sync: SyncPolicy, clip: &ClipRow) -> Result<bool, ArchiveError> {
     let Some(b) = index.broadcast(&clip.broadcast_id).await? else {
         return Err(ArchiveError::Io(std::io::Error::other("its broadcast was deleted")));
     };
@@ -162,20 +163,26 @@ async fn make(index: &Index, dir: &Path, sync: SyncPolicy, clip: &ClipRow) -> Re
     if !recorded(&all, clip.end_ms, b.ended) {
         return Ok(false);
     }
-    let mut inits = std::collections::HashMap::new();
-    for s in all.iter().flatten() {
-        if !inits.contains_key(&s.path) {
-            inits.insert(s.path.clone(), index.init_len(&s.path).await?.unwrap_or(0));
-        }
-    }
     let mut copied = 0;
     for (r, segments) in renditions.iter().zip(&all) {
-        let chosen = select(segments, clip.start_ms, clip.end_ms);
+        // The bytes come from the local files or object storage, read before the blocking copy.
+        let mut chosen = Vec::new();
+        let mut inits: Vec<(String, Bytes)> = Vec::new();
+        for (s, take) in select(segments, clip.start_ms, clip.end_ms) {
+            if !inits.iter().any(|(p, _)| *p == s.path) {
+                let len = index.init_len(&s.path).await?.unwrap_or(0);
+                inits.push((s.path.clone(), crate::media::read_range(dir, objects, &s.path, 0..len).await?));
+            }
+            let parts = &s.parts[..take.min(s.parts.len())];
+            let len = if parts.is_empty() { s.length } else { parts.iter().map(|p| p.0).sum() };
+            let data = crate::media::read_range(dir, objects, &s.path, s.offset..s.offset + len).await?;
+            chosen.push((s, take, data));
+        }
         if chosen.is_empty() {
             continue;
         }
         index.add_rendition(&clip.id, r).await?;
-        let (dir, clip, name, inits) = (dir.to_path_buf(), clip.clone(), r.name.clone(), inits.clone());
+        let (dir, clip, name) = (dir.to_path_buf(), clip.clone(), r.name.clone());
         let (n, ops) = tokio::task::spawn_blocking(move || copy(&dir, sync, &clip, &name, &chosen, &inits))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;
@@ -190,39 +197,22 @@ async fn make(index: &Index, dir: &Path, sync: SyncPolicy, clip: &ClipRow) -> Re
     Ok(true)
 }
 
-/// Copies one rendition's chosen segments (blocking). Returns how many, and the index rows to write.
-fn copy(dir: &Path, sync: SyncPolicy, clip: &ClipRow, rendition: &str, chosen: &[(SegmentRow, usize)], inits: &std::collections::HashMap<String, u64>) -> std::io::Result<(usize, Vec<IndexOp>)> {
-    use std::io::{Read, Seek, SeekFrom};
-    let read = |path: &str, offset: u64, len: u64| -> std::io::Result<Bytes> {
-        let mut f = std::fs::File::open(dir.join(path))?;
-        f.seek(SeekFrom::Start(offset))?;
-        let mut buf = vec![0; len as usize];
-        f.read_exact(&mut buf)?;
-        Ok(Bytes::from(buf))
-    };
-    // One file per rendition and init segment: a clip is shorter than a chunk file's hour.
+/// Writes one rendition's chosen segments (each with its first `take` parts and their bytes)
+/// into the clip's files (blocking). Returns how many, and the index rows to write.
+fn copy(dir: &Path, sync: SyncPolicy, clip: &ClipRow, rendition: &str, chosen: &[(SegmentRow, usize, Bytes)], inits: &[(String, Bytes)]) -> std::io::Result<(usize, Vec<IndexOp>)> {
     let ops = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = {
         let ops = ops.clone();
         Box::new(move |op| ops.lock().unwrap_or_else(|e| e.into_inner()).push(op))
     };
-    let mut writer = Writer::new(dir.join(CLIPS_DIR), sync, 3600, sink);
-    let mut init_ids: Vec<String> = Vec::new();
-    for (n, (s, take)) in chosen.iter().enumerate() {
-        let init = read(&s.path, 0, inits.get(&s.path).copied().unwrap_or(0))?;
-        let init_id = match init_ids.iter().position(|p| *p == s.path) {
-            Some(i) => i,
-            None => {
-                init_ids.push(s.path.clone());
-                init_ids.len() - 1
-            }
-        } as u64;
-        let parts = &s.parts[..(*take).min(s.parts.len())];
-        let len: u64 = parts.iter().map(|p| p.0).sum();
-        let bytes = read(&s.path, s.offset, if parts.is_empty() { s.length } else { len })?;
+    // One file per rendition and init segment: a clip is shorter than a chunk file's hour.
+    let mut writer = Writer::new(dir.to_path_buf(), CLIPS_PREFIX, sync, 3600, sink);
+    for (n, (s, take, bytes)) in chosen.iter().enumerate() {
+        let Some(init_id) = inits.iter().position(|(p, _)| *p == s.path) else { continue };
+        let init = inits[init_id].1.clone();
         let mut at = 0;
         let mut split = Vec::new();
-        for (l, d) in parts {
+        for (l, d) in &s.parts[..(*take).min(s.parts.len())] {
             split.push((bytes.slice(at..at + *l as usize), *d));
             at += *l as usize;
         }
@@ -234,13 +224,14 @@ fn copy(dir: &Path, sync: SyncPolicy, clip: &ClipRow, rendition: &str, chosen: &
             broadcast: clip.id.clone(),
             channel: clip.channel.clone(),
             rendition: rendition.into(),
-            init_id,
+            init_id: init_id as u64,
             init,
             meta,
             parts: split.into_iter().map(|(b, _)| b).collect(),
         };
         writer.write_segment(&job)?;
     }
+    writer.close_all();
     drop(writer);
     let ops = std::mem::take(&mut *ops.lock().unwrap_or_else(|e| e.into_inner()));
     Ok((chosen.len(), ops))
@@ -276,6 +267,6 @@ mod tests {
         assert_eq!(chosen.iter().map(|(s, n)| (s.msn, *n)).collect::<Vec<_>>(), vec![(1, 10), (2, 10)]);
         // Before the first segment: from the first.
         assert_eq!(select(&segs, 0, 11_000).iter().map(|(s, n)| (s.msn, *n)).collect::<Vec<_>>(), vec![(0, 5)]);
-        assert!(recorded(&[segs.clone()], 30_000, false) && !recorded(&[segs], 30_001, false));
+        assert!(recorded(std::slice::from_ref(&segs), 30_000, false) && !recorded(&[segs], 30_001, false));
     }
 }

@@ -38,13 +38,15 @@ pub struct ArchiveConfig {
     pub queue_segments: usize,
     /// Clip requests per client address and minute. Default 5.
     pub clips_per_minute: u32,
+    /// S3-compatible storage for complete chunk files (`[archive.s3]`). Default none: local disk only.
+    pub s3: Option<crate::objects::S3Config>,
     /// A chunk file holds at most this much media of one rendition before the next file starts, s. Default 300.
     pub chunk_s: u64,
 }
 
 impl Default for ArchiveConfig {
     fn default() -> Self {
-        ArchiveConfig { enabled: true, dir: None, retention_days: 7, retention_s: None, max_bytes: 0, sync: SyncPolicy::Segment, queue_segments: 64, chunk_s: 300, clips_per_minute: 5 }
+        ArchiveConfig { enabled: true, dir: None, retention_days: 7, retention_s: None, max_bytes: 0, sync: SyncPolicy::Segment, queue_segments: 64, chunk_s: 300, clips_per_minute: 5, s3: None }
     }
 }
 

@@ -324,10 +324,40 @@ impl Index {
         Ok(row.map(|r| r.try_get::<i64, _>("init_len")).transpose()?.map(|l| l as u64))
     }
 
-    /// The chunk files of broadcast `id`.
-    pub async fn files(&self, id: &str) -> Result<Vec<String>, IndexError> {
-        let rows = sqlx::query("SELECT path FROM archive_files WHERE broadcast_id = $1").bind(id).fetch_all(self.db.pool()).await?;
-        rows.iter().map(|r| r.try_get("path")).collect::<Result<_, sqlx::Error>>().map_err(IndexError)
+    /// The chunk files of broadcast (or clip) `id`: (path, uploaded).
+    pub async fn files(&self, id: &str) -> Result<Vec<(String, bool)>, IndexError> {
+        let rows = sqlx::query("SELECT path, uploaded FROM archive_files WHERE broadcast_id = $1").bind(id).fetch_all(self.db.pool()).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("path")?, r.try_get::<i64, _>("uploaded")? != 0)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(IndexError)
+    }
+
+    /// Marks chunk file `path` complete at `bytes` long: it can be uploaded.
+    pub async fn close_file(&self, path: &str, bytes: u64) -> Result<(), IndexError> {
+        sqlx::query("UPDATE archive_files SET closed = 1, bytes = $2 WHERE path = $1").bind(path).bind(bytes as i64).execute(self.db.pool()).await?;
+        Ok(())
+    }
+
+    /// Complete chunk files not yet in object storage, oldest first: (path, bytes).
+    pub async fn files_to_upload(&self) -> Result<Vec<(String, u64)>, IndexError> {
+        let rows = sqlx::query("SELECT path, bytes FROM archive_files WHERE closed = 1 AND uploaded = 0 ORDER BY path").fetch_all(self.db.pool()).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("path")?, r.try_get::<i64, _>("bytes")? as u64)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(IndexError)
+    }
+
+    /// Marks chunk file `path` stored in object storage.
+    pub async fn set_uploaded(&self, path: &str) -> Result<(), IndexError> {
+        sqlx::query("UPDATE archive_files SET uploaded = 1 WHERE path = $1").bind(path).execute(self.db.pool()).await?;
+        Ok(())
+    }
+
+    /// Whether chunk file `path` is in object storage (`None`: not indexed).
+    pub async fn uploaded(&self, path: &str) -> Result<Option<bool>, IndexError> {
+        let row = sqlx::query("SELECT uploaded FROM archive_files WHERE path = $1").bind(path).fetch_optional(self.db.pool()).await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("uploaded")).transpose()?.map(|u| u != 0))
     }
 
     /// Records a new clip.

@@ -10,6 +10,7 @@
 //! - [`index`]: broadcasts, renditions, chunk files and segments (byte ranges) in the node's
 //!   database, SQLite embedded or PostgreSQL.
 //! - [`recover`]: after a crash, torn tails are cut back and the index rebuilt from the files.
+//! - [`objects`]: with `[archive.s3]`, complete chunk files go to S3-compatible storage ([`media`] reads from either).
 //! - [`retention`]: past broadcasts older than the retention period, or beyond the disk quota, are deleted.
 //! - [`clips`]: ranges of broadcasts (≤ 90 s) copied into files of their own, kept forever.
 //! - [`routes`]: the broadcast and clip APIs, and the VOD playlists ([`vod`]) and files.
@@ -24,6 +25,8 @@
 pub mod clips;
 pub mod config;
 pub mod index;
+pub mod media;
+pub mod objects;
 pub mod record;
 pub mod recover;
 pub mod retention;
@@ -51,6 +54,9 @@ pub enum ArchiveError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] index::IndexError),
+    /// Object storage failed.
+    #[error(transparent)]
+    Objects(#[from] objects::ObjectError),
 }
 
 /// An open archive: its directory and index.
@@ -59,6 +65,9 @@ pub struct Archive {
     config: ArchiveConfig,
     dir: PathBuf,
     index: index::Index,
+    objects: Option<objects::Objects>,
+    /// Announces each closed chunk file to the uploader.
+    closed: Arc<tokio::sync::Notify>,
 }
 
 impl Archive {
@@ -69,8 +78,10 @@ impl Archive {
         let dir = config.dir.clone().unwrap_or_else(|| data_dir.join("archive"));
         std::fs::create_dir_all(&dir)?;
         let index = index::Index::new(db);
+        let objects = config.s3.as_ref().map(objects::Objects::new).transpose()?;
         let recovery = recover::recover(&dir, &index).await?;
-        Ok((Archive { config: config.clone(), dir, index }, recovery))
+        let closed = Arc::new(tokio::sync::Notify::new());
+        Ok((Archive { config: config.clone(), dir, index, objects, closed }, recovery))
     }
 
     /// The chunk files' directory.
@@ -85,12 +96,20 @@ impl Archive {
 
     /// The HTTP routes, `(api, media)` ([`routes::routers`]).
     pub fn routers(&self) -> (axum::Router, axum::Router) {
-        routes::routers(self.index.clone(), self.dir.clone(), self.config.clips_per_minute)
+        routes::routers(self.index.clone(), self.dir.clone(), self.objects.clone(), self.config.clips_per_minute)
     }
 
     /// Makes clips whose range got recorded ([`clips::run`]) until `stop`. Run it as a task.
     pub async fn clipper(&self, stop: CancellationToken) {
-        clips::run(self.index.clone(), self.dir.clone(), self.config.sync, stop).await;
+        clips::run(self.index.clone(), self.dir.clone(), self.objects.clone(), self.config.sync, stop).await;
+    }
+
+    /// With `[archive.s3]`, uploads complete chunk files until `stop` (a no-op without). Run it as a task.
+    pub async fn uploader(&self, stop: CancellationToken) {
+        match &self.objects {
+            Some(o) => objects::upload_loop(self.index.clone(), self.dir.clone(), o.clone(), self.closed.clone(), stop).await,
+            None => stop.cancelled().await,
+        }
     }
 
     /// Records every broadcast published into `store` until `stop`, then lets the writer finish
@@ -102,7 +121,7 @@ impl Archive {
             // Fails only when the runtime is going away: nothing left to index into.
             let _ = ops.blocking_send(op);
         });
-        let w = writer::Writer::new(self.dir.clone(), self.config.sync, self.config.chunk_s, sink);
+        let w = writer::Writer::new(self.dir.clone(), "", self.config.sync, self.config.chunk_s, sink);
         let thread = match std::thread::Builder::new().name("onair-archive".into()).spawn(move || w.run(queued)) {
             Ok(t) => t,
             Err(e) => {
@@ -111,7 +130,7 @@ impl Archive {
                 return;
             }
         };
-        let indexer = writer::apply_all(self.index.clone(), applied);
+        let indexer = writer::apply_all(self.index.clone(), applied, self.closed.clone());
         let recording = async {
             recorder::run(store, jobs, stop).await;
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -126,7 +145,7 @@ impl Archive {
         let period = Duration::from_secs((retention_s / 4).clamp(1, 60));
         let mut tick = tokio::time::interval(period);
         while stop.run_until_cancelled(tick.tick()).await.is_some() {
-            if let Err(e) = retention::sweep(&self.dir, &self.index, retention_s, self.config.max_bytes, retention::now_ms()).await {
+            if let Err(e) = retention::sweep(&self.dir, &self.index, self.objects.as_ref(), retention_s, self.config.max_bytes, retention::now_ms()).await {
                 metrics::counter!("onair_archive_errors_total", "kind" => "retention").increment(1);
                 tracing::error!(error = %e, "archive retention pass failed");
             }

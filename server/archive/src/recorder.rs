@@ -29,7 +29,7 @@ pub(crate) async fn run(store: Arc<Store>, jobs: mpsc::Sender<Job>, stop: Cancel
         seen.retain(|_, w| w.strong_count() > 0);
         for b in store.broadcasts() {
             let key = Arc::as_ptr(&b) as usize;
-            if b.is_relayed() || b.is_ended() || seen.contains_key(&key) {
+            if b.is_relayed() || seen.contains_key(&key) {
                 continue;
             }
             seen.insert(key, Arc::downgrade(&b));

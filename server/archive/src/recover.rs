@@ -80,6 +80,8 @@ pub async fn recover(dir: &Path, index: &Index) -> Result<Recovery, ArchiveError
                         index.add_broadcast(&broadcast, &channel, started.unwrap_or(0)).await?;
                     }
                     index.add_file(&rel, &broadcast, &rendition, scan.init_len).await?;
+                    // Nothing more is appended to it: it may be uploaded.
+                    index.close_file(&rel, scan.valid_len).await?;
                     for f in &scan.segments {
                         let m = &f.meta;
                         let row = SegmentRow {

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::index::{BroadcastRow, Index};
+use crate::objects::Objects;
 use crate::ArchiveError;
 
 fn dir_bytes(path: &Path) -> u64 {
@@ -21,10 +22,17 @@ fn dir_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-async fn delete(dir: &Path, index: &Index, b: &BroadcastRow, why: &'static str) -> Result<u64, ArchiveError> {
+async fn delete(dir: &Path, index: &Index, objects: Option<&Objects>, b: &BroadcastRow, why: &'static str) -> Result<u64, ArchiveError> {
     let path = dir.join(&b.channel).join(&b.id);
     let bytes = dir_bytes(&path);
-    std::fs::remove_dir_all(&path)?;
+    for (file, uploaded) in index.files(&b.id).await? {
+        if let (true, Some(o)) = (uploaded, objects) {
+            o.delete(&file).await?;
+        }
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(&path)?;
+    }
     index.delete_broadcast(&b.id).await?;
     metrics::counter!("onair_archive_deleted_broadcasts_total", "reason" => why).increment(1);
     tracing::info!(channel = b.channel, broadcast = b.id, bytes, reason = why, "past broadcast deleted");
@@ -39,12 +47,13 @@ pub fn now_ms() -> i64 {
 /// One pass as of `now_ms` ([`now_ms`]): deletes ended broadcasts of this node whose last
 /// segment is older than `retention_s`, then, with `max_bytes` > 0, the oldest ones until the
 /// archive fits. Returns how many were deleted. Errors: [`ArchiveError`].
-pub async fn sweep(dir: &Path, index: &Index, retention_s: u64, max_bytes: u64, now_ms: i64) -> Result<usize, ArchiveError> {
+pub async fn sweep(dir: &Path, index: &Index, objects: Option<&Objects>, retention_s: u64, max_bytes: u64, now_ms: i64) -> Result<usize, ArchiveError> {
     let cutoff = now_ms - (retention_s.min(i64::MAX as u64 / 1000) as i64) * 1000;
+    // Recorded here: its directory is here (it stays, empty, after its files were uploaded).
     let here = |b: &BroadcastRow| dir.join(&b.channel).join(&b.id).is_dir();
     let mut deleted = 0;
     for b in index.ended_before(cutoff).await?.iter().filter(|b| here(b)) {
-        delete(dir, index, b, "retention").await?;
+        delete(dir, index, objects, b, "retention").await?;
         deleted += 1;
     }
     if max_bytes > 0 {
@@ -53,7 +62,7 @@ pub async fn sweep(dir: &Path, index: &Index, retention_s: u64, max_bytes: u64, 
             if total <= max_bytes {
                 break;
             }
-            total = total.saturating_sub(delete(dir, index, b, "quota").await?);
+            total = total.saturating_sub(delete(dir, index, objects, b, "quota").await?);
             deleted += 1;
         }
     }

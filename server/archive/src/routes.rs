@@ -32,7 +32,8 @@ use onair_origin::{valid_name, PLAYLIST_CONTENT_TYPE};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use crate::clips::{ClipError, ClipRange, CLIPS_DIR};
+use crate::clips::{ClipError, ClipRange, CLIPS_PREFIX};
+use crate::objects::Objects;
 use crate::index::{ClipRow, ClipStatus, Index};
 use crate::vod::{bitrate, media_playlist, FileRef};
 
@@ -44,6 +45,7 @@ pub struct ClientIp(pub IpAddr);
 struct VodInner {
     index: Index,
     dir: PathBuf,
+    objects: Option<Objects>,
     /// Clip requests per client address.
     limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
 }
@@ -55,10 +57,11 @@ struct Vod(std::sync::Arc<VodInner>);
 /// The archive's routes: `(api, media)`. The media routes (`/hls/…`) go where the live origin's
 /// are, behind the same playback token check; the API is public like the channel list.
 /// `clips_per_minute`: clip requests per client address and minute (a burst of as many).
-pub fn routers(index: Index, dir: PathBuf, clips_per_minute: u32) -> (Router, Router) {
+/// `objects`: where uploaded files are read from when their local copy is gone.
+pub fn routers(index: Index, dir: PathBuf, objects: Option<Objects>, clips_per_minute: u32) -> (Router, Router) {
     let rate = NonZeroU32::new(clips_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
     let limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(rate));
-    let state = Vod(std::sync::Arc::new(VodInner { index, dir, limiter }));
+    let state = Vod(std::sync::Arc::new(VodInner { index, dir, objects, limiter }));
     let api = Router::new()
         .route("/api/v1/channels/{channel}/broadcasts", get(list))
         .route("/api/v1/channels/{channel}/clips", get(list_clips))
@@ -133,8 +136,8 @@ async fn list(State(vod): State<Vod>, Path(channel): Path<String>) -> Response {
 struct Recorded {
     /// No more media will come (an ended broadcast, a clip).
     ended: bool,
-    /// The directory its index paths are relative to.
-    base: PathBuf,
+    /// Its files' paths start with this (`.clips/` for a clip).
+    prefix: &'static str,
 }
 
 async fn recorded(vod: &Vod, channel: &str, id: &str) -> Result<Recorded, Response> {
@@ -143,13 +146,13 @@ async fn recorded(vod: &Vod, channel: &str, id: &str) -> Result<Recorded, Respon
     }
     let index = &vod.0.index;
     match index.broadcast(id).await {
-        Ok(Some(b)) if b.channel == channel => return Ok(Recorded { ended: b.ended, base: vod.0.dir.clone() }),
+        Ok(Some(b)) if b.channel == channel => return Ok(Recorded { ended: b.ended, prefix: "" }),
         Ok(Some(_)) => return Err(refuse(StatusCode::NOT_FOUND, "no such broadcast")),
         Ok(None) => {}
         Err(e) => return Err(index_failed(e)),
     }
     match index.clip(id).await {
-        Ok(Some(c)) if c.channel == channel && c.status == ClipStatus::Ready => Ok(Recorded { ended: true, base: vod.0.dir.join(CLIPS_DIR) }),
+        Ok(Some(c)) if c.channel == channel && c.status == ClipStatus::Ready => Ok(Recorded { ended: true, prefix: CLIPS_PREFIX }),
         Ok(Some(c)) if c.channel == channel && c.status == ClipStatus::Pending => Err(refuse(StatusCode::NOT_FOUND, "clip not ready yet")),
         Ok(_) => Err(refuse(StatusCode::NOT_FOUND, "no such broadcast")),
         Err(e) => Err(index_failed(e)),
@@ -296,8 +299,18 @@ async fn file(State(vod): State<Vod>, Path((channel, id, rendition, file)): Path
     if !named {
         return refuse(StatusCode::NOT_FOUND, "no such file");
     }
-    let path = b.base.join(&channel).join(&id).join(&rendition).join(&file);
-    let Ok(mut response) = ServeFile::new(path).oneshot(request).await.map(IntoResponse::into_response);
+    let rel = format!("{}{channel}/{id}/{rendition}/{file}", b.prefix);
+    let local = vod.0.dir.join(&rel);
+    let mut response = if tokio::fs::try_exists(&local).await.unwrap_or(false) {
+        let Ok(r) = ServeFile::new(local).oneshot(request).await.map(IntoResponse::into_response);
+        r
+    } else {
+        match (&vod.0.objects, vod.0.index.uploaded(&rel).await) {
+            (Some(objects), Ok(Some(true))) => from_objects(objects, &rel, request.headers().get(header::RANGE)).await,
+            (_, Err(e)) => return index_failed(e),
+            _ => return refuse(StatusCode::NOT_FOUND, "no such file"),
+        }
+    };
     if response.status().is_client_error() || response.status().is_server_error() {
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     } else {
@@ -305,4 +318,52 @@ async fn file(State(vod): State<Vod>, Path((channel, id, rendition, file)): Path
         response.headers_mut().insert(header::CACHE_CONTROL, cache(b.ended, 86_400));
     }
     response
+}
+
+/// A single `bytes=FIRST-[LAST]` range (RFC 9110 §14.1.2) against a `size`-byte object, as
+/// `first..last+1`; `None` for no header, `Some(None)` for one this cannot satisfy (416).
+fn byte_range(header: Option<&HeaderValue>, size: u64) -> Option<Option<std::ops::Range<u64>>> {
+    let spec = header?.to_str().ok().and_then(|v| v.strip_prefix("bytes="));
+    let Some((first, last)) = spec.and_then(|s| s.split_once('-')) else { return Some(None) };
+    let range = match (first.trim().parse::<u64>(), last.trim()) {
+        (Ok(f), "") => Some(f..size),
+        (Ok(f), l) => l.parse::<u64>().ok().map(|l| f..(l + 1).min(size)),
+        // A suffix range: the last N bytes.
+        (Err(_), l) if first.trim().is_empty() => l.parse::<u64>().ok().map(|n| size.saturating_sub(n)..size),
+        _ => None,
+    };
+    Some(range.filter(|r| r.start < r.end))
+}
+
+/// Serves object `rel` (or its requested range) from object storage.
+async fn from_objects(objects: &Objects, rel: &str, range: Option<&HeaderValue>) -> Response {
+    let size = match objects.size(rel).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(path = rel, error = %e, "archived object unavailable");
+            return refuse(StatusCode::BAD_GATEWAY, "archived media unavailable");
+        }
+    };
+    let (status, r) = match byte_range(range, size) {
+        None => (StatusCode::OK, 0..size),
+        Some(Some(r)) => (StatusCode::PARTIAL_CONTENT, r),
+        Some(None) => {
+            return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))]).into_response();
+        }
+    };
+    match objects.get_range(rel, r.clone()).await {
+        Ok(bytes) => {
+            let mut resp = (status, [(header::CONTENT_TYPE, "video/mp4"), (header::ACCEPT_RANGES, "bytes")], bytes).into_response();
+            if status == StatusCode::PARTIAL_CONTENT {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1)) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+            }
+            resp
+        }
+        Err(e) => {
+            tracing::warn!(path = rel, error = %e, "archived object read failed");
+            refuse(StatusCode::BAD_GATEWAY, "archived media unavailable")
+        }
+    }
 }

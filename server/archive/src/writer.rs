@@ -37,6 +37,8 @@ pub(crate) enum IndexOp {
     Rendition { broadcast: String, row: RenditionRow },
     File { path: String, broadcast: String, rendition: String, init_len: u64 },
     Segment { broadcast: String, rendition: String, row: SegmentRow },
+    /// Nothing more goes into file `path` (`bytes` long): it may be uploaded.
+    Closed { path: String, bytes: u64 },
     End { broadcast: String },
 }
 
@@ -47,17 +49,23 @@ pub(crate) async fn apply(index: &Index, op: &IndexOp) -> Result<(), crate::inde
         IndexOp::Rendition { broadcast, row } => index.add_rendition(broadcast, row).await,
         IndexOp::File { path, broadcast, rendition, init_len } => index.add_file(path, broadcast, rendition, *init_len).await,
         IndexOp::Segment { broadcast, rendition, row } => index.add_segment(broadcast, rendition, row).await,
+        IndexOp::Closed { path, bytes } => index.close_file(path, *bytes).await,
         IndexOp::End { broadcast } => index.end_broadcast(broadcast).await,
     }
 }
 
 /// Applies the writer's operations in order until it stops; a failure is counted and logged
-/// (a segment's bytes stay on disk and are indexed again by the next start's recovery).
-pub(crate) async fn apply_all(index: Index, mut ops: mpsc::Receiver<IndexOp>) {
+/// (a segment's bytes stay on disk and are indexed again by the next start's recovery). Each
+/// closed file is announced on `closed` (the uploader's wake-up).
+pub(crate) async fn apply_all(index: Index, mut ops: mpsc::Receiver<IndexOp>, closed: std::sync::Arc<tokio::sync::Notify>) {
     while let Some(op) = ops.recv().await {
-        if let Err(e) = apply(&index, &op).await {
-            metrics::counter!("onair_archive_errors_total", "kind" => "index").increment(1);
-            tracing::error!(error = %e, ?op, "archive index write failed");
+        match apply(&index, &op).await {
+            Ok(()) if matches!(op, IndexOp::Closed { .. }) => closed.notify_one(),
+            Ok(()) => {}
+            Err(e) => {
+                metrics::counter!("onair_archive_errors_total", "kind" => "index").increment(1);
+                tracing::error!(error = %e, ?op, "archive index write failed");
+            }
         }
     }
 }
@@ -85,7 +93,10 @@ struct Chunk {
 }
 
 pub(crate) struct Writer {
+    /// The archive directory.
     dir: PathBuf,
+    /// Prepended to every file's path (`.clips/` for clips).
+    prefix: &'static str,
     sync: SyncPolicy,
     chunk_ms: i64,
     /// Where index operations go (a channel to [`apply_all`], or a clip's list).
@@ -107,9 +118,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl Writer {
-    pub fn new(dir: PathBuf, sync: SyncPolicy, chunk_s: u64, sink: Box<dyn FnMut(IndexOp) + Send>) -> Self {
+    pub fn new(dir: PathBuf, prefix: &'static str, sync: SyncPolicy, chunk_s: u64, sink: Box<dyn FnMut(IndexOp) + Send>) -> Self {
         let chunk_ms = i64::try_from(chunk_s.max(1).saturating_mul(1000)).unwrap_or(i64::MAX);
-        Writer { dir, sync, chunk_ms, sink, open: HashMap::new(), failing: HashMap::new() }
+        Writer { dir, prefix, sync, chunk_ms, sink, open: HashMap::new(), failing: HashMap::new() }
     }
 
     /// Runs until the queue closes (the recorder stopped).
@@ -126,12 +137,30 @@ impl Writer {
             Job::Broadcast { id, channel, started_ms } => (self.sink)(IndexOp::Broadcast { id, channel, started_ms }),
             Job::Rendition { broadcast, row } => (self.sink)(IndexOp::Rendition { broadcast, row }),
             Job::End { broadcast } => {
-                self.open.retain(|(b, _), _| *b != broadcast);
+                let done: Vec<(String, String)> = self.open.keys().filter(|(b, _)| *b == broadcast).cloned().collect();
+                for key in done {
+                    self.close(&key);
+                }
                 self.failing.retain(|(b, _), _| *b != broadcast);
                 tracing::info!(broadcast, "recording finished");
                 (self.sink)(IndexOp::End { broadcast });
             }
             Job::Segment(seg) => self.segment(*seg),
+        }
+    }
+
+    /// Closes the file `key` is recorded into, if any.
+    fn close(&mut self, key: &(String, String)) {
+        if let Some(c) = self.open.remove(key) {
+            (self.sink)(IndexOp::Closed { path: c.rel, bytes: c.len });
+        }
+    }
+
+    /// Closes every open file (a clip's copy is complete).
+    pub fn close_all(&mut self) {
+        let keys: Vec<(String, String)> = self.open.keys().cloned().collect();
+        for key in keys {
+            self.close(&key);
         }
     }
 
@@ -177,7 +206,7 @@ impl Writer {
             None => true,
         };
         if fresh {
-            self.open.remove(key);
+            self.close(key);
             let chunk = self.create(seg)?;
             self.open.insert(key.clone(), chunk);
         }
@@ -199,7 +228,8 @@ impl Writer {
         if let Err(e) = written {
             // Cut back to the last whole segment; if even that fails, start a new file next time.
             if chunk.file.set_len(start).is_err() {
-                self.open.remove(key);
+                chunk.len = start;
+                self.close(key);
             }
             return Err(e);
         }
@@ -220,7 +250,7 @@ impl Writer {
     /// A new chunk file named after its first segment, holding the init segment, forced to the
     /// disk with its directory entry, and indexed.
     fn create(&mut self, seg: &SegmentJob) -> std::io::Result<Chunk> {
-        let rel = format!("{}/{}/{}/{:010}.mp4", seg.channel, seg.broadcast, seg.rendition, seg.meta.msn);
+        let rel = format!("{}{}/{}/{}/{:010}.mp4", self.prefix, seg.channel, seg.broadcast, seg.rendition, seg.meta.msn);
         let path = self.dir.join(&rel);
         let parent = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.dir.clone());
         std::fs::create_dir_all(&parent)?;

@@ -221,7 +221,7 @@ async fn records_serves_and_recovers(url: Option<&str>) {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "5 clip requests a minute per address");
 
     // A minute later, a retention of 10 s removes the broadcast (files and rows) and leaves the clip.
-    assert_eq!(onair_archive::retention::sweep(archive.dir(), index, 10, 0, onair_archive::retention::now_ms() + 60_000).await.expect("sweep"), 1);
+    assert_eq!(onair_archive::retention::sweep(archive.dir(), index, None, 10, 0, onair_archive::retention::now_ms() + 60_000).await.expect("sweep"), 1);
     assert!(index.broadcast(&b.id).await.expect("row").is_none() && !archive.dir().join("demo").join(&b.id).exists());
     let (status, _) = get(&app, &file, Some(&format!("bytes={}-{}", last.offset, last.offset + last.length - 1))).await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT, "the clip survives retention");

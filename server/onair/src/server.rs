@@ -234,6 +234,11 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             clipper.clipper(stop).await;
             "archive clipper"
         });
+        let (uploader, stop) = (archive.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            uploader.uploader(stop).await;
+            "archive uploader"
+        });
         let (retention, stop) = (archive.clone(), shutdown.clone());
         tasks.spawn(async move {
             retention.retention(stop).await;

@@ -1,11 +1,14 @@
 //! Real engines for tests, each started on a free loopback port and killed on drop, never a mock:
 //! [`RedisServer`] (Debian's `redis-server`, installed by `bash infra/setup.sh test`; with TLS too)
 //! and [`PostgresServer`] (PostgreSQL 15, Debian's, a throwaway cluster in a temporary directory);
-//! and [`TestCa`], a certificate authority made by `openssl` that a test browser trusts.
+//! [`S3Server`] (`s3s-fs`, an S3-compatible server persisting to disk); and [`TestCa`], a
+//! certificate authority made by `openssl` that a test browser trusts.
 
 mod postgres;
+mod s3;
 mod tls;
 pub use postgres::PostgresServer;
+pub use s3::{S3Server, S3_ACCESS_KEY, S3_SECRET_KEY};
 pub use tls::TestCa;
 
 use std::process::{Child, Command, Stdio};

@@ -23,13 +23,20 @@ CREATE TABLE archive_renditions (
     PRIMARY KEY (broadcast_id, name)
 );
 
--- A chunk file: the init segment at offset 0 (init_len bytes), then segments.
+-- A chunk file: the init segment at offset 0 (init_len bytes), then segments. Its path is
+-- relative to the archive directory and is also its object key (after the configured prefix).
 CREATE TABLE archive_files (
     path TEXT PRIMARY KEY NOT NULL,
     broadcast_id TEXT NOT NULL,
     rendition TEXT NOT NULL,
-    init_len BIGINT NOT NULL
+    init_len BIGINT NOT NULL,
+    -- 1 once nothing more is appended (bytes is then its length).
+    closed BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    -- 1 once it is in object storage.
+    uploaded BIGINT NOT NULL DEFAULT 0
 );
+CREATE INDEX archive_files_upload ON archive_files (closed, uploaded);
 CREATE INDEX archive_files_broadcast ON archive_files (broadcast_id);
 
 CREATE TABLE archive_segments (
