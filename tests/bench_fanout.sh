@@ -39,9 +39,15 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$origin/hls/demo/source/index
 static=$(mktemp -d /dev/shm/onair-bench.XXXX); trap 'cleanup; rm -rf "$static"' EXIT
 nport=$(free_port)
 playlist_url="http://127.0.0.1:$origin/hls/demo/source/index.m3u8"
-curl -sf "$playlist_url" > "$static/index.m3u8"
-part=$(grep -o 'part[0-9]*\.m4s' "$static/index.m3u8" | tail -n 1)
-curl -sf "http://127.0.0.1:$origin/hls/demo/source/$part" > "$static/$part"
+# The newest part of the live playlist, and the same bytes for nginx: picked again for each run,
+# since a part leaves the live window (and answers 404) a few segments later.
+pick_part() {
+  curl -sf "$playlist_url" > "$static/index.m3u8"
+  part=$(grep -o 'part[0-9]*\.m4s' "$static/index.m3u8" | tail -n 1)
+  curl -sf "http://127.0.0.1:$origin/hls/demo/source/$part" > "$static/$part"
+  chmod 644 "$static"/*
+}
+pick_part
 cat > "$work/nginx-static.conf" <<EOF
 daemon off; worker_processes auto; pid $work/nginx-static.pid; error_log $work/nginx-static.err;
 events { worker_connections 4096; }
@@ -59,6 +65,7 @@ rps() {
 }
 declare -A a
 for r in $(seq "$runs"); do
+  pick_part
   a[op]+="$(rps "http://127.0.0.1:$origin/hls/demo/source/$part") "
   a[np]+="$(rps "http://127.0.0.1:$nport/$part") "
   a[ol]+="$(rps "$playlist_url") "

@@ -95,6 +95,25 @@ pub async fn create(index: &Index, channel: &str, range: ClipRange) -> Result<Cl
     Ok(clip)
 }
 
+/// Deletes clip `id` (a takedown): its files, on disk and in object storage, then its rows.
+/// Returns false if there is no such clip. Errors: [`ArchiveError`].
+pub async fn delete(index: &Index, dir: &Path, objects: Option<&Objects>, id: &str) -> Result<bool, ArchiveError> {
+    let Some(clip) = index.clip(id).await? else { return Ok(false) };
+    for (file, uploaded) in index.files(id).await? {
+        if let (true, Some(o)) = (uploaded, objects) {
+            o.delete(&file).await?;
+        }
+    }
+    let local = dir.join(format!("{CLIPS_PREFIX}{}/{id}", clip.channel));
+    if local.exists() {
+        std::fs::remove_dir_all(&local)?;
+    }
+    index.delete_clip(id).await?;
+    metrics::counter!("onair_archive_clips_total", "event" => "deleted").increment(1);
+    tracing::info!(clip = id, channel = clip.channel, "clip deleted");
+    Ok(true)
+}
+
 /// The segments (and, for the last, how many of its parts) of one rendition that a clip of
 /// `[start_ms, end_ms)` takes: from the segment holding `start_ms` (or the first after it) to the
 /// part ending at or after `end_ms`.
@@ -122,7 +141,8 @@ fn recorded(segments: &[Vec<SegmentRow>], end_ms: i64, ended: bool) -> bool {
 }
 
 /// Makes pending clips whose range is recorded, every 500 ms until `stop`. `dir` is the
-/// archive's directory.
+/// archive's directory. Nodes sharing a database each make the clips of the broadcasts they
+/// recorded (whose directory they hold), whichever node was asked.
 pub async fn run(index: Index, dir: PathBuf, objects: Option<Objects>, sync: SyncPolicy, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     while stop.run_until_cancelled(tick.tick()).await.is_some() {
@@ -136,9 +156,10 @@ pub async fn run(index: Index, dir: PathBuf, objects: Option<Objects>, sync: Syn
         for clip in pending {
             let outcome = make(&index, &dir, objects.as_ref(), sync, &clip).await;
             let (status, error) = match outcome {
-                Ok(true) => (ClipStatus::Ready, None),
-                Ok(false) if now_ms() - clip.created_ms > PENDING_LIMIT_MS => (ClipStatus::Failed, Some("its range was never recorded".to_string())),
-                Ok(false) => continue,
+                Ok(Made::Done) => (ClipStatus::Ready, None),
+                Ok(Made::Elsewhere) => continue,
+                Ok(Made::NotYet) if now_ms() - clip.created_ms > PENDING_LIMIT_MS => (ClipStatus::Failed, Some("its range was never recorded".to_string())),
+                Ok(Made::NotYet) => continue,
                 Err(e) => (ClipStatus::Failed, Some(e.to_string())),
             };
             metrics::counter!("onair_archive_clips_total", "event" => if status == ClipStatus::Ready { "ready" } else { "failed" }).increment(1);
@@ -150,18 +171,31 @@ pub async fn run(index: Index, dir: PathBuf, objects: Option<Objects>, sync: Syn
     }
 }
 
-/// Copies `clip`'s range if it is recorded; `Ok(false)` if not yet. Errors: [`ArchiveError`].
-async fn make(index: &Index, dir: &Path, objects: Option<&Objects>, sync: SyncPolicy, clip: &ClipRow) -> Result<bool, ArchiveError> {
+/// What became of a pending clip this pass.
+enum Made {
+    /// Copied: ready.
+    Done,
+    /// Its range is not recorded yet.
+    NotYet,
+    /// Its broadcast is recorded by another node (sharing the database): that node makes it.
+    Elsewhere,
+}
+
+/// Copies `clip`'s range if it is recorded here. Errors: [`ArchiveError`].
+async fn make(index: &Index, dir: &Path, objects: Option<&Objects>, sync: SyncPolicy, clip: &ClipRow) -> Result<Made, ArchiveError> {
     let Some(b) = index.broadcast(&clip.broadcast_id).await? else {
         return Err(ArchiveError::Io(std::io::Error::other("its broadcast was deleted")));
     };
+    if !dir.join(&b.channel).join(&b.id).is_dir() {
+        return Ok(Made::Elsewhere);
+    }
     let renditions = index.renditions(&b.id).await?;
     let mut all = Vec::new();
     for r in &renditions {
         all.push(index.segments(&b.id, &r.name).await?);
     }
     if !recorded(&all, clip.end_ms, b.ended) {
-        return Ok(false);
+        return Ok(Made::NotYet);
     }
     let mut copied = 0;
     for (r, segments) in renditions.iter().zip(&all) {
@@ -194,7 +228,7 @@ async fn make(index: &Index, dir: &Path, objects: Option<&Objects>, sync: SyncPo
     if copied == 0 {
         return Err(ArchiveError::Io(std::io::Error::other("nothing was recorded in that range")));
     }
-    Ok(true)
+    Ok(Made::Done)
 }
 
 /// Writes one rendition's chosen segments (each with its first `take` parts and their bytes)

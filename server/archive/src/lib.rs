@@ -104,6 +104,12 @@ impl Archive {
         clips::run(self.index.clone(), self.dir.clone(), self.objects.clone(), self.config.sync, stop).await;
     }
 
+    /// Deletes clip `id` with its files (a takedown); false if there is none ([`clips::delete`]).
+    /// Errors: [`ArchiveError`].
+    pub async fn delete_clip(&self, id: &str) -> Result<bool, ArchiveError> {
+        clips::delete(&self.index, &self.dir, self.objects.as_ref(), id).await
+    }
+
     /// With `[archive.s3]`, uploads complete chunk files until `stop` (a no-op without). Run it as a task.
     pub async fn uploader(&self, stop: CancellationToken) {
         match &self.objects {

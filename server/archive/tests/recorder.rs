@@ -226,6 +226,13 @@ async fn records_serves_and_recovers(url: Option<&str>) {
     let (status, _) = get(&app, &file, Some(&format!("bytes={}-{}", last.offset, last.offset + last.length - 1))).await;
     assert_eq!(status, StatusCode::PARTIAL_CONTENT, "the clip survives retention");
 
+    // A takedown removes the clip, files and rows.
+    assert!(archive.delete_clip(&clip_id).await.expect("delete"));
+    assert!(!archive.delete_clip(&clip_id).await.expect("delete again"));
+    assert!(!archive.dir().join(".clips/demo").join(&clip_id).exists());
+    let (status, _) = get(&app, &format!("/hls/demo/vod/{clip_id}/master.m3u8"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     stop.cancel();
     recorder.await.expect("recorder stops");
     clipper.await.expect("clipper stops");

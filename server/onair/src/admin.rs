@@ -1,6 +1,7 @@
 //! The admin API: `POST /admin/v1/drain` (the node stops taking viewers and publishers, answers
 //! playlists with 503 so players and relays move to other nodes, leaves the registry and exits;
-//! `onair drain` calls it). Every admin request needs `Authorization: Bearer {admin.token}` and
+//! `onair drain` calls it) and `DELETE /admin/v1/clips/{id}` (a takedown: the clip's files and
+//! index rows go; 204, or 404 when there is no such clip). Every admin request needs `Authorization: Bearer {admin.token}` and
 //! must come from a network in `admin.allow` (loopback by default); without `admin.token` the
 //! admin API is off (404).
 
@@ -24,11 +25,28 @@ pub struct Admin {
     pub config: AdminConfig,
     /// Cancelled to ask the server to drain and stop.
     pub drain: CancellationToken,
+    /// The archive, on a node that records (clip takedowns).
+    pub archive: Option<onair_archive::Archive>,
 }
 
 /// The admin routes.
 pub fn router(admin: Admin) -> Router {
-    Router::new().route("/admin/v1/drain", post(drain)).with_state(admin)
+    Router::new().route("/admin/v1/drain", post(drain)).route("/admin/v1/clips/{id}", axum::routing::delete(delete_clip)).with_state(admin)
+}
+
+async fn delete_clip(State(admin): State<Admin>, axum::extract::Path(id): axum::extract::Path<String>, request: Request) -> Response {
+    if let Err((status, why)) = authorize(&admin, &request) {
+        return refuse(status, why);
+    }
+    let Some(archive) = &admin.archive else { return refuse(StatusCode::NOT_FOUND, "this node keeps no archive") };
+    match archive.delete_clip(&id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => refuse(StatusCode::NOT_FOUND, "no such clip"),
+        Err(e) => {
+            tracing::error!(clip = id, error = %e, "clip takedown failed");
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, "takedown failed; try again")
+        }
+    }
 }
 
 /// Why an admin request was refused.
@@ -81,9 +99,9 @@ mod tests {
 
     #[tokio::test]
     async fn drain_needs_the_token_from_an_allowed_network() {
-        let off = Admin { config: AdminConfig::default(), drain: CancellationToken::new() };
+        let off = Admin { config: AdminConfig::default(), drain: CancellationToken::new(), archive: None };
         assert_eq!(status(&off, "127.0.0.1:1", Some("x")).await, StatusCode::NOT_FOUND);
-        let admin = Admin { config: AdminConfig { token: Some("s3cret".into()), ..AdminConfig::default() }, drain: CancellationToken::new() };
+        let admin = Admin { config: AdminConfig { token: Some("s3cret".into()), ..AdminConfig::default() }, drain: CancellationToken::new(), archive: None };
         assert_eq!(status(&admin, "192.0.2.1:1", Some("s3cret")).await, StatusCode::FORBIDDEN);
         assert_eq!(status(&admin, "127.0.0.1:1", None).await, StatusCode::UNAUTHORIZED);
         assert_eq!(status(&admin, "127.0.0.1:1", Some("s3cre")).await, StatusCode::UNAUTHORIZED);

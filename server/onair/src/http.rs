@@ -1,5 +1,5 @@
 //! The HTTP front of a video node: the LL-HLS origin (counting viewer sessions on its Media
-//! Playlists), the web pages (`/`, `/watch/{channel}`, `/cluster`), the player files (`/player/`), the JSON
+//! Playlists), the web pages (`/`, `/watch/{channel}`, `/channel/{channel}`, `/cluster`), the player files (`/player/`), the JSON
 //! API (`/api/v1/channels` here, the rest in `api.rs`), `/metrics` and `/healthz`.
 
 use std::path::PathBuf;
@@ -30,6 +30,7 @@ use crate::playback::Signer;
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const WATCH_HTML: &str = include_str!("../../../web/watch.html");
 const CLUSTER_HTML: &str = include_str!("../../../web/cluster.html");
+const CHANNEL_HTML: &str = include_str!("../../../web/channel.html");
 
 /// What the pages and the playback API need besides the store.
 #[derive(Clone)]
@@ -79,6 +80,7 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
     let front = Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route("/watch/{channel}", get(watch_page))
+        .route("/channel/{channel}", get(channel_page))
         .route("/cluster", get(|| async { Html(CLUSTER_HTML) }))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -225,11 +227,20 @@ fn live(store: &Store) -> Vec<LiveChannel> {
 }
 
 async fn watch_page(Path(channel): Path<String>) -> Response {
-    if !onair_origin::valid_name(&channel) {
+    channel_html(WATCH_HTML, &channel)
+}
+
+/// `/channel/{channel}`: its past broadcasts and clips, playable.
+async fn channel_page(Path(channel): Path<String>) -> Response {
+    channel_html(CHANNEL_HTML, &channel)
+}
+
+fn channel_html(page: &str, channel: &str) -> Response {
+    if !onair_origin::valid_name(channel) {
         return (StatusCode::NOT_FOUND, "no such channel\n").into_response();
     }
     // Channel names are [a-z0-9_-]: safe to place in the page as they are.
-    Html(WATCH_HTML.replace("{{channel}}", &channel)).into_response()
+    Html(page.replace("{{channel}}", channel)).into_response()
 }
 
 #[cfg(test)]
@@ -255,7 +266,7 @@ mod tests {
             request_timeout: Duration::from_secs(10),
             shutdown: CancellationToken::new(),
             relay: None,
-            admin: crate::admin::Admin { config: Default::default(), drain: CancellationToken::new() },
+            admin: crate::admin::Admin { config: Default::default(), drain: CancellationToken::new(), archive: None },
             archive: None,
         }
     }
@@ -286,6 +297,8 @@ mod tests {
         let app = app(store.clone(), web(&store, false));
         assert_eq!(status(&app, "/").await, StatusCode::OK);
         assert_eq!(status(&app, "/watch/demo").await, StatusCode::OK);
+        assert_eq!(status(&app, "/channel/demo").await, StatusCode::OK);
+        assert_eq!(status(&app, "/channel/no%20such").await, StatusCode::NOT_FOUND);
         assert_eq!(status(&app, "/cluster").await, StatusCode::OK);
         assert_eq!(status(&app, "/api/v1/cluster").await, StatusCode::OK);
         assert_eq!(status(&app, "/api/v1/channels/demo/tree").await, StatusCode::NOT_FOUND);

@@ -267,7 +267,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         relay: relay.clone(),
         cluster: cluster.clone(),
-        admin: crate::admin::Admin { config: config.admin.clone(), drain: drain.clone() },
+        admin: crate::admin::Admin { config: config.admin.clone(), drain: drain.clone(), archive: archive.clone() },
         archive: archive.as_ref().map(Archive::routers),
     };
     if !config.web.player_dir.join("onair_player.js").exists() {

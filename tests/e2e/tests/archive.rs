@@ -153,7 +153,40 @@ fn last_complete_msn(playlist: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_recording_loses_at_most_the_segment_in_progress() {
-    let mut server = ServerProcess::start(free_port(), "[ingest]\nreconnect_grace_ms = 2000\n");
+    kill_9_while_recording(None).await;
+}
+
+/// The same with the archive on a real S3-compatible server (s3s-fs): after the restart the
+/// recovered files are uploaded, the local copies dropped, and the past broadcast plays from the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_recording_to_s3_and_the_broadcast_plays_from_the_bucket() {
+    let s3 = onair_test_engines::S3Server::start("archive");
+    kill_9_while_recording(Some(&s3)).await;
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+async fn kill_9_while_recording(s3: Option<&onair_test_engines::S3Server>) {
+    let mut toml = "[ingest]\nreconnect_grace_ms = 2000\n".to_string();
+    if let Some(s3) = s3 {
+        toml += &format!(
+            "[archive.s3]\nendpoint = \"{}\"\nbucket = \"archive\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            s3.endpoint(),
+            onair_test_engines::S3_ACCESS_KEY,
+            onair_test_engines::S3_SECRET_KEY
+        );
+    }
+    let mut server = ServerProcess::start(free_port(), &toml);
     let base = server.base_url();
     let _publisher = Publisher::start(&obs_like_fixture(), &server.rtmp_url());
     wait_renditions_at(&base, "demo", &["source", "audio"], 5).await;
@@ -164,14 +197,26 @@ async fn kill_9_while_recording_loses_at_most_the_segment_in_progress() {
     let id = b["id"].as_str().expect("id");
     let vod = get_text(&format!("{base}/hls/demo/vod/{id}/source.m3u8")).await.expect("vod playlist");
     let recorded = vod.matches("#EXTINF").count() as u64;
-    let first_live: u64 = 0;
-    let closed_count = closed - first_live + 1;
+    // The live window starts at MSN 0 on a fresh broadcast.
+    let closed_count = closed + 1;
     let lost = closed_count.saturating_sub(recorded);
     println!(
-        "kill -9 while recording: {closed_count} segments were complete live when the process was killed, {recorded} recorded after restart, {lost} lost (RPO)"
+        "kill -9 while recording{}: {closed_count} segments were complete live when the process was killed, {recorded} recorded after restart, {lost} lost (RPO)",
+        if s3.is_some() { " to S3" } else { "" }
     );
     assert!(server.log().contains("archive recovered after an unclean stop"), "recovery ran:\n{}", server.log());
     assert!(lost <= 1, "lost {lost} segments:\n{vod}");
+    if let Some(s3) = s3 {
+        let archive = server.data_dir().join("archive/demo");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !files_under(&archive).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "recovered files not uploaded: {:?}\n{}", files_under(&archive), server.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let objects = files_under(&s3.root().join("archive"));
+        println!("in the bucket after recovery: {} objects", objects.len());
+        assert!(objects.iter().any(|p| p.display().to_string().contains(id)), "{objects:?}");
+    }
     let master = format!("{base}/hls/demo/vod/{id}/master.m3u8");
     let dts = video_dts(&master);
     assert!(dts.len() as u64 >= (recorded.saturating_sub(1)) * 50, "{} packets for {recorded} segments", dts.len());
@@ -216,4 +261,44 @@ async fn clip_of_the_last_seconds_of_a_live_stream() {
     assert!(errors.is_empty() && frames == packets && frames.abs_diff((seconds * 25.0).round() as usize) <= 1, "{frames} frames, {packets} packets: {errors}");
     let listed = get_text(&server.url("/api/v1/channels/demo/clips")).await.expect("clip list");
     assert!(listed.contains(&id));
+
+    // The download: one MP4 with the video and the audio, as long as the clip (± one part).
+    let r = client().get(server.url(&format!("/hls/demo/vod/{id}/download.mp4"))).send().await.expect("download");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-disposition").is_some_and(|v| v.to_str().unwrap_or("").contains(".mp4")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("clip.mp4");
+    std::fs::write(&file, r.bytes().await.expect("body")).expect("write");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration:stream=codec_type", "-of", "default=nw=1"])
+        .arg(&file)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let duration: f64 = text.lines().find_map(|l| l.strip_prefix("duration=")).and_then(|v| v.parse().ok()).expect("duration");
+    println!("clip download: {duration:.3} s (playlist {seconds:.3} s), streams: {}", text.lines().filter(|l| l.starts_with("codec_type")).collect::<Vec<_>>().join(" "));
+    assert!(text.contains("codec_type=video") && text.contains("codec_type=audio"), "{text}");
+    assert!((duration - seconds).abs() <= 0.25, "download {duration} s vs clip {seconds} s");
+    let (frames, errors) = decode_every_frame(&file.display().to_string());
+    assert!(errors.is_empty() && frames == packets, "download decodes {frames} of {packets} frames: {errors}");
+}
+
+/// The pages: the watch page's clip button makes a clip of the live stream, and the channel page
+/// it links to lists it and plays it in Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clip_button_and_the_channel_page_in_chromium() {
+    let server = TestServer::start().await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 3).await;
+    let script = repo_root().join("tests/browser/channel-page.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(script).args([server.url(""), "demo".into(), screenshot_dir().display().to_string()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "channel page run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    println!("channel page: {report}");
+    assert!(report["link"].as_str().is_some_and(|l| l.starts_with("/channel/demo#clip-")), "{report}");
+    assert!(report["played"]["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{report}");
+    assert!(report["played"]["error"].is_null() && report["errors"].as_array().is_some_and(Vec::is_empty), "{report}");
+    assert_eq!(report["clips"], 1, "{report}");
 }

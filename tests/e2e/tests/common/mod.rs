@@ -475,6 +475,11 @@ impl ServerProcess {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
+    /// Its data directory (database, archive).
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
