@@ -7,6 +7,7 @@
 //! - [`timeline`]: EXT-X-PROGRAM-DATE-TIME ↔ media time, across discontinuities and servers;
 //! - [`latency`]: the playback-rate controller that chases the target latency;
 //! - [`abr`]: the bandwidth estimator and rendition choice;
+//! - [`dvr`]: seeking back into the DVR window and returning to live: which playlist, where;
 //! - [`selection`]: ranking candidate servers and deciding when to fail over;
 //! - [`steering`]: Content Steering manifests → the servers to use, best first;
 //! - [`fmp4`]: timescale, `tfdt` and codec strings from CMAF objects;
@@ -18,6 +19,7 @@
 //! `OnAirPlayer.attach(video, options)` documented in `player-wasm/README.md`.
 
 pub mod abr;
+pub mod dvr;
 pub mod fmp4;
 pub mod latency;
 pub mod selection;

@@ -106,7 +106,9 @@ fn js_err(msg: impl std::fmt::Display) -> JsValue {
 /// when its token expires (to renew it).
 async fn candidates(opts: &Options) -> Result<(Vec<String>, Option<(PlaybackApi, f64)>), JsValue> {
     if let Some(src) = &opts.src {
-        return Ok((vec![src.clone()], None));
+        // A relative `src` is relative to the page: every URI below it resolves from an absolute URL.
+        let page = web_sys::window().and_then(|w| w.location().href().ok()).unwrap_or_default();
+        return Ok((vec![onair_hls::follow::resolve(&page, src)], None));
     }
     let channel = opts.channel.as_deref().ok_or_else(|| js_err("either `channel` or `src` is required"))?;
     let base = match &opts.base_url {
@@ -252,7 +254,10 @@ impl OnAirPlayer {
             tracks: tracks.as_ref().map_or(0, |(_, audio)| 1 + u32::from(audio.is_some())),
             health: Health::new(2),
             last_edge_ms: None,
-            stats: Stats { state: "starting".into(), server: master_url, clock_offset_ms, ..Stats::default() },
+            seeks: 0,
+            seek_pdt_ms: None,
+            pending_flush: 0,
+            stats: Stats { state: "starting".into(), server: master_url, clock_offset_ms, at_live: true, ..Stats::default() },
         }));
         let waiting = {
             let shared = shared.clone();
@@ -322,6 +327,24 @@ impl OnAirPlayer {
         st.latency.set_target(seconds);
     }
 
+    /// Seeks `seconds` behind the live edge, into the DVR window of the server in use (an OnAir
+    /// origin's `/hls/{channel}/dvr.m3u8`; not before its oldest media). Playback continues at
+    /// normal speed from there, latency not chased, until [`OnAirPlayer::go_live`]. Resolves when
+    /// the DVR playlist is loaded and the tracks start over; rejects when the server has no DVR
+    /// window for the channel, or in native HLS mode.
+    #[wasm_bindgen(js_name = seekBack)]
+    pub fn seek_back(&self, seconds: f64) -> js_sys::Promise {
+        let shared = self.shared.clone();
+        wasm_bindgen_futures::future_to_promise(async move { seek(&shared, Some(seconds)).await.map(|()| JsValue::UNDEFINED) })
+    }
+
+    /// Returns to the live edge after [`OnAirPlayer::seek_back`] (target latency chased again).
+    #[wasm_bindgen(js_name = goLive)]
+    pub fn go_live(&self) -> js_sys::Promise {
+        let shared = self.shared.clone();
+        wasm_bindgen_futures::future_to_promise(async move { seek(&shared, None).await.map(|()| JsValue::UNDEFINED) })
+    }
+
     /// Stops loading and detaches from the video element.
     pub fn destroy(&self) {
         let mut st = self.shared.borrow_mut();
@@ -330,6 +353,58 @@ impl OnAirPlayer {
         st.video.remove_attribute("src").unwrap_or_else(|e| super::log(&describe(&e)));
         st.video.load();
     }
+}
+
+/// A seek: `back_s` seconds behind the live edge on the DVR playlists, or (`None`) back to the
+/// live ones. Loads the Multivariant Playlist to play, then has every track flush its buffer and
+/// start over on a fresh timeline (see `loader::run_track`).
+async fn seek(shared: &Shared, back_s: Option<f64>) -> Result<(), JsValue> {
+    let (now_url, native) = {
+        let st = shared.borrow();
+        (st.master_url.clone(), st.media_source.is_none())
+    };
+    if native {
+        return Err(js_err("seeking back needs Media Source Extensions (native HLS mode)"));
+    }
+    let url = match back_s {
+        Some(_) if crate::dvr::is_dvr(&now_url) => now_url,
+        Some(_) => crate::dvr::dvr_url(&now_url).ok_or_else(|| js_err("this server offers no DVR window"))?,
+        None => crate::dvr::live_url(&now_url).unwrap_or(now_url),
+    };
+    let text = match net::get_text(&url, 3000.0).await {
+        Ok((t, _)) => t,
+        Err(net::NetError::Status(404)) => return Err(js_err("this server has no DVR window for the channel")),
+        Err(e) => return Err(js_err(format!("{e} for {url}"))),
+    };
+    let mut master = MultivariantPlaylist::parse(&text).map_err(js_err)?;
+    mse::keep_playable(&mut master);
+    if master.variants.is_empty() {
+        return Err(js_err("the playlist lists no playable variant"));
+    }
+    let mut st = shared.borrow_mut();
+    if master.variants.len() != st.master.variants.len() {
+        st.wanted_variant = 0;
+        st.video_variant = 0;
+    }
+    st.master = master;
+    st.master_url = url;
+    let edge = st.last_edge_ms.unwrap_or_else(|| wall_ms() + st.clock_offset_ms);
+    st.seek_pdt_ms = back_s.map(|b| crate::dvr::seek_target_ms(edge, b, st.stats.dvr_start_ms));
+    st.start_pdt_ms = None;
+    st.seeks += 1;
+    st.pending_flush = st.tracks;
+    st.generation += 1;
+    st.started = false;
+    st.first_data_ms = None;
+    st.ended_tracks = 0;
+    st.timeline = Timeline::new();
+    st.stats.state = "seeking".into();
+    if back_s.is_none() {
+        st.stats.dvr_start_ms = None;
+    }
+    let detail = JsValue::from_f64(st.seek_pdt_ms.unwrap_or(f64::NAN));
+    emit(&st.video, "seek", &detail);
+    Ok(())
 }
 
 use serde::Serialize as _;

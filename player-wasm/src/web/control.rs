@@ -1,4 +1,5 @@
-//! The control loop, every 100 ms: start-up seek, latency chasing, gap skipping, ABR choice, stats.
+//! The control loop, every 100 ms: start-up seek (also after a seek into the DVR window), latency
+//! chasing (at live only), gap skipping, ABR choice, stats.
 
 use wasm_bindgen::JsCast;
 
@@ -38,13 +39,18 @@ pub(crate) async fn control(shared: Shared) {
             continue;
         }
         if !st.started {
+            // After a seek, what is buffered is the old position's until every track flushed.
+            if st.pending_flush > 0 {
+                continue;
+            }
             let Some(&(s, e)) = ranges.first() else { continue };
             if e - s < 0.1 || !st.target_known || video.ready_state() < 1 {
                 continue;
             }
-            // Start `target` behind the live edge: decode from the key frame at `s`, show from
-            // `to`, once the media up to `to` (plus a little) is buffered, or after 3 s anyway.
-            let target = st.latency.target();
+            // Start `target` behind the live edge (or where a seek into the DVR window went):
+            // decode from the key frame at `s`, show from `to`, once the media up to `to` (plus
+            // a little) is buffered, or after 3 s anyway.
+            let target = st.seek_pdt_ms.map_or(st.latency.target(), |at| (wall - at) / 1000.0);
             let first_data = *st.first_data_ms.get_or_insert(now_ms());
             let latency_at_start = st.timeline.pdt_at(s).map(|pdt| (wall - pdt) / 1000.0);
             let wanted = latency_at_start.map_or(s, |l| s + (l - target)).max(s);
@@ -73,7 +79,12 @@ pub(crate) async fn control(shared: Shared) {
         }
         let end = containing.map_or(ct, |r| r.1);
         let latency = st.timeline.pdt_at(ct).map(|pdt| (wall - pdt) / 1000.0);
-        if let Some(l) = latency {
+        let at_live = st.seek_pdt_ms.is_none();
+        if !at_live && (video.playback_rate() - 1.0).abs() > 1e-3 {
+            // Playing the DVR window: behind live by choice, at normal speed.
+            video.set_playback_rate(1.0);
+        }
+        if let Some(l) = latency.filter(|_| at_live) {
             if !video.paused() && !video.seeking() {
                 match st.latency.update(now_ms() / 1000.0, l, ct, end) {
                     Correction::Rate(r) => {
@@ -112,6 +123,7 @@ pub(crate) async fn control(shared: Shared) {
         s.rendition_index = index;
         s.server = server;
         s.clock_offset_ms = offset;
+        s.at_live = at_live;
     }
 }
 

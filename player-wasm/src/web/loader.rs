@@ -41,9 +41,17 @@ struct Cursor {
     next_pdt: Option<f64>,
     /// The domain the SourceBuffer's timestampOffset was set for.
     domain: Option<DomainKey>,
-    /// Absolute URL of the init segment appended last.
+    /// Absolute URL (and byte range) of the init segment appended last.
     init_url: Option<String>,
     timescale: u32,
+    /// The player's seek count this cursor belongs to.
+    seeks: u32,
+}
+
+impl Cursor {
+    fn new(seeks: u32) -> Self {
+        Cursor { pos: None, next_pdt: None, domain: None, init_url: None, timescale: 90_000, seeks }
+    }
 }
 
 fn report(shared: &Shared, what: &str) {
@@ -61,8 +69,19 @@ fn timeout_ms(p: &TrackPlaylist) -> f64 {
 
 /// One track's loop. Returns when the player stops or the stream ends.
 pub(crate) async fn run_track(shared: Shared, kind: Kind, mut sb: Track) {
-    let mut cur = Cursor { pos: None, next_pdt: None, domain: None, init_url: None, timescale: 90_000 };
+    let mut cur = Cursor::new(0);
     'server: loop {
+        let seeks = shared.borrow().seeks;
+        if seeks != cur.seeks {
+            // A seek (into the DVR window or back to live): drop everything buffered and start
+            // over where the seek went, on a fresh timeline.
+            if let Err(e) = sb.remove(0.0, f64::INFINITY).await {
+                log(&format!("flushing the buffer for a seek: {e}"));
+            }
+            cur = Cursor::new(seeks);
+            let mut st = shared.borrow_mut();
+            st.pending_flush = st.pending_flush.saturating_sub(1);
+        }
         let (generation, media_url, mut variant) = {
             let st = shared.borrow();
             if st.stopped {
@@ -100,7 +119,11 @@ pub(crate) async fn run_track(shared: Shared, kind: Kind, mut sb: Track) {
         let pos = match cur.next_pdt {
             Some(at) => pl.position_at(at, if kind == Kind::Main { 60.0 } else { 5.0 }, kind == Kind::Audio),
             None if kind == Kind::Main => {
-                let p = pl.start_position(target_ms, false);
+                let seek = shared.borrow().seek_pdt_ms;
+                let p = match seek {
+                    Some(at) => pl.position_at(at, 60.0, false),
+                    None => pl.start_position(target_ms, false),
+                };
                 shared.borrow_mut().start_pdt_ms = p.and_then(|p| pl.start_ms(p));
                 p
             }
@@ -162,9 +185,9 @@ pub(crate) async fn run_track(shared: Shared, kind: Kind, mut sb: Track) {
             let behind = pl.last_msn().is_some_and(|last| last >= pos.msn + 2);
             let step = pl.next(pos, behind);
             let result: Result<(), String> = match step {
-                Next::Segment { msn, uri } => {
+                Next::Segment { msn, uri, range } => {
                     let p = Position { msn, part: 0 };
-                    match net::get(&resolve(&media_url, &uri), timeout_ms(&pl)).await {
+                    match net::get_range(&resolve(&media_url, &uri), range, timeout_ms(&pl)).await {
                         Ok(f) => {
                             let r = append(&shared, &mut sb, &mut cur, &pl, &media_url, p, true, f, kind, generation).await;
                             pos = pl.after(p, true);
@@ -236,9 +259,13 @@ pub(crate) async fn run_track(shared: Shared, kind: Kind, mut sb: Track) {
                     }
                 }
                 Next::Behind => {
-                    log("fell behind the playlist window; jumping to live");
-                    let target_ms = shared.borrow().latency.target() * 1000.0;
-                    match pl.start_position(target_ms, kind == Kind::Audio) {
+                    // Behind the window: to live, or (playing the DVR window) to its oldest media.
+                    let (target_ms, dvr) = {
+                        let st = shared.borrow();
+                        (st.latency.target() * 1000.0, st.seek_pdt_ms.is_some())
+                    };
+                    log(if dvr { "fell behind the DVR window; moving to its start" } else { "fell behind the playlist window; jumping to live" });
+                    match pl.start_position(if dvr { f64::INFINITY } else { target_ms }, kind == Kind::Audio) {
                         Some(p) => pos = p,
                         None => sleep(100.0).await,
                     }
@@ -261,6 +288,11 @@ pub(crate) async fn run_track(shared: Shared, kind: Kind, mut sb: Track) {
                     st.health.ok();
                     if kind == Kind::Main {
                         st.last_edge_ms = pl.live_edge_ms();
+                        let first = pl.playlist.segments.first().and_then(|s| s.program_date_time);
+                        st.stats.dvr_start_ms = first
+                            .filter(|_| crate::dvr::is_dvr(&media_url))
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map(|d| d.as_secs_f64() * 1000.0);
                     }
                 }
                 Err(e) => {
@@ -299,8 +331,12 @@ async fn append(
 ) -> Result<(), String> {
     let seg = pl.segment(p.msn).ok_or("appended position is not in the playlist")?;
     let init_url = resolve(media_url, &seg.init_uri);
-    if cur.init_url.as_deref() != Some(init_url.as_str()) {
-        let mut init = net::get(&init_url, 5000.0).await.map_err(|e| format!("{e} for {init_url}"))?;
+    let init_key = match seg.init_range {
+        Some(r) => format!("{init_url}#{}", r.http_range()),
+        None => init_url.clone(),
+    };
+    if cur.init_url.as_deref() != Some(init_key.as_str()) {
+        let mut init = net::get_range(&init_url, seg.init_range, 5000.0).await.map_err(|e| format!("{e} for {init_url}"))?;
         let mime = {
             let st = shared.borrow();
             let (main, audio) = mime_types(&st.master, st.video_variant.min(st.master.variants.len().saturating_sub(1)));
@@ -309,7 +345,7 @@ async fn append(
         sb.change_type(&mime).await.map_err(|e| e.to_string())?;
         sb.append(&mut init.body).await.map_err(|e| e.to_string())?;
         cur.timescale = fmp4::timescale(&init.body).map_err(|e| e.to_string())?;
-        cur.init_url = Some(init_url);
+        cur.init_url = Some(init_key);
     }
     let start = pl.start_ms(p).ok_or("no time for the appended position")?;
     let duration = if whole {

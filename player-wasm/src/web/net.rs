@@ -21,7 +21,7 @@ pub(crate) enum NetError {
     Status(u16),
 }
 
-/// A complete 200 response.
+/// A complete 200 (or, for a range, 206) response.
 pub(crate) struct Fetched {
     /// The body.
     pub body: Vec<u8>,
@@ -31,10 +31,22 @@ pub(crate) struct Fetched {
 
 /// GETs `url`, giving up after `timeout_ms`.
 pub(crate) async fn get(url: &str, timeout_ms: f64) -> Result<Fetched, NetError> {
+    get_range(url, None, timeout_ms).await
+}
+
+/// GETs `range` of `url` (the whole resource when `None`; a recorded segment's bytes in an
+/// archive file otherwise, answered 206), giving up after `timeout_ms`.
+pub(crate) async fn get_range(url: &str, range: Option<onair_hls::ByteRange>, timeout_ms: f64) -> Result<Fetched, NetError> {
     let window = web_sys::window().ok_or_else(|| NetError::Network("no window".into()))?;
     let abort = AbortController::new().map_err(|e| NetError::Network(describe(&e)))?;
     let init = RequestInit::new();
     init.set_signal(Some(&abort.signal()));
+    if let Some(r) = range {
+        let headers = web_sys::Headers::new().map_err(|e| NetError::Network(describe(&e)))?;
+        headers.set("Range", &r.http_range()).map_err(|e| NetError::Network(describe(&e)))?;
+        init.set_headers(&headers);
+    }
+    let wanted = if range.is_some() { 206 } else { 200 };
     let aborter = {
         let abort = abort.clone();
         wasm_bindgen::closure::Closure::once_into_js(move || abort.abort())
@@ -46,7 +58,7 @@ pub(crate) async fn get(url: &str, timeout_ms: f64) -> Result<Fetched, NetError>
         let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(|e| classify(&e))?;
         let resp: Response = resp.dyn_into().map_err(|e| NetError::Network(describe(&e)))?;
         let headers_at = now_ms();
-        if resp.status() != 200 {
+        if resp.status() != wanted {
             return Err(NetError::Status(resp.status()));
         }
         let buf = resp.array_buffer().map_err(|e| NetError::Network(describe(&e)))?;

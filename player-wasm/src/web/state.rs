@@ -57,6 +57,11 @@ pub(crate) struct Stats {
     pub clock_offset_ms: f64,
     /// The last error, if any.
     pub last_error: Option<String>,
+    /// False after `seekBack` (playing the DVR window, latency not chased), true at live.
+    pub at_live: bool,
+    /// Wall-clock ms of the oldest media the DVR window holds (while seeking back is possible
+    /// and the DVR playlist was loaded), else `None`.
+    pub dvr_start_ms: Option<f64>,
 }
 
 /// Player state shared by its tasks (single-threaded: `Rc<RefCell>`; no borrow is held across
@@ -91,6 +96,12 @@ pub(crate) struct State {
     pub tracks: u32,
     pub health: Health,
     pub last_edge_ms: Option<f64>,
+    /// Seeks so far (`seekBack`, `goLive`): a track whose cursor saw fewer flushes its buffer and starts over.
+    pub seeks: u32,
+    /// Where the last seek went (wall-clock ms, DVR playlists); `None` at live.
+    pub seek_pdt_ms: Option<f64>,
+    /// Tracks that have not flushed their SourceBuffer since the last seek: playback restarts once 0.
+    pub pending_flush: u32,
     pub stats: Stats,
 }
 

@@ -81,14 +81,33 @@ pub(crate) async fn supervise(shared: Shared) {
 
 /// Moves playback to candidate `choice` (`master_url`): loads its Multivariant Playlist and makes
 /// it current; true when the server changed.
+/// Playing the DVR window, it moves to the new server's DVR playlists, or to live where it has none.
 async fn switch_to(shared: &Shared, master_url: &str, choice: usize) -> bool {
-    let master = net::get_text(master_url, 2000.0).await.ok().and_then(|(t, _)| MultivariantPlaylist::parse(&t).ok()).map(|mut m| {
-        if shared.borrow().media_source.is_some() {
-            super::mse::keep_playable(&mut m);
+    let load = |url: String| async move {
+        net::get_text(&url, 2000.0).await.ok().and_then(|(t, _)| MultivariantPlaylist::parse(&t).ok()).map(|mut m| {
+            if shared.borrow().media_source.is_some() {
+                super::mse::keep_playable(&mut m);
+            }
+            m
+        })
+    };
+    let dvr = shared.borrow().seek_pdt_ms.is_some();
+    let mut master_url = master_url.to_string();
+    let mut master = None;
+    if let Some(url) = crate::dvr::dvr_url(&master_url).filter(|_| dvr) {
+        master = load(url.clone()).await;
+        if master.is_some() {
+            master_url = url;
         }
-        m
-    });
+    }
+    if master.is_none() {
+        master = load(master_url.clone()).await;
+    }
     let mut st = shared.borrow_mut();
+    if dvr && !crate::dvr::is_dvr(&master_url) {
+        log("the new server has no DVR window: back to live");
+        st.seek_pdt_ms = None;
+    }
     let previous = st.current;
     if let Some(m) = master.filter(|m| !m.variants.is_empty()) {
         if m.variants.len() != st.master.variants.len() {
@@ -98,7 +117,7 @@ async fn switch_to(shared: &Shared, master_url: &str, choice: usize) -> bool {
         st.master = m;
     }
     st.current = choice;
-    st.master_url = master_url.to_string();
+    st.master_url = master_url;
     st.generation += 1;
     st.failover_wanted = false;
     st.health.ok();

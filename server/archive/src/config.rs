@@ -40,13 +40,16 @@ pub struct ArchiveConfig {
     pub clips_per_minute: u32,
     /// S3-compatible storage for complete chunk files (`[archive.s3]`). Default none: local disk only.
     pub s3: Option<crate::objects::S3Config>,
+    /// The DVR window: how far back viewers of a live broadcast recorded here can seek
+    /// (`/hls/{channel}/dvr.m3u8`), s. Default 7200 (2 h); 0 turns DVR off.
+    pub dvr_window_s: u64,
     /// A chunk file holds at most this much media of one rendition before the next file starts, s. Default 300.
     pub chunk_s: u64,
 }
 
 impl Default for ArchiveConfig {
     fn default() -> Self {
-        ArchiveConfig { enabled: true, dir: None, retention_days: 7, retention_s: None, max_bytes: 0, sync: SyncPolicy::Segment, queue_segments: 64, chunk_s: 300, clips_per_minute: 5, s3: None }
+        ArchiveConfig { enabled: true, dir: None, retention_days: 7, retention_s: None, max_bytes: 0, sync: SyncPolicy::Segment, queue_segments: 64, chunk_s: 300, clips_per_minute: 5, s3: None, dvr_window_s: 7200 }
     }
 }
 

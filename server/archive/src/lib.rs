@@ -14,6 +14,8 @@
 //! - [`retention`]: past broadcasts older than the retention period, or beyond the disk quota, are deleted.
 //! - [`clips`]: ranges of broadcasts (≤ 90 s) copied into files of their own, kept forever.
 //! - [`routes`]: the broadcast and clip APIs, and the VOD playlists ([`vod`]) and files.
+//! - [`dvr`]: the seek-back window of each live broadcast: what the origin's `dvr.m3u8` lists
+//!   before its RAM window, and those segments' bytes once they left RAM.
 //!
 //! Recovery point: a process crash (kill -9) loses only segments not yet closed live (at most one
 //! target duration per rendition) and those still queued; with `sync = "segment"` a power cut
@@ -24,6 +26,7 @@
 
 pub mod clips;
 pub mod config;
+pub mod dvr;
 pub mod index;
 pub mod media;
 pub mod objects;
@@ -68,6 +71,8 @@ pub struct Archive {
     objects: Option<objects::Objects>,
     /// Announces each closed chunk file to the uploader.
     closed: Arc<tokio::sync::Notify>,
+    /// The DVR windows, unless `dvr_window_s` is 0.
+    dvr: Option<Arc<dvr::Dvr>>,
 }
 
 impl Archive {
@@ -81,7 +86,8 @@ impl Archive {
         let objects = config.s3.as_ref().map(objects::Objects::new).transpose()?;
         let recovery = recover::recover(&dir, &index).await?;
         let closed = Arc::new(tokio::sync::Notify::new());
-        Ok((Archive { config: config.clone(), dir, index, objects, closed }, recovery))
+        let dvr = (config.dvr_window_s > 0).then(|| Arc::new(dvr::Dvr::new(config.dvr_window_s, dir.clone(), objects.clone())));
+        Ok((Archive { config: config.clone(), dir, index, objects, closed, dvr }, recovery))
     }
 
     /// The chunk files' directory.
@@ -94,9 +100,16 @@ impl Archive {
         &self.index
     }
 
-    /// The HTTP routes, `(api, media)` ([`routes::routers`]).
-    pub fn routers(&self) -> (axum::Router, axum::Router) {
-        routes::routers(self.index.clone(), self.dir.clone(), self.objects.clone(), self.config.clips_per_minute)
+    /// The DVR windows the origin's `dvr.m3u8` playlists read (filled while [`Archive::recorder`]
+    /// runs); `None` when `dvr_window_s` is 0.
+    pub fn history(&self) -> Option<Arc<dyn onair_origin::History>> {
+        self.dvr.clone().map(|d| d as Arc<dyn onair_origin::History>)
+    }
+
+    /// The HTTP routes, `(api, media)` ([`routes::routers`]); `prefix` gives playlist URLs their
+    /// playback token prefix when tokens are required.
+    pub fn routers(&self, prefix: Option<routes::PlaylistPrefix>) -> (axum::Router, axum::Router) {
+        routes::routers(self.index.clone(), self.dir.clone(), self.objects.clone(), self.config.clips_per_minute, prefix)
     }
 
     /// Makes clips whose range got recorded ([`clips::run`]) until `stop`. Run it as a task.
@@ -136,7 +149,7 @@ impl Archive {
                 return;
             }
         };
-        let indexer = writer::apply_all(self.index.clone(), applied, self.closed.clone());
+        let indexer = writer::apply_all(self.index.clone(), applied, self.closed.clone(), self.dvr.clone());
         let recording = async {
             recorder::run(store, jobs, stop).await;
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;

@@ -44,8 +44,13 @@ use crate::vod::{bitrate, media_playlist, FileRef};
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
+/// The path prefix a channel's playlist URLs need under the playback token policy
+/// (`/t/{token}` for a fresh token), or `None` when media is public.
+pub type PlaylistPrefix = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 struct VodInner {
     index: Index,
+    prefix: Option<PlaylistPrefix>,
     dir: PathBuf,
     objects: Option<Objects>,
     /// Clip requests per client address.
@@ -59,11 +64,12 @@ struct Vod(std::sync::Arc<VodInner>);
 /// The archive's routes: `(api, media)`. The media routes (`/hls/…`) go where the live origin's
 /// are, behind the same playback token check; the API is public like the channel list.
 /// `clips_per_minute`: clip requests per client address and minute (a burst of as many).
-/// `objects`: where uploaded files are read from when their local copy is gone.
-pub fn routers(index: Index, dir: PathBuf, objects: Option<Objects>, clips_per_minute: u32) -> (Router, Router) {
+/// `objects`: where uploaded files are read from when their local copy is gone. `prefix`: with
+/// playback tokens required, the token path prefix the JSON's playlist URLs get.
+pub fn routers(index: Index, dir: PathBuf, objects: Option<Objects>, clips_per_minute: u32, prefix: Option<PlaylistPrefix>) -> (Router, Router) {
     let rate = NonZeroU32::new(clips_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
     let limiter = governor::RateLimiter::keyed(governor::Quota::per_minute(rate));
-    let state = Vod(std::sync::Arc::new(VodInner { index, dir, objects, limiter }));
+    let state = Vod(std::sync::Arc::new(VodInner { index, prefix, dir, objects, limiter }));
     let api = Router::new()
         .route("/api/v1/channels/{channel}/broadcasts", get(list))
         .route("/api/v1/channels/{channel}/clips", get(list_clips))
@@ -122,7 +128,7 @@ async fn list(State(vod): State<Vod>, Path(channel): Path<String>) -> Response {
             Err(e) => return index_failed(e),
         };
         out.push(Listed {
-            playlist: format!("/hls/{}/vod/{}/master.m3u8", b.channel, b.id),
+            playlist: vod.playlist(&b.channel, &b.id),
             duration_ms: b.last_ms - b.started_ms,
             state: if b.ended { "ended" } else { "recording" },
             id: b.id,
@@ -170,9 +176,16 @@ struct ClipView {
     playlist: String,
 }
 
-impl From<ClipRow> for ClipView {
-    fn from(clip: ClipRow) -> Self {
-        ClipView { playlist: format!("/hls/{}/vod/{}/master.m3u8", clip.channel, clip.id), clip }
+impl Vod {
+    /// URL path of the Multivariant Playlist of broadcast or clip `id` of `channel`, with the
+    /// token prefix when playback tokens are required.
+    fn playlist(&self, channel: &str, id: &str) -> String {
+        let prefix = self.0.prefix.as_ref().and_then(|p| p(channel)).unwrap_or_default();
+        format!("{prefix}/hls/{channel}/vod/{id}/master.m3u8")
+    }
+
+    fn clip_view(&self, clip: ClipRow) -> ClipView {
+        ClipView { playlist: self.playlist(&clip.channel, &clip.id), clip }
     }
 }
 
@@ -206,7 +219,7 @@ async fn create_clip(State(vod): State<Vod>, client: Option<axum::Extension<Clie
         _ => return refuse(StatusCode::BAD_REQUEST, "give either last_s, or start_ms and duration_s"),
     };
     match crate::clips::create(&vod.0.index, &ask.channel, range).await {
-        Ok(clip) => (StatusCode::ACCEPTED, [(header::CACHE_CONTROL, "no-store")], Json(ClipView::from(clip))).into_response(),
+        Ok(clip) => (StatusCode::ACCEPTED, [(header::CACHE_CONTROL, "no-store")], Json(vod.clip_view(clip))).into_response(),
         Err(e @ ClipError::Length) => refuse(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e @ ClipError::NoBroadcast(_)) => refuse(StatusCode::NOT_FOUND, &e.to_string()),
         Err(ClipError::Index(e)) => index_failed(e),
@@ -215,7 +228,7 @@ async fn create_clip(State(vod): State<Vod>, client: Option<axum::Extension<Clie
 
 async fn clip_status(State(vod): State<Vod>, Path(id): Path<String>) -> Response {
     match vod.0.index.clip(&id).await {
-        Ok(Some(c)) => ([(header::CACHE_CONTROL, "no-cache")], Json(ClipView::from(c))).into_response(),
+        Ok(Some(c)) => ([(header::CACHE_CONTROL, "no-cache")], Json(vod.clip_view(c))).into_response(),
         Ok(None) => refuse(StatusCode::NOT_FOUND, "no such clip"),
         Err(e) => index_failed(e),
     }
@@ -223,7 +236,7 @@ async fn clip_status(State(vod): State<Vod>, Path(id): Path<String>) -> Response
 
 async fn list_clips(State(vod): State<Vod>, Path(channel): Path<String>) -> Response {
     match vod.0.index.clips(&channel).await {
-        Ok(c) => ([(header::CACHE_CONTROL, "no-cache")], Json(c.into_iter().map(ClipView::from).collect::<Vec<_>>())).into_response(),
+        Ok(c) => ([(header::CACHE_CONTROL, "no-cache")], Json(c.into_iter().map(|c| vod.clip_view(c)).collect::<Vec<_>>())).into_response(),
         Err(e) => index_failed(e),
     }
 }

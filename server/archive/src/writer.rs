@@ -35,7 +35,8 @@ pub(crate) enum Job {
 pub(crate) enum IndexOp {
     Broadcast { id: String, channel: String, started_ms: i64 },
     Rendition { broadcast: String, row: RenditionRow },
-    File { path: String, broadcast: String, rendition: String, init_len: u64 },
+    /// A chunk file was started; its init segment (the store's `init_id`) is `init_len` bytes at offset 0.
+    File { path: String, broadcast: String, rendition: String, init_len: u64, init_id: u64 },
     Segment { broadcast: String, rendition: String, row: SegmentRow },
     /// Nothing more goes into file `path` (`bytes` long): it may be uploaded.
     Closed { path: String, bytes: u64 },
@@ -47,7 +48,7 @@ pub(crate) async fn apply(index: &Index, op: &IndexOp) -> Result<(), crate::inde
     match op {
         IndexOp::Broadcast { id, channel, started_ms } => index.add_broadcast(id, channel, *started_ms).await,
         IndexOp::Rendition { broadcast, row } => index.add_rendition(broadcast, row).await,
-        IndexOp::File { path, broadcast, rendition, init_len } => index.add_file(path, broadcast, rendition, *init_len).await,
+        IndexOp::File { path, broadcast, rendition, init_len, .. } => index.add_file(path, broadcast, rendition, *init_len).await,
         IndexOp::Segment { broadcast, rendition, row } => index.add_segment(broadcast, rendition, row).await,
         IndexOp::Closed { path, bytes } => index.close_file(path, *bytes).await,
         IndexOp::End { broadcast } => index.end_broadcast(broadcast).await,
@@ -56,12 +57,19 @@ pub(crate) async fn apply(index: &Index, op: &IndexOp) -> Result<(), crate::inde
 
 /// Applies the writer's operations in order until it stops; a failure is counted and logged
 /// (a segment's bytes stay on disk and are indexed again by the next start's recovery). Each
-/// closed file is announced on `closed` (the uploader's wake-up).
-pub(crate) async fn apply_all(index: Index, mut ops: mpsc::Receiver<IndexOp>, closed: std::sync::Arc<tokio::sync::Notify>) {
+/// closed file is announced on `closed` (the uploader's wake-up), and every applied operation
+/// goes to the DVR windows.
+pub(crate) async fn apply_all(index: Index, mut ops: mpsc::Receiver<IndexOp>, closed: std::sync::Arc<tokio::sync::Notify>, dvr: Option<std::sync::Arc<crate::dvr::Dvr>>) {
     while let Some(op) = ops.recv().await {
         match apply(&index, &op).await {
-            Ok(()) if matches!(op, IndexOp::Closed { .. }) => closed.notify_one(),
-            Ok(()) => {}
+            Ok(()) => {
+                if matches!(op, IndexOp::Closed { .. }) {
+                    closed.notify_one();
+                }
+                if let Some(d) = &dvr {
+                    d.observe(&op);
+                }
+            }
             Err(e) => {
                 metrics::counter!("onair_archive_errors_total", "kind" => "index").increment(1);
                 tracing::error!(error = %e, ?op, "archive index write failed");
@@ -268,7 +276,7 @@ impl Writer {
             return Err(e);
         }
         let init_len = seg.init.len() as u64;
-        (self.sink)(IndexOp::File { path: rel.clone(), broadcast: seg.broadcast.clone(), rendition: seg.rendition.clone(), init_len });
+        (self.sink)(IndexOp::File { path: rel.clone(), broadcast: seg.broadcast.clone(), rendition: seg.rendition.clone(), init_len, init_id: seg.init_id });
         Ok(Chunk { rel, file, len: init_len, init_id: seg.init_id, first_pdt_ms: seg.meta.pdt_ms })
     }
 }

@@ -29,6 +29,8 @@ pub enum Next {
         msn: u64,
         /// Its URI, relative to the Media Playlist.
         uri: String,
+        /// The bytes of `uri` it is (a `Range` request), when not the whole resource.
+        range: Option<crate::ByteRange>,
     },
     /// Fetch a listed Partial Segment.
     Part {
@@ -226,7 +228,7 @@ impl TrackPlaylist {
             if let Some(uri) = &seg.uri {
                 let whole = seg.parts.is_empty() || (catch_up && Some(want.msn) <= newest_complete);
                 if want.part == 0 && whole {
-                    return Next::Segment { msn: want.msn, uri: uri.clone() };
+                    return Next::Segment { msn: want.msn, uri: uri.clone(), range: seg.byte_range };
                 }
             }
             if let Some(part) = seg.parts.get(want.part as usize) {
@@ -365,8 +367,8 @@ mod tests {
     fn next_walks_segments_parts_and_the_hint() {
         let p = playlist(LIVE);
         assert_eq!(p.next(Position { msn: 4, part: 0 }, false), Next::Behind);
-        assert_eq!(p.next(Position { msn: 5, part: 0 }, false), Next::Segment { msn: 5, uri: "seg5.m4s".into() });
-        assert_eq!(p.next(Position { msn: 6, part: 0 }, true), Next::Segment { msn: 6, uri: "seg6.m4s".into() });
+        assert_eq!(p.next(Position { msn: 5, part: 0 }, false), Next::Segment { msn: 5, uri: "seg5.m4s".into(), range: None });
+        assert_eq!(p.next(Position { msn: 6, part: 0 }, true), Next::Segment { msn: 6, uri: "seg6.m4s".into(), range: None });
         assert_eq!(p.next(Position { msn: 6, part: 1 }, false), Next::Part { pos: Position { msn: 6, part: 1 }, uri: "part61.m4s".into() });
         assert_eq!(p.next(Position { msn: 6, part: 3 }, false), Next::Part { pos: Position { msn: 7, part: 0 }, uri: "part63.m4s".into() });
         assert_eq!(p.after(Position { msn: 6, part: 2 }, false), Position { msn: 7, part: 0 });

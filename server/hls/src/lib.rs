@@ -21,5 +21,5 @@ pub mod playlist;
 pub use parse::ParseError;
 pub use blocking::{Decision, Directives, DirectiveError, LiveEdge, SkipRequest};
 pub use playlist::{
-    stable_id, AudioMedia, ContentSteering, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry, RenditionEntry, RenditionReport, ServerControl, Variant,
+    stable_id, AudioMedia, ByteRange, ContentSteering, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry, PlaylistType, RenditionEntry, RenditionReport, ServerControl, Variant,
 };

@@ -3,11 +3,13 @@
 //! The player (wasm) reads OnAir's playlists and any other LL-HLS server's with this. It keeps
 //! what a live client needs: every tag the server writes, EXT-X-PROGRAM-DATE-TIME, and segments
 //! without parts (a non-LL server). Unknown tags are ignored (§4.1: "clients MUST ignore any tag
-//! that they do not recognize"); BYTERANGE parts and hints are not supported and are skipped.
+//! that they do not recognize"); segments and init
+//! segments may be byte ranges (EXT-X-BYTERANGE with an explicit offset, EXT-X-MAP BYTERANGE); BYTERANGE
+//! parts and hints are not supported and are skipped.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::playlist::{ContentSteering, 
+use crate::playlist::{ByteRange, ContentSteering, PlaylistType, 
     AudioMedia, MediaPlaylist, MediaSegment, MultivariantPlaylist, PartEntry, RenditionReport, ServerControl, Variant,
 };
 
@@ -144,6 +146,13 @@ impl MultivariantPlaylist {
     }
 }
 
+/// `LENGTH@OFFSET` (§4.4.4.2). A range without its offset (continuing the previous one) is not
+/// supported: `None`, like a malformed one.
+fn byte_range(value: &str) -> Option<ByteRange> {
+    let (length, offset) = value.trim().split_once('@')?;
+    Some(ByteRange { length: length.parse().ok()?, offset: offset.parse().ok()? })
+}
+
 impl MediaPlaylist {
     /// Reads a Media Playlist (§4.4.3–§4.4.5) with the Low-Latency tags. Each segment gets the
     /// EXT-X-MAP in force at its position; `program_date_time` is set only where a tag gives it
@@ -155,6 +164,7 @@ impl MediaPlaylist {
             target_duration: 0,
             media_sequence: 0,
             discontinuity_sequence: 0,
+            playlist_type: None,
             part_target: None,
             server_control: None,
             map_uri: String::new(),
@@ -167,6 +177,7 @@ impl MediaPlaylist {
         let mut next = MediaSegment::default();
         let mut map_seen = false;
         let mut current_map = String::new();
+        let mut current_map_range: Option<ByteRange> = None;
         let mut extinf: Option<f64> = None;
         for (n, line) in lines(text)? {
             let Some(tag) = line.strip_prefix('#') else {
@@ -175,6 +186,7 @@ impl MediaPlaylist {
                 seg.uri = Some(line.to_string());
                 seg.duration = extinf.take().ok_or(ParseError::Bad { line: n, what: "segment URI without EXTINF" })?;
                 seg.init_uri = current_map.clone();
+                seg.init_range = current_map_range;
                 p.segments.push(seg);
                 continue;
             };
@@ -182,6 +194,13 @@ impl MediaPlaylist {
             match name {
                 "EXT-X-TARGETDURATION" => p.target_duration = number(Some(value), n, "EXT-X-TARGETDURATION")?,
                 "EXT-X-MEDIA-SEQUENCE" => p.media_sequence = number(Some(value), n, "EXT-X-MEDIA-SEQUENCE")?,
+                "EXT-X-PLAYLIST-TYPE" => {
+                    p.playlist_type = match value.trim() {
+                        "EVENT" => Some(PlaylistType::Event),
+                        "VOD" => Some(PlaylistType::Vod),
+                        _ => return Err(ParseError::Bad { line: n, what: "EXT-X-PLAYLIST-TYPE (EVENT or VOD)" }),
+                    }
+                }
                 "EXT-X-DISCONTINUITY-SEQUENCE" => {
                     p.discontinuity_sequence = number(Some(value), n, "EXT-X-DISCONTINUITY-SEQUENCE")?
                 }
@@ -198,7 +217,12 @@ impl MediaPlaylist {
                     });
                 }
                 "EXT-X-MAP" => {
-                    let uri = attr(&attributes(value), "URI").ok_or(ParseError::Bad { line: n, what: "EXT-X-MAP URI" })?;
+                    let a = attributes(value);
+                    let uri = attr(&a, "URI").ok_or(ParseError::Bad { line: n, what: "EXT-X-MAP URI" })?;
+                    current_map_range = match attr(&a, "BYTERANGE") {
+                        Some(r) => Some(byte_range(r).ok_or(ParseError::Bad { line: n, what: "EXT-X-MAP BYTERANGE" })?),
+                        None => None,
+                    };
                     if !map_seen {
                         p.map_uri = uri.to_string();
                         map_seen = true;
@@ -209,6 +233,9 @@ impl MediaPlaylist {
                     p.skipped_segments = number(attr(&attributes(value), "SKIPPED-SEGMENTS"), n, "EXT-X-SKIP SKIPPED-SEGMENTS")?
                 }
                 "EXT-X-DISCONTINUITY" => next.discontinuity = true,
+                "EXT-X-BYTERANGE" => {
+                    next.byte_range = Some(byte_range(value).ok_or(ParseError::Bad { line: n, what: "EXT-X-BYTERANGE (LENGTH@OFFSET)" })?)
+                }
                 // An unreadable date only costs the client its latency measurement: ignore it.
                 "EXT-X-PROGRAM-DATE-TIME" => next.program_date_time = parse_date(value),
                 "EXT-X-PART" => {
@@ -246,6 +273,7 @@ impl MediaPlaylist {
         if !next.parts.is_empty() {
             next.duration = next.parts.iter().map(|x| x.duration).sum();
             next.init_uri = current_map.clone();
+            next.init_range = current_map_range;
             p.segments.push(next);
         }
         Ok(p)

@@ -226,19 +226,40 @@ pub struct PartEntry {
     pub independent: bool,
 }
 
+/// A sub-range of a resource (EXT-X-BYTERANGE §4.4.4.2, EXT-X-MAP BYTERANGE §4.4.4.5), bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// Length in bytes.
+    pub length: u64,
+    /// Offset of its first byte from the start of the resource.
+    pub offset: u64,
+}
+
+impl ByteRange {
+    /// The HTTP `Range` header value for it (RFC 9110 §14.1.2): `bytes=FIRST-LAST`.
+    pub fn http_range(&self) -> String {
+        format!("bytes={}-{}", self.offset, self.offset + self.length.max(1) - 1)
+    }
+}
+
 /// A Media Segment with its parts.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MediaSegment {
     /// EXT-X-DISCONTINUITY before it (§4.4.4.3): timestamps or encoding changed.
     pub discontinuity: bool,
-    /// URI of its init segment; an EXT-X-MAP (§4.4.4.5) is written wherever it changes.
+    /// URI of its init segment; an EXT-X-MAP (§4.4.4.5) is written wherever it (or its range) changes.
     pub init_uri: String,
+    /// The init segment's range within `init_uri`, when it is not the whole resource.
+    pub init_range: Option<ByteRange>,
     /// EXT-X-PROGRAM-DATE-TIME of its first sample.
     pub program_date_time: Option<SystemTime>,
     /// EXTINF duration in seconds.
     pub duration: f64,
     /// Segment URI; `None` while the segment is still being built (only its parts are listed).
     pub uri: Option<String>,
+    /// The segment's range within `uri` (EXT-X-BYTERANGE, always with an explicit offset), when
+    /// it is not the whole resource: a recorded segment inside an archive file.
+    pub byte_range: Option<ByteRange>,
     /// Its parts; listed only for segments near the live edge.
     pub parts: Vec<PartEntry>,
 }
@@ -254,6 +275,15 @@ pub struct RenditionReport {
     pub last_part: u32,
 }
 
+/// EXT-X-PLAYLIST-TYPE (§4.4.3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaylistType {
+    /// `EVENT`: segments are only ever appended (a recording still going on).
+    Event,
+    /// `VOD`: the playlist never changes (a past broadcast, a clip).
+    Vod,
+}
+
 /// A Media Playlist (§4.4.3–§4.4.5) with the Low-Latency extensions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaPlaylist {
@@ -263,6 +293,8 @@ pub struct MediaPlaylist {
     pub media_sequence: u64,
     /// EXT-X-DISCONTINUITY-SEQUENCE (§4.4.3.3): discontinuities before the first segment.
     pub discontinuity_sequence: u64,
+    /// EXT-X-PLAYLIST-TYPE; `None` for a live sliding window.
+    pub playlist_type: Option<PlaylistType>,
     /// EXT-X-PART-INF PART-TARGET in seconds, when parts are listed.
     pub part_target: Option<f64>,
     /// EXT-X-SERVER-CONTROL.
@@ -311,6 +343,11 @@ impl MediaPlaylist {
         if self.discontinuity_sequence > 0 {
             let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuity_sequence);
         }
+        match self.playlist_type {
+            Some(PlaylistType::Event) => out.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n"),
+            Some(PlaylistType::Vod) => out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n"),
+            None => {}
+        }
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
         if let Some(sc) = &self.server_control {
             out.push_str("#EXT-X-SERVER-CONTROL:");
@@ -328,8 +365,8 @@ impl MediaPlaylist {
         if let Some(pt) = self.part_target {
             let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={pt:.5}");
         }
-        let mut map = self.segments.first().map_or(self.map_uri.as_str(), |s| s.init_uri.as_str());
-        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{map}\"");
+        let mut map = self.segments.first().map_or((self.map_uri.as_str(), None), |s| (s.init_uri.as_str(), s.init_range));
+        write_map(&mut out, map);
         if self.skipped_segments > 0 {
             let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={}", self.skipped_segments);
         }
@@ -337,9 +374,9 @@ impl MediaPlaylist {
             if seg.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            if seg.init_uri != map {
-                map = seg.init_uri.as_str();
-                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{map}\"");
+            if (seg.init_uri.as_str(), seg.init_range) != map {
+                map = (seg.init_uri.as_str(), seg.init_range);
+                write_map(&mut out, map);
             }
             if let Some(pdt) = seg.program_date_time {
                 let dt: DateTime<Utc> = pdt.into();
@@ -353,7 +390,11 @@ impl MediaPlaylist {
                 out.push('\n');
             }
             if let Some(uri) = &seg.uri {
-                let _ = writeln!(out, "#EXTINF:{:.5},\n{uri}", seg.duration);
+                let _ = writeln!(out, "#EXTINF:{:.5},", seg.duration);
+                if let Some(r) = seg.byte_range {
+                    let _ = writeln!(out, "#EXT-X-BYTERANGE:{}@{}", r.length, r.offset);
+                }
+                let _ = writeln!(out, "{uri}");
             }
         }
         if let Some(hint) = &self.preload_hint {
@@ -371,6 +412,18 @@ impl MediaPlaylist {
     }
 }
 
+/// Writes EXT-X-MAP for an init segment (`uri`, its range if not the whole resource).
+fn write_map(out: &mut String, (uri, range): (&str, Option<ByteRange>)) {
+    match range {
+        Some(r) => {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{uri}\",BYTERANGE=\"{}@{}\"", r.length, r.offset);
+        }
+        None => {
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{uri}\"");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +434,8 @@ mod tests {
         let seg = |n: u64, complete: bool| MediaSegment {
             discontinuity: false,
             init_uri: "init.mp4".into(),
+            init_range: None,
+            byte_range: None,
             program_date_time: Some(pdt + Duration::from_secs(2 * n)),
             duration: if complete { 2.0 } else { 0.4 },
             uri: complete.then(|| format!("seg{n}.m4s")),
@@ -392,6 +447,7 @@ mod tests {
             target_duration: 2,
             media_sequence: 0,
             discontinuity_sequence: 0,
+            playlist_type: None,
             part_target: Some(0.2),
             server_control: Some(ServerControl::for_targets(2, 0.2)),
             map_uri: "init.mp4".into(),
@@ -435,6 +491,25 @@ mod tests {
         p.segments.truncate(7);
         p.skip_older_than(2.0);
         assert!(p.render().contains("#EXT-X-MAP:URI=\"init1.mp4\"\n#EXT-X-SKIP"));
+    }
+
+    #[test]
+    fn byte_ranges_of_recorded_segments() {
+        let mut p = playlist();
+        for (n, s) in p.segments[..2].iter_mut().enumerate() {
+            s.init_uri = "../vod/b/files/source/0000000000.mp4".into();
+            s.init_range = Some(ByteRange { length: 700, offset: 0 });
+            s.uri = Some("../vod/b/files/source/0000000000.mp4".into());
+            s.byte_range = Some(ByteRange { length: 1000, offset: 800 + 1100 * n as u64 });
+            s.parts.clear();
+        }
+        let text = p.render();
+        assert!(text.contains("#EXT-X-MAP:URI=\"../vod/b/files/source/0000000000.mp4\",BYTERANGE=\"700@0\"\n#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
+        assert!(text.contains("#EXTINF:2.00000,\n#EXT-X-BYTERANGE:1000@1900\n../vod/b/files/source/0000000000.mp4\n"), "{text}");
+        // The live segments' init follows with a map of its own.
+        assert!(text.contains("0000000000.mp4\n#EXT-X-MAP:URI=\"init.mp4\"\n"), "{text}");
+        assert_eq!(MediaPlaylist::parse(&text).expect("parses").segments, p.segments, "round trip");
+        assert_eq!(ByteRange { length: 1000, offset: 1900 }.http_range(), "bytes=1900-2899");
     }
 
     #[test]

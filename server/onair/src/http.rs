@@ -53,6 +53,8 @@ pub struct Web {
     pub admin: crate::admin::Admin,
     /// The archive's `(api, media)` routes, on a node that records.
     pub archive: Option<(Router, Router)>,
+    /// The archive's DVR windows, for the origin's `dvr.m3u8` playlists.
+    pub history: Option<Arc<dyn onair_origin::History>>,
 }
 
 /// The pages' and middleware's state: one reference-counted value, because axum clones the state
@@ -94,7 +96,11 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .merge(crate::admin::router(web.admin.clone()));
     // The origin's blocking requests bound themselves (3 × target duration).
     let upstream = web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>);
-    let origin = onair_origin::router(OriginState::new(store, web.shutdown.clone(), upstream, web.cluster.steering()))
+    let origin_state = match web.history.clone() {
+        Some(h) => OriginState::with_history(store, web.shutdown.clone(), upstream, web.cluster.steering(), h),
+        None => OriginState::new(store, web.shutdown.clone(), upstream, web.cluster.steering()),
+    };
+    let origin = onair_origin::router(origin_state)
         .layer(middleware::from_fn_with_state(state, count_viewers))
         .merge(archive_media.layer(CorsLayer::permissive()));
     front.merge(crate::token_routes::guard(origin, web.signer.clone(), web.playback.require_token))
@@ -108,14 +114,15 @@ async fn client_ip(State(cluster): State<Arc<Cluster>>, mut request: Request, ne
     next.run(request).await
 }
 
-/// Records the session of every 200 Media Playlist answer (`/hls/{channel}/{rendition}/index.m3u8`):
+/// Records the session of every 200 Media Playlist answer (`/hls/{channel}/{rendition}/index.m3u8`
+/// or `dvr.m3u8`):
 /// the one definition of a viewer (`onair_cluster::viewers`).
 async fn count_viewers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let channel = request
         .uri()
         .path()
         .strip_prefix("/hls/")
-        .and_then(|p| p.strip_suffix("/index.m3u8"))
+        .and_then(|p| p.strip_suffix("/index.m3u8").or_else(|| p.strip_suffix("/dvr.m3u8")))
         .and_then(|p| p.split_once('/'))
         .map(|(channel, _)| channel.to_string());
     let Some(channel) = channel else { return next.run(request).await };
@@ -268,6 +275,7 @@ mod tests {
             relay: None,
             admin: crate::admin::Admin { config: Default::default(), drain: CancellationToken::new(), archive: None },
             archive: None,
+            history: None,
         }
     }
 

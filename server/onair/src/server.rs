@@ -268,7 +268,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         relay: relay.clone(),
         cluster: cluster.clone(),
         admin: crate::admin::Admin { config: config.admin.clone(), drain: drain.clone(), archive: archive.clone() },
-        archive: archive.as_ref().map(Archive::routers),
+        archive: archive.as_ref().map(|a| a.routers(token_prefix(&config.playback, &signer))),
+        history: archive.as_ref().and_then(Archive::history),
     };
     if !config.web.player_dir.join("onair_player.js").exists() {
         tracing::warn!(dir = %config.web.player_dir.display(), "the Wasm player is not built; the watch page will not play (run: bash infra/setup.sh)");
@@ -413,4 +414,13 @@ mod tests {
         assert!(matches!(failed, Err(RunError::TaskStopped("sweeper"))), "{failed:?}");
         running.shutdown().await;
     }
+}
+
+/// With `playback.require_token`, the `/t/{token}` prefix (a fresh token for the channel) the
+/// archive's playlist URLs need, as the playback API hands out for live ones.
+fn token_prefix(playback: &crate::config::PlaybackConfig, signer: &Signer) -> Option<onair_archive::routes::PlaylistPrefix> {
+    let signer = signer.clone();
+    playback.require_token.then(|| {
+        Arc::new(move |channel: &str| signer.sign(channel, std::time::SystemTime::now()).map(|(t, _)| format!("/t/{t}"))) as onair_archive::routes::PlaylistPrefix
+    })
 }

@@ -7,16 +7,19 @@
 //! | `GET /hls/{channel}/{rendition}/init.mp4` | init segment |
 //! | `GET /hls/{channel}/{rendition}/part{id}.m4s` | Partial Segment; the hinted next part waits until written |
 //! | `GET /hls/{channel}/{rendition}/seg{msn}.m4s` | complete segment (its parts back to back) |
+//! | `GET /hls/{channel}/dvr.m3u8`, `/hls/{channel}/{rendition}/dvr.m3u8` | the same with the DVR window: the recorded segments before the RAM window ([`History`]), named as they were live; `seg{msn}.m4s` and `init{N}.mp4` are answered from the recording once they left RAM |
 //!
 //! Responses carry Cache-Control per RFC 8216bis Appendix B, CORS for browsers, and gzip for
 //! playlists when asked. Media carries [`PRODUCED_AT`] and `Age` counted from it. Channels the
 //! store does not hold are asked of the [`Upstream`] (a relay), when there is one. Metrics go
 //! through the `metrics` facade.
 
+mod history;
 mod media;
 mod playlists;
 mod upstream;
 
+pub use history::{History, Recorded, RecordedSegment, Run};
 pub use upstream::{Held, Unavailable, Upstream};
 
 use std::sync::Arc;
@@ -47,6 +50,8 @@ pub struct Origin {
     pub upstream: Option<Arc<dyn Upstream>>,
     /// Content Steering for the Multivariant Playlists, in a cluster.
     pub steering: Option<Steering>,
+    /// The recorded past of the channels ingested here, for the DVR playlists; `None`: no DVR.
+    pub history: Option<Arc<dyn History>>,
     renders: playlists::Renders,
 }
 
@@ -72,7 +77,12 @@ impl OriginState {
     /// The routes' state over `store`; `steering` adds EXT-X-CONTENT-STEERING to the Multivariant
     /// Playlists.
     pub fn new(store: Arc<Store>, shutdown: CancellationToken, upstream: Option<Arc<dyn Upstream>>, steering: Option<Steering>) -> Self {
-        OriginState(Arc::new(Origin { store, shutdown, upstream, steering, renders: playlists::Renders::default() }))
+        OriginState(Arc::new(Origin { store, shutdown, upstream, steering, history: None, renders: playlists::Renders::default() }))
+    }
+
+    /// The same with the DVR playlists served from `history`.
+    pub fn with_history(store: Arc<Store>, shutdown: CancellationToken, upstream: Option<Arc<dyn Upstream>>, steering: Option<Steering>, history: Arc<dyn History>) -> Self {
+        OriginState(Arc::new(Origin { store, shutdown, upstream, steering, history: Some(history), renders: playlists::Renders::default() }))
     }
 }
 
@@ -96,6 +106,7 @@ pub fn router(state: OriginState) -> Router {
     };
     Router::new()
         .route("/hls/{channel}/master.m3u8", get(playlists::multivariant))
+        .route("/hls/{channel}/dvr.m3u8", get(playlists::dvr_multivariant))
         .route("/hls/{channel}/{rendition}/{file}", get(media::rendition_file))
         .layer(CompressionLayer::new().gzip(true).compress_when(gzip_playlists))
         .layer(CorsLayer::permissive())

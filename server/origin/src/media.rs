@@ -15,7 +15,8 @@ use crate::{error, playlists, unavailable, valid_name, OriginState, PRODUCED_AT}
 /// What a file name in a rendition's folder names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resource {
-    Playlist,
+    /// The Media Playlist: `index.m3u8`, or `dvr.m3u8` with the DVR window (`dvr: true`).
+    Playlist { dvr: bool },
     Init(u64),
     Part(u64),
     Segment(u64),
@@ -24,7 +25,8 @@ enum Resource {
 fn parse_resource(file: &str) -> Option<Resource> {
     let number = |s: &str| s.parse::<u64>().ok();
     match file {
-        "index.m3u8" => Some(Resource::Playlist),
+        "index.m3u8" => Some(Resource::Playlist { dvr: false }),
+        "dvr.m3u8" => Some(Resource::Playlist { dvr: true }),
         "init.mp4" => Some(Resource::Init(0)),
         _ if file.starts_with("init") => {
             file.strip_prefix("init")?.strip_suffix(".mp4")?.parse().ok().filter(|n| *n > 0).map(Resource::Init)
@@ -51,12 +53,17 @@ pub(crate) async fn rendition_file(
         return error(StatusCode::NOT_FOUND, CacheKind::Media, td, "no such resource", "not_found");
     };
     let kind = match resource {
-        Resource::Playlist if query.iter().any(|(k, _)| k == "_HLS_msn") => CacheKind::BlockingPlaylist,
-        Resource::Playlist => CacheKind::Playlist,
+        Resource::Playlist { .. } if query.iter().any(|(k, _)| k == "_HLS_msn") => CacheKind::BlockingPlaylist,
+        Resource::Playlist { .. } => CacheKind::Playlist,
         _ => CacheKind::Media,
     };
     if !(valid_name(&channel) && valid_name(&rendition)) {
         return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found");
+    }
+    let dvr = resource == Resource::Playlist { dvr: true };
+    if dvr && (state.history.is_none() || state.store.get(&channel).is_none_or(|b| b.is_relayed())) {
+        // The node that records the channel (its origin) serves its DVR window.
+        return error(StatusCode::NOT_FOUND, kind, td, "no DVR window for this channel here", "not_found");
     }
     // On a relay, an ended broadcast may have been followed by a new one upstream: ask again.
     let current = state.store.get(&channel).filter(|b| !(b.is_ended() && state.upstream.is_some()));
@@ -79,16 +86,33 @@ pub(crate) async fn rendition_file(
         (None, None) => return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found"),
     };
     match resource {
-        Resource::Playlist => playlists::media_playlist(&state, broadcast, r, query).await,
+        Resource::Playlist { dvr } => playlists::media_playlist(&state, broadcast, r, query, dvr).await,
         Resource::Init(id) => match r.init_segment(id) {
             Some(init) => media_response(&r, vec![init], None),
-            None => error(StatusCode::NOT_FOUND, CacheKind::Media, r.target_duration(), "no such init segment", "not_found"),
+            None => recorded(&state, &broadcast, &r, crate::Recorded::Init(id)).await,
         },
         Resource::Part(id) => part(&state, &r, id).await,
         Resource::Segment(msn) => match r.segment(msn) {
             Some(seg) => media_response(&r, seg.parts, Some(seg.produced_at)),
-            None => error(StatusCode::NOT_FOUND, CacheKind::Media, r.target_duration(), "segment not available", "not_found"),
+            None => recorded(&state, &broadcast, &r, crate::Recorded::Segment(msn)).await,
         },
+    }
+}
+
+/// A segment or init segment no longer in RAM, from the DVR window's recording (channels
+/// ingested here only); 404 when it has none.
+async fn recorded(state: &OriginState, broadcast: &onair_store::Broadcast, r: &Rendition, what: crate::Recorded) -> Response {
+    let history = state.history.as_ref().filter(|_| !broadcast.is_relayed());
+    let bytes = match history {
+        Some(h) => h.media(broadcast.channel(), r.name(), what).await,
+        None => None,
+    };
+    match bytes {
+        Some(b) => {
+            metrics::counter!("onair_dvr_media_bytes_total").increment(b.len() as u64);
+            media_response(r, vec![b], None)
+        }
+        None => error(StatusCode::NOT_FOUND, CacheKind::Media, r.target_duration(), "segment not available", "not_found"),
     }
 }
 
@@ -153,7 +177,8 @@ mod tests {
 
     #[test]
     fn resource_names() {
-        assert_eq!(parse_resource("index.m3u8"), Some(Resource::Playlist));
+        assert_eq!(parse_resource("index.m3u8"), Some(Resource::Playlist { dvr: false }));
+        assert_eq!(parse_resource("dvr.m3u8"), Some(Resource::Playlist { dvr: true }));
         assert_eq!(parse_resource("init.mp4"), Some(Resource::Init(0)));
         assert_eq!(parse_resource("init2.mp4"), Some(Resource::Init(2)));
         assert_eq!(parse_resource("init0.mp4"), None);

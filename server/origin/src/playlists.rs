@@ -31,6 +31,8 @@ struct RenderKey {
     renditions: Vec<(u64, u64)>,
     skip: bool,
     relayed: Vec<(u64, u32)>,
+    /// The DVR playlist: the recorded run it starts with, (first MSN, length); `None` for `index.m3u8`.
+    dvr: Option<(u64, usize)>,
 }
 
 /// Rendered Media Playlists: a new part that wakes a thousand blocked requests renders each
@@ -104,6 +106,30 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
     playlist_response(m.render(), CacheKind::Playlist, td)
 }
 
+/// `GET /hls/{channel}/dvr.m3u8`: the Multivariant Playlist of the DVR window, its variants the
+/// renditions' `dvr.m3u8`; served by the node that records the channel.
+pub(crate) async fn dvr_multivariant(State(state): State<OriginState>, Path(channel): Path<String>) -> Response {
+    let td = 2;
+    let local = state.store.get(&channel).filter(|b| !b.is_relayed() && state.history.is_some());
+    let Some(b) = local.filter(|_| valid_name(&channel)) else {
+        return error(StatusCode::NOT_FOUND, CacheKind::Playlist, td, "no DVR window for this channel here", "not_found");
+    };
+    let renditions = b.renditions();
+    if renditions.is_empty() {
+        return error(StatusCode::NOT_FOUND, CacheKind::Playlist, td, "channel has no media yet", "not_found");
+    }
+    metrics::counter!("onair_playlist_requests_total", "kind" => "dvr_multivariant").increment(1);
+    let td = renditions.iter().map(|r| r.target_duration()).max().unwrap_or(td);
+    let mut m = build_multivariant(&renditions);
+    for v in &mut m.variants {
+        v.uri = v.uri.replace("/index.m3u8", "/dvr.m3u8");
+    }
+    for a in &mut m.audio {
+        a.uri = a.uri.replace("/index.m3u8", "/dvr.m3u8");
+    }
+    playlist_response(m.render(), CacheKind::Playlist, td)
+}
+
 /// This node's EXT-X-CONTENT-STEERING for `channel` (a valid channel name: safe in a URL), with
 /// the request's playback token (URL-safe: a JWT) so the manifest's URIs can carry it.
 fn steering(state: &OriginState, channel: &str, token: Option<&str>) -> Option<onair_hls::ContentSteering> {
@@ -136,12 +162,14 @@ fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
     MultivariantPlaylist::from_renditions(&entries)
 }
 
-/// `GET /hls/{channel}/{rendition}/index.m3u8[?_HLS_msn=M[&_HLS_part=P]][&_HLS_skip=YES]`.
+/// `GET /hls/{channel}/{rendition}/index.m3u8[?_HLS_msn=M[&_HLS_part=P]][&_HLS_skip=YES]`, and
+/// `dvr.m3u8` (`dvr`) the same with the recorded segments before the RAM window in front.
 pub(crate) async fn media_playlist(
     state: &OriginState,
     broadcast: Arc<Broadcast>,
     rendition: Arc<Rendition>,
     pairs: Vec<(String, String)>,
+    dvr: bool,
 ) -> Response {
     let td = rendition.target_duration();
     if state.shutdown.is_cancelled() {
@@ -184,14 +212,21 @@ pub(crate) async fn media_playlist(
     let others = broadcast.renditions();
     let mut versions = vec![(rendition.id(), rendition.version())];
     versions.extend(others.iter().filter(|r| r.id() != rendition.id()).map(|r| (r.id(), r.version())));
+    // The DVR playlist looks at the window now, to find the recorded run in front of it; the live
+    // one takes its snapshot only when it is not rendered yet.
+    let dvr_snap = dvr.then(|| rendition.snapshot());
+    let run = dvr_snap.as_ref().and_then(|snap| recorded_run(state, &broadcast, &rendition, snap));
     let key = RenderKey {
         renditions: versions,
         skip: directives.skip == SkipRequest::Yes,
         relayed: relayed_reports.iter().map(|r| (r.last_msn, r.last_part)).collect(),
+        dvr: dvr.then(|| run.as_ref().map_or((0, 0), |r| (r.first_msn, r.len))),
     };
     let body = state.renders.0.get_with(key, || {
         metrics::counter!("onair_playlist_renders_total").increment(1);
-        Bytes::from(build_media_playlist(&broadcast, &rendition, directives.skip, relayed_reports).render())
+        let name = if dvr { "dvr.m3u8" } else { "index.m3u8" };
+        let snap = dvr_snap.clone().unwrap_or_else(|| rendition.snapshot());
+        Bytes::from(build_media_playlist(&broadcast, &rendition, snap, directives.skip, relayed_reports, name, run.clone()).render())
     });
     playlist_response(body, kind, rendition.target_duration())
 }
@@ -205,10 +240,30 @@ fn init_uri(id: u64) -> String {
     }
 }
 
-/// The Media Playlist of `rendition`; `relayed_reports` are the upstream's Rendition Reports for
-/// renditions this node does not hold (a relay pulls only what its viewers watch).
-fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: SkipRequest, relayed_reports: Vec<RenditionReport>) -> MediaPlaylist {
-    let snap = rendition.snapshot();
+/// The recorded segments that continue into the RAM window of `snap`: the [`crate::History`]'s run
+/// ending at its first segment, if the two meet in time as well as in numbering (a run from an
+/// earlier broadcast numbered alike does not).
+fn recorded_run(state: &OriginState, broadcast: &Broadcast, rendition: &Rendition, snap: &onair_store::Snapshot) -> Option<crate::Run> {
+    let first = snap.segments.first()?;
+    let run = state.history.as_ref()?.before(broadcast.channel(), rendition.name(), first.msn)?;
+    let last = run.segments.get(run.len.checked_sub(1)?)?;
+    let end = last.program_date_time + Duration::from_secs_f64(last.duration.max(0.0));
+    let apart = end.duration_since(first.program_date_time).or_else(|e| Ok::<_, ()>(e.duration())).unwrap_or_default();
+    (run.first_msn + run.len as u64 == first.msn && apart < Duration::from_secs(1)).then_some(run)
+}
+
+/// The Media Playlist `name` of `rendition` from its snapshot `snap`; `relayed_reports` are the
+/// upstream's Rendition Reports for renditions this node does not hold (a relay pulls only what
+/// its viewers watch). `run`: recorded segments listed before the RAM window (the DVR playlist).
+fn build_media_playlist(
+    broadcast: &Broadcast,
+    rendition: &Rendition,
+    snap: onair_store::Snapshot,
+    skip: SkipRequest,
+    relayed_reports: Vec<RenditionReport>,
+    playlist_name: &str,
+    run: Option<crate::Run>,
+) -> MediaPlaylist {
     let td = snap.target_duration;
     // List parts for the segments within 3 × TD of the live edge (RFC 8216bis §4.4.4.9).
     let mut parts_from = snap.segments.len();
@@ -220,13 +275,23 @@ fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: Skip
         recent += s.duration;
         parts_from = i;
     }
-    let segments = snap
-        .segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| MediaSegment {
+    let recorded = run.as_ref().map_or(&[][..], |r| &r.segments[..r.len]);
+    let first_recorded = run.as_ref().map_or(0, |r| r.first_msn);
+    let mut segments: Vec<MediaSegment> = Vec::with_capacity(recorded.len() + snap.segments.len());
+    // Named as they were while in RAM: a listed segment's URI never changes.
+    segments.extend(recorded.iter().enumerate().map(|(i, s)| MediaSegment {
+        discontinuity: s.discontinuity,
+        init_uri: init_uri(s.init_id),
+        program_date_time: Some(s.program_date_time),
+        duration: s.duration,
+        uri: Some(format!("seg{}.m4s", first_recorded + i as u64)),
+        ..MediaSegment::default()
+    }));
+    segments.extend(snap.segments.iter().enumerate().map(|(i, s)| MediaSegment {
             discontinuity: s.discontinuity,
             init_uri: init_uri(s.init_id),
+            init_range: None,
+            byte_range: None,
             program_date_time: Some(s.program_date_time),
             duration: s.duration,
             uri: s.complete.then(|| format!("seg{}.m4s", s.msn)),
@@ -239,8 +304,7 @@ fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: Skip
             } else {
                 Vec::new()
             },
-        })
-        .collect();
+        }));
     let server_control = ServerControl::for_targets(td, snap.part_target);
     let own = rendition.name();
     let held = broadcast.renditions();
@@ -251,17 +315,20 @@ fn build_media_playlist(broadcast: &Broadcast, rendition: &Rendition, skip: Skip
             if name == own {
                 return None;
             }
-            p.last_msn.map(|m| RenditionReport { uri: format!("../{name}/index.m3u8"), last_msn: m, last_part: p.last_part })
+            p.last_msn.map(|m| RenditionReport { uri: format!("../{name}/{playlist_name}"), last_msn: m, last_part: p.last_part })
         })
         .collect();
     let own_uri = format!("../{own}/index.m3u8");
     let others: Vec<RenditionReport> =
         relayed_reports.into_iter().filter(|rr| rr.uri != own_uri && !rendition_reports.iter().any(|h| h.uri == rr.uri)).collect();
     rendition_reports.extend(others);
+    // The recorded run's own discontinuities come before the RAM window's first segment.
+    let recorded_discontinuities = recorded.iter().filter(|s| s.discontinuity).count() as u64;
     let mut playlist = MediaPlaylist {
         target_duration: td,
-        media_sequence: snap.segments.first().map(|s| s.msn).unwrap_or(0),
-        discontinuity_sequence: snap.discontinuity_sequence,
+        media_sequence: run.as_ref().map(|r| r.first_msn).or(snap.segments.first().map(|s| s.msn)).unwrap_or(0),
+        discontinuity_sequence: snap.discontinuity_sequence.saturating_sub(recorded_discontinuities),
+        playlist_type: None,
         part_target: Some(snap.part_target),
         server_control: Some(server_control),
         map_uri: "init.mp4".into(),

@@ -153,3 +153,75 @@ async fn shutdown_answers_blocked_and_new_playlist_requests_with_503_without_end
     // Media already produced is still served while the server drains.
     assert_eq!(get(&app, "/hls/demo/source/part1.m4s").await.0, StatusCode::OK);
 }
+
+/// A [`onair_origin::History`] that recorded `n` segments before whatever MSN is asked, ending
+/// `offset` after the RAM window's first segment starts (0: they meet), and has bytes for
+/// segment 999 (long gone from RAM) and init 7.
+#[derive(Debug)]
+struct Recorded {
+    n: u64,
+    offset: Duration,
+}
+
+impl onair_origin::History for Recorded {
+    fn before(&self, channel: &str, _rendition: &str, before: u64) -> Option<onair_origin::Run> {
+        let first = before.checked_sub(self.n)?;
+        let end = SystemTime::now() + self.offset;
+        let segments = (0..self.n)
+            .map(|i| onair_origin::RecordedSegment { init_id: 7, program_date_time: end - Duration::from_secs(2 * (self.n - i)), duration: 2.0, discontinuity: false })
+            .collect();
+        (channel == "demo").then(|| onair_origin::Run { segments: Arc::new(segments), first_msn: first, len: self.n as usize })
+    }
+
+    fn media<'a>(&'a self, _channel: &'a str, _rendition: &'a str, what: onair_origin::Recorded) -> futures::future::BoxFuture<'a, Option<Bytes>> {
+        let bytes = match what {
+            onair_origin::Recorded::Segment(999) => Some(Bytes::from_static(b"recorded segment 999")),
+            onair_origin::Recorded::Init(7) => Some(Bytes::from_static(b"init 7")),
+            _ => None,
+        };
+        Box::pin(async move { bytes })
+    }
+}
+
+fn with_history(history: Recorded) -> (axum::Router, Session, RenditionWriter) {
+    let store = Arc::new(Store::new(TimelineConfig { window_segments: 3, ..TimelineConfig::default() }));
+    let session = store.start("demo", false).expect("start");
+    let info = RenditionInfo { name: "source".into(), is_video: true, codec: "avc1.64001f".into(), resolution: None, frame_rate: None, channels: None, nominal_bitrate: None, timescale: 90_000 };
+    let writer = session.writer(info, Bytes::from_static(b"init")).expect("writer");
+    let state = OriginState::with_history(store, CancellationToken::new(), None, None, Arc::new(history));
+    (router(state), session, writer)
+}
+
+#[tokio::test]
+async fn dvr_playlist_puts_the_recorded_run_before_the_ram_window() {
+    let Setup { app, writer, session: _session, .. } = setup();
+    add_parts(&writer, 12);
+    assert_eq!(get(&app, "/hls/demo/source/dvr.m3u8").await.0, StatusCode::NOT_FOUND, "no history: no DVR");
+    assert_eq!(get(&app, "/hls/demo/dvr.m3u8").await.0, StatusCode::NOT_FOUND);
+
+    let (app, _session, writer) = with_history(Recorded { n: 3, offset: Duration::ZERO });
+    add_parts(&writer, 65);
+    let (_, _, live) = get(&app, "/hls/demo/source/index.m3u8").await;
+    let (status, _, dvr) = get(&app, "/hls/demo/source/dvr.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    let msn = |t: &str| t.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).and_then(|v| v.parse::<u64>().ok()).expect("msn");
+    let first = msn(&dvr);
+    assert_eq!(first + 3, msn(&live), "{dvr}");
+    // Recorded segments are named as they were live; the RAM window follows as in index.m3u8.
+    assert!(dvr.starts_with("#EXTM3U") && dvr.contains("#EXT-X-MAP:URI=\"init7.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"), "{dvr}");
+    assert!(dvr.contains(&format!("#EXTINF:2.00000,\nseg{first}.m4s\n")) && dvr.contains("#EXT-X-MAP:URI=\"init.mp4\"\n"), "{dvr}");
+    assert!(dvr.contains("#EXT-X-PRELOAD-HINT") && dvr.ends_with(&live[live.find("#EXT-X-PRELOAD-HINT").expect("hint")..]), "{dvr}");
+    // Left RAM: answered from the recording.
+    let (status, _, body) = get(&app, "/hls/demo/source/seg999.m4s").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "recorded segment 999"));
+    assert_eq!(get(&app, "/hls/demo/source/init7.mp4").await.2, "init 7");
+    assert_eq!(get(&app, "/hls/demo/source/seg998.m4s").await.0, StatusCode::NOT_FOUND);
+    let (_, _, master) = get(&app, "/hls/demo/dvr.m3u8").await;
+    assert!(master.contains("\nsource/dvr.m3u8\n"), "{master}");
+
+    // A run that does not meet the window in time (an earlier broadcast numbered alike) is not listed.
+    let (app, _session, writer) = with_history(Recorded { n: 3, offset: Duration::from_secs(3600) });
+    add_parts(&writer, 65);
+    let (_, _, dvr) = get(&app, "/hls/demo/source/dvr.m3u8").await;
+    assert_eq!(msn(&dvr), msn(&get(&app, "/hls/demo/source/index.m3u8").await.2), "{dvr}");
+}

@@ -226,11 +226,11 @@ async fn kill_9_while_recording(s3: Option<&onair_test_engines::S3Server>) {
 async fn clip_of_the_last_seconds_of_a_live_stream() {
     let server = TestServer::start().await;
     let _publisher = server.publish();
-    server.wait_segments("demo", 5).await;
+    server.wait_segments("demo", 7).await;
     let r = client()
         .post(server.url("/api/v1/clips"))
         .header("Content-Type", "application/json")
-        .body(serde_json::json!({"channel": "demo", "last_s": 6}).to_string())
+        .body(serde_json::json!({"channel": "demo", "last_s": 10}).to_string())
         .send().await.expect("post");
     assert_eq!(r.status(), 202);
     let clip: serde_json::Value = serde_json::from_str(&r.text().await.expect("body")).expect("json");
@@ -251,9 +251,9 @@ async fn clip_of_the_last_seconds_of_a_live_stream() {
     assert_eq!(ready["status"], "ready", "{ready}");
     let media = get_text(&server.url(&format!("/hls/demo/vod/{id}/source.m3u8"))).await.expect("clip playlist");
     let (seconds, _) = extinf_and_discontinuities(&media);
-    println!("clip of the last 6 s: ready {:.1} s after the request, {seconds:.2} s long (starts at the key frame before, ends on a part)", asked.elapsed().as_secs_f64());
+    println!("clip of the last 10 s: ready {:.1} s after the request, {seconds:.2} s long (starts at the key frame before, ends on a part)", asked.elapsed().as_secs_f64());
     // At most one segment (2 s) earlier than asked, at most one part (0.2 s) later.
-    assert!((6.0 - 0.01..=8.25).contains(&seconds), "{seconds} s:\n{media}");
+    assert!((10.0 - 0.01..=12.25).contains(&seconds), "{seconds} s:\n{media}");
     let master = server.url(&format!("/hls/demo/vod/{id}/master.m3u8"));
     let packets = video_dts(&master).len();
     let (frames, errors) = decode_every_frame(&master);
@@ -301,4 +301,155 @@ async fn the_clip_button_and_the_channel_page_in_chromium() {
     assert!(report["played"]["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{report}");
     assert!(report["played"]["error"].is_null() && report["errors"].as_array().is_some_and(Vec::is_empty), "{report}");
     assert_eq!(report["clips"], 1, "{report}");
+}
+
+/// Media Sequence Number and segment count of a Media Playlist, and whether every segment is
+/// named `seg{its MSN}.m4s`.
+fn window_of(text: &str) -> (u64, usize, bool) {
+    let msn: u64 = text.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).and_then(|v| v.parse().ok()).expect("media sequence");
+    let uris: Vec<&str> = text.lines().filter(|l| l.starts_with("seg")).collect();
+    let named = uris.iter().enumerate().all(|(i, u)| *u == format!("seg{}.m4s", msn + i as u64));
+    (msn, text.matches("#EXTINF:").count(), named)
+}
+
+/// DVR: with an 8 s RAM window (4 segments), the live stream's `dvr.m3u8` lists the recorded
+/// segments before it, named and numbered as they were live, and answers them from the archive
+/// once they left RAM; delta updates skip them; ffprobe reads from the window's start across into
+/// the RAM segments with continuous timestamps; the OnAir player in Chromium seeks back into the
+/// recorded part, plays there and returns to live; hls.js seeks to the start of the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dvr_window_seek_back_and_return_to_live() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.hls.window_segments = 4;
+    })
+    .await;
+    let _publisher = server.publish();
+    server.wait_segments("demo", 3).await;
+    // ~30 s of stream: the DVR playlist lists ≥ 15 segments, the live one 3 (and the open one).
+    let dvr_url = server.url("/hls/demo/source/dvr.m3u8");
+    let dvr = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(t) = get_text(&dvr_url).await.filter(|t| window_of(t).1 >= 15) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await
+    .expect("the DVR window fills");
+    let live = get_text(&server.url("/hls/demo/source/index.m3u8")).await.expect("live playlist");
+    let ((dvr_msn, dvr_count, dvr_named), (live_msn, live_count, _)) = (window_of(&dvr), window_of(&live));
+    println!("DVR playlist: MSN {dvr_msn}, {dvr_count} segments; live: MSN {live_msn}, {live_count} segments");
+    assert!(dvr_msn == 0 && live_msn >= 10 && dvr_named, "{dvr}");
+    // The DVR playlist ends as the live one does (read a moment later, so its edge may have moved on).
+    let last_live = live_msn + live_count as u64 - 1;
+    assert!((dvr_msn + dvr_count as u64 - 1..=dvr_msn + dvr_count as u64).contains(&last_live), "{dvr}\n{live}");
+    assert!(dvr.contains("#EXT-X-PART:") && dvr.contains("#EXT-X-PRELOAD-HINT") && !dvr.contains("PLAYLIST-TYPE"), "a live sliding window: {dvr}");
+    // The oldest segment left RAM long ago: answered from the recording.
+    let r = client().get(server.url("/hls/demo/source/seg0.m4s")).send().await.expect("seg0");
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.expect("body").len() > 10_000);
+    assert!(server.metric("onair_dvr_media_bytes_total").await > 10_000.0);
+    let delta = get_text(&format!("{dvr_url}?_HLS_skip=YES")).await.expect("delta update");
+    let skipped: usize = delta.lines().find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS=")).and_then(|v| v.parse().ok()).expect("EXT-X-SKIP");
+    println!("delta update: {} bytes instead of {}, {skipped} segments skipped", delta.len(), dvr.len());
+    // CAN-SKIP-UNTIL is 6 × TD (12 s): everything older is skipped.
+    assert!(skipped + 7 >= dvr_count && window_of(&delta).1 + skipped >= dvr_count, "{delta}");
+    assert!(get_text(&server.url("/hls/demo/dvr.m3u8")).await.is_some_and(|m| m.contains("source/dvr.m3u8") && m.contains("audio/dvr.m3u8")));
+
+    // ffprobe from the start of the window, 20 s of it: recorded segments, then the RAM window.
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-live_start_index", "0", "-read_intervals", "%+20", "-select_streams", "v", "-show_entries", "packet=dts_time", "-of", "csv=p=0"])
+        .arg(server.url("/hls/demo/dvr.m3u8"))
+        .output()
+        .expect("ffprobe");
+    let dts: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    let jumps = dts.windows(2).filter(|w| !(0.0..=0.1).contains(&(w[1] - w[0]))).count();
+    println!("ffprobe over the DVR window: {} video packets, {jumps} timestamp jumps, stderr: {}", dts.len(), String::from_utf8_lossy(&out.stderr).trim());
+    assert!(dts.len() >= 400 && jumps == 0, "{} packets, {jumps} jumps", dts.len());
+
+    // The OnAir player: live, 14 s back (the RAM window holds 8 s), live again.
+    let script = repo_root().join("tests/browser/dvr-play.mjs");
+    let shot = screenshot_dir().join("watch-dvr.png");
+    let mut cmd = Command::new("node");
+    cmd.arg(script).args([server.url("/watch/demo"), "14".into(), "--screenshot".into(), shot.display().to_string(), "--hlsjs".into(), server.url("/hls/demo/dvr.m3u8")]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "DVR run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let phase = |name: &str| -> Vec<serde_json::Value> { report[name].as_array().cloned().unwrap_or_default() };
+    let last_latency = |name: &str| phase(name).iter().rev().find_map(|s| s["latency"].as_f64());
+    // Media played in a phase: from the earliest playing position (a seek starts a new timeline
+    // at 10 s, before where the live one had got to) to the last.
+    let played = |name: &str| {
+        let p = phase(name);
+        let ct = |s: &serde_json::Value| s["currentTime"].as_f64().unwrap_or(0.0);
+        let playing: Vec<f64> = p.iter().filter(|s| s["state"] == "playing").map(ct).collect();
+        p.last().map(ct).unwrap_or(0.0) - playing.iter().copied().fold(f64::MAX, f64::min)
+    };
+    let (live, dvr_l, back) = (last_latency("live"), last_latency("dvr"), last_latency("back_to_live"));
+    println!(
+        "player: live latency {live:?} s; after seekBack(14): playing again after {} ms, {dvr_l:?} s behind live, played {:.1} s of the window; after goLive: {back:?} s; errors {}",
+        report["seekToPlayingMs"],
+        played("dvr"),
+        report["consoleErrors"]
+    );
+    let trace: Vec<String> = phase("dvr").iter().map(|s| format!("{:.1}/{}", s["currentTime"].as_f64().unwrap_or(0.0), s["state"].as_str().unwrap_or(""))).collect();
+    println!("after the seek, currentTime/state every 250 ms: {}", trace.join(" "));
+    assert!(report["seekError"].is_null() && report["liveError"].is_null(), "{report}");
+    assert!(live.is_some_and(|l| l < 4.0), "{report}");
+    assert!(dvr_l.is_some_and(|l| (12.0..=22.0).contains(&l)), "{report}");
+    assert!(phase("dvr").last().is_some_and(|s| s["atLive"] == false) && played("dvr") >= 4.0, "{report}");
+    assert!(back.is_some_and(|l| l < 4.0) && phase("back_to_live").last().is_some_and(|s| s["atLive"] == true), "{report}");
+    // hls.js on the same DVR playlists: the window is seekable, and it plays from its start.
+    let h = &report["hlsjs"];
+    println!("hls.js on dvr.m3u8: {h}");
+    let span = h["seekable"].as_array().and_then(|s| Some(s.get(1)?.as_f64()? - s.first()?.as_f64()?)).unwrap_or(0.0);
+    assert!(span >= 20.0, "the whole window is seekable: {h}");
+    assert!(h["played"].as_f64().unwrap_or(0.0) >= 2.0 && h["latencyAfterSeek"].as_f64().unwrap_or(0.0) >= 15.0, "{h}");
+
+    // The OnAir player on the recording's own EVENT playlist (any HLS server's shape: byte
+    // ranges of files, fetched with Range requests; no parts, no blocking reload).
+    let id = broadcasts(&server.url(""), "demo").await.first().and_then(|b| b["id"].as_str().map(str::to_string)).expect("broadcast");
+    let watch = server.url(&format!("/watch/demo?src=/hls/demo/vod/{id}/master.m3u8"));
+    let report = play_with_onair(&watch, 8, &[]).await;
+    let ct = samples(&report["onair"], "currentTime", 0.0);
+    let played = ct.last().copied().unwrap_or(0.0) - ct.iter().copied().find(|t| *t > 0.0).unwrap_or(f64::MAX);
+    println!("OnAir player on the EVENT playlist of byte ranges: played {played:.1} s, {} fragments, last error {}", report["onair"]["last"]["fragments"], report["onair"]["last"]["lastError"]);
+    assert!(played >= 3.0 && report["onair"]["consoleErrors"].as_array().is_some_and(Vec::is_empty), "{}", report["onair"]);
+}
+
+/// Archived media follows the playback token policy: with `playback.require_token`, the
+/// broadcast list's playlist URLs carry a token prefix (as the playback API's do), which plays;
+/// the same media without a token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_media_under_required_playback_tokens() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.playback.require_token = true;
+    })
+    .await;
+    let _publisher = server.publish();
+    let (playlist, media) = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(p) = broadcasts(&server.url(""), "demo").await.first().and_then(|b| b["playlist"].as_str().map(str::to_string)) {
+                let media = get_text(&server.url(&p.replace("master.m3u8", "source.m3u8"))).await.unwrap_or_default();
+                if media.matches("#EXTINF").count() >= 2 {
+                    return (p, media);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("a recording broadcast with a tokened playlist");
+    println!("tokened playlist URL: {playlist}");
+    assert!(playlist.starts_with("/t/") && media.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{playlist}\n{media}");
+    let file = media.lines().find(|l| l.starts_with("files/")).expect("a file URI");
+    let tokened = server.url(&playlist.replace("master.m3u8", file));
+    let r = client().get(&tokened).header("Range", "bytes=0-99").send().await.expect("ranged file");
+    assert_eq!(r.status(), 206);
+    let untokened = playlist.split_once("/hls/").map(|(_, rest)| format!("/hls/{rest}")).expect("path");
+    assert_eq!(client().get(server.url(&untokened)).send().await.expect("untokened").status(), 403);
+    assert_eq!(client().get(server.url(&untokened.replace("master.m3u8", file))).send().await.expect("untokened file").status(), 403);
 }
