@@ -7,7 +7,8 @@
 // seeks to the start of its seekable range and reports `hlsjs`: {seekable, latencyAfterSeek,
 // played, errors} (latency by hls.js's playingDate, the PROGRAM-DATE-TIME on screen).
 //
-// Usage: node dvr-play.mjs WATCH_URL BACK_SECONDS [--screenshot FILE] [--hlsjs URL]
+// Usage: node dvr-play.mjs WATCH_URL BACK_SECONDS|@WALL_MS [--screenshot FILE] [--hlsjs URL]
+// (`@WALL_MS`: seek to that wall-clock time, Unix ms, as seconds back from now at the seek.)
 import { createRequire } from 'node:module';
 import { launchChromium } from './chromium.mjs';
 
@@ -15,7 +16,8 @@ const require = createRequire(import.meta.url);
 
 const args = process.argv.slice(2);
 const [watchUrl, backArg] = args;
-const back = Number(backArg || 15);
+const at = backArg && backArg.startsWith('@') ? Number(backArg.slice(1)) : null;
+const back = at === null ? Number(backArg || 15) : null;
 const i = args.indexOf('--screenshot');
 const screenshot = i >= 0 ? args[i + 1] : null;
 const h = args.indexOf('--hlsjs');
@@ -49,7 +51,8 @@ const report = { back };
 await page.waitForFunction(() => window.onairPlayer.stats().state === 'playing' && window.onairPlayer.stats().currentTime > 0, null, { timeout: 30000 });
 report.live = await phase(4);
 const seekAt = Date.now();
-report.seekError = await page.evaluate((b) => window.onairPlayer.seekBack(b).then(() => null, (e) => String(e.message || e)), back);
+report.seekBack = at === null ? back : (Date.now() - at) / 1000;
+report.seekError = await page.evaluate((b) => window.onairPlayer.seekBack(b).then(() => null, (e) => String(e.message || e)), report.seekBack);
 report.dvr = await phase(10);
 // From the seek to the first sample playing again (state `playing`, currentTime moving).
 const moving = report.dvr.findIndex((s, n) => n > 0 && s.state === 'playing' && s.currentTime > report.dvr[n - 1].currentTime);

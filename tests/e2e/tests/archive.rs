@@ -453,3 +453,70 @@ async fn archived_media_under_required_playback_tokens() {
     assert_eq!(client().get(server.url(&untokened)).send().await.expect("untokened").status(), 403);
     assert_eq!(client().get(server.url(&untokened.replace("master.m3u8", file))).send().await.expect("untokened file").status(), 403);
 }
+
+/// Discontinuity Sequence Number of the last segment of a Media Playlist (§4.4.3.3).
+fn last_discontinuity_sequence(text: &str) -> u64 {
+    let base: u64 = text.lines().find_map(|l| l.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    base + text.lines().filter(|l| *l == "#EXT-X-DISCONTINUITY").count() as u64
+}
+
+/// DVR across an encoder reconnect: once the discontinuity has left RAM, the DVR playlist still
+/// lists it (in the recorded part) and numbers the live edge's discontinuity sequence as the live
+/// playlist does; ffprobe reads across it; the OnAir player seeks back to before the reconnect
+/// and plays through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dvr_window_across_a_reconnect() {
+    let server = TestServer::start_with(|c| {
+        c.transcode.enabled = false;
+        c.hls.window_segments = 4;
+        c.ingest.reconnect_grace_ms = 4_000;
+    })
+    .await;
+    let fixture = obs_like_fixture();
+    let mut first = Publisher::start(&fixture, &server.rtmp_url(&server.key));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    first.kill();
+    let dropped_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
+    let _second = Publisher::start(&fixture, &server.rtmp_url(&server.key));
+    // Until the reconnect's discontinuity has left the live window.
+    let (live, dvr) = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let live = get_text(&server.url("/hls/demo/source/index.m3u8")).await.unwrap_or_default();
+            if live.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1") && !live.contains("#EXT-X-DISCONTINUITY\n") {
+                let dvr = get_text(&server.url("/hls/demo/source/dvr.m3u8")).await.unwrap_or_default();
+                return (live, dvr);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await
+    .expect("the discontinuity leaves the live window");
+    let (dvr_seq, live_seq) = (last_discontinuity_sequence(&dvr), last_discontinuity_sequence(&live));
+    println!("after the reconnect: live playlist discontinuity sequence {live_seq}, DVR playlist {dvr_seq} ({} EXT-X-DISCONTINUITY in it)", dvr.matches("#EXT-X-DISCONTINUITY\n").count());
+    assert!(dvr.contains("#EXT-X-DISCONTINUITY\n") && !dvr.contains("#EXT-X-DISCONTINUITY-SEQUENCE"), "{dvr}");
+    assert_eq!(dvr_seq, live_seq, "{dvr}\n{live}");
+
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-live_start_index", "0", "-read_intervals", "%+14", "-select_streams", "v", "-show_entries", "packet=dts_time", "-of", "csv=p=0"])
+        .arg(server.url("/hls/demo/dvr.m3u8"))
+        .output()
+        .expect("ffprobe");
+    let dts: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    let jumps = dts.windows(2).filter(|w| !(0.0..=0.1).contains(&(w[1] - w[0]))).count();
+    println!("ffprobe over the DVR window: {} video packets, {jumps} timestamp jump(s)", dts.len());
+    assert!(dts.len() >= 300 && jumps <= 1, "{} packets, {jumps} jumps", dts.len());
+
+    // Seek to 4 s before the connection dropped, then play across the reconnect.
+    let script = repo_root().join("tests/browser/dvr-play.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(script).args([server.url("/watch/demo"), format!("@{}", dropped_ms - 4000)]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "DVR run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let phase: Vec<serde_json::Value> = report["dvr"].as_array().cloned().unwrap_or_default();
+    let ct = |s: &serde_json::Value| s["currentTime"].as_f64().unwrap_or(0.0);
+    let playing: Vec<f64> = phase.iter().filter(|s| s["state"] == "playing").map(ct).collect();
+    let played = phase.last().map(ct).unwrap_or(0.0) - playing.iter().copied().fold(f64::MAX, f64::min);
+    println!("player: seekBack({}) to 4 s before the drop → played {played:.1} s across the reconnect in 10 s, stats {}", report["seekBack"], phase.last().cloned().unwrap_or_default());
+    assert!(report["seekError"].is_null() && played >= 7.0, "{report}");
+}
