@@ -4,8 +4,8 @@
 //! - `/hls/{channel}/vod/{id}/master.m3u8`: Multivariant Playlist (BANDWIDTH measured from the
 //!   recorded segments);
 //! - `/hls/{channel}/vod/{id}/{rendition}.m3u8`: Media Playlist of byte ranges ([`crate::vod`]);
-//! - `/hls/{channel}/vod/{id}/download.mp4`: one MP4 of the best video and the audio (clips and
-//!   ended broadcasts up to 512 MiB);
+//! - `/hls/{channel}/vod/{id}/download.mp4`: one progressive MP4 of the best video and the audio
+//!   (clips and ended broadcasts up to 512 MiB), with Range requests;
 //! - `/hls/{channel}/vod/{id}/files/{rendition}/{file}.mp4`: a chunk file, with HTTP Range
 //!   requests (RFC 9110 §14) and conditional requests, from tower-http's `ServeFile`.
 //!
@@ -28,6 +28,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use axum::{Json, Router};
 use onair_hls::{MultivariantPlaylist, RenditionEntry};
 use onair_origin::{valid_name, PLAYLIST_CONTENT_TYPE};
@@ -241,14 +242,14 @@ async fn list_clips(State(vod): State<Vod>, Path(channel): Path<String>) -> Resp
     }
 }
 
-async fn playlist(State(vod): State<Vod>, Path((channel, id, name)): Path<(String, String, String)>) -> Response {
+async fn playlist(State(vod): State<Vod>, Path((channel, id, name)): Path<(String, String, String)>, headers: axum::http::HeaderMap) -> Response {
     let index = &vod.0.index;
     let b = match recorded(&vod, &channel, &id).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     if name == "download.mp4" {
-        return download(&vod, &channel, &id, &b).await;
+        return download(&vod, &channel, &id, &b, headers.get(header::RANGE)).await;
     }
     let text = if name == "master.m3u8" {
         let renditions = match index.renditions(&id).await {
@@ -341,10 +342,11 @@ async fn file(State(vod): State<Vod>, Path((channel, id, rendition, file)): Path
 /// Largest download, bytes (a 90 s clip of a 6 Mbit/s source is ~70 MB).
 const MAX_DOWNLOAD: u64 = 512 << 20;
 
-/// `…/download.mp4`: the highest-bandwidth video rendition and the first audio rendition
-/// interleaved into one fragmented MP4 ([`onair_cmaf::interleave`]) that any player or editor
-/// opens; for clips and ended broadcasts up to [`MAX_DOWNLOAD`].
-async fn download(vod: &Vod, channel: &str, id: &str, b: &Recorded) -> Response {
+/// `…/download.mp4`: the highest-bandwidth video rendition and the first audio rendition in one
+/// progressive MP4 (`moov` first, sample tables, one `mdat`: [`onair_cmaf::progressive`]) that any
+/// player or editor opens; for clips and ended broadcasts up to [`MAX_DOWNLOAD`]. Answers `range`
+/// requests (a `<video>` element seeking in it).
+async fn download(vod: &Vod, channel: &str, id: &str, b: &Recorded, range: Option<&HeaderValue>) -> Response {
     if !b.ended {
         return refuse(StatusCode::CONFLICT, "still recording: download it once it ended");
     }
@@ -396,31 +398,45 @@ async fn download(vod: &Vod, channel: &str, id: &str, b: &Recorded) -> Response 
             let Ok(bytes) = read(s.offset..s.offset + s.length).await else { return refuse(StatusCode::BAD_GATEWAY, "archived media unavailable") };
             media.push((s.pdt_ms as f64 / 1000.0, bytes));
         }
-        tracks.push(onair_cmaf::interleave::TrackMedia { init, media });
+        tracks.push(onair_cmaf::progressive::TrackMedia { init, media });
     }
-    let (init, fragments) = match onair_cmaf::interleave::interleave(&tracks) {
+    let (head, payload) = match onair_cmaf::progressive::progressive(&tracks) {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(channel, id, error = %e, "cannot build the download");
             return refuse(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the download");
         }
     };
-    let mut body = Vec::with_capacity(init.len() + fragments.iter().map(|f| f.len()).sum::<usize>());
-    body.extend_from_slice(&init);
-    for f in &fragments {
-        body.extend_from_slice(f);
+    let mut file = Vec::with_capacity(head.len() + payload.iter().map(Bytes::len).sum::<usize>());
+    file.extend_from_slice(&head);
+    payload.iter().for_each(|p| file.extend_from_slice(p));
+    let size = file.len() as u64;
+    let (status, r) = match byte_range(range, size) {
+        None => (StatusCode::OK, 0..size),
+        Some(Some(r)) => (StatusCode::PARTIAL_CONTENT, r),
+        Some(None) => return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))]).into_response(),
+    };
+    if status == StatusCode::OK {
+        metrics::counter!("onair_archive_downloads_total").increment(1);
     }
-    metrics::counter!("onair_archive_downloads_total").increment(1);
     let disposition = format!("attachment; filename=\"{channel}-{id}.mp4\"");
-    (
+    let mut resp = (
+        status,
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("video/mp4")),
+            (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
             (header::CACHE_CONTROL, cache(true, 86_400)),
             (header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment"))),
         ],
-        body,
+        Bytes::from(file).slice(r.start as usize..r.end as usize),
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1))) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    resp
 }
 
 /// A single `bytes=FIRST-[LAST]` range (RFC 9110 §14.1.2) against a `size`-byte object, as

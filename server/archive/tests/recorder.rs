@@ -131,7 +131,7 @@ async fn records_serves_and_recovers(url: Option<&str>) {
     assert_eq!(segments.iter().map(|s| s.discontinuity).collect::<Vec<_>>(), vec![false, false, false, false, true, false]);
     assert!(segments.iter().all(|s| s.duration_us == 1_000_000 && !s.gap_before));
 
-    let (api, media) = archive.routers();
+    let (api, media) = archive.routers(None);
     let app = api.merge(media);
     let (status, list) = get(&app, "/api/v1/channels/demo/broadcasts", None).await;
     assert_eq!(status, StatusCode::OK);

@@ -113,7 +113,7 @@ async fn uploads_reads_back_survives_an_outage_and_retention_deletes() {
     assert!(objects[0].display().to_string().contains(&format!("onair/demo/{}/source/0000000000.mp4", first.id)));
 
     // Media is read back from the bucket by byte range.
-    let (api, media) = archive.routers();
+    let (api, media) = archive.routers(None);
     let app = api.merge(media);
     let segments = index.segments(&first.id, "source").await.expect("segments");
     let s1 = &segments[1];

@@ -5,12 +5,13 @@
 //! - [`packager`]: the cutting policy: frames in, Partial Segments out, with segments that start on
 //!   IDR frames and audio segments cut at the same presentation times as video.
 //! - [`inspect`]: reading a track's timescale and a fragment's duration back (for a relay).
-//! - [`interleave`]: one multi-track MP4 from single-track renditions (a clip's download).
+//! - [`progressive`]: one progressive (non-fragmented, fast-start) MP4 from single-track
+//!   renditions, without re-encoding (a clip's download).
 
 pub mod boxes;
 pub mod inspect;
-pub mod interleave;
 pub mod packager;
+pub mod progressive;
 
 pub use boxes::{fragment, init_segment, Sample};
 pub use packager::{PackagedPart, Packager, PackagerConfig};

@@ -385,6 +385,15 @@ async fn start_ingest(
     Ok((rtmp_addr, srt_addr))
 }
 
+/// With `playback.require_token`, the `/t/{token}` prefix (a fresh token for the channel) the
+/// archive's playlist URLs need, as the playback API hands out for live ones.
+fn token_prefix(playback: &crate::config::PlaybackConfig, signer: &Signer) -> Option<onair_archive::routes::PlaylistPrefix> {
+    let signer = signer.clone();
+    playback.require_token.then(|| {
+        Arc::new(move |channel: &str| signer.sign(channel, std::time::SystemTime::now()).map(|(t, _)| format!("/t/{t}"))) as onair_archive::routes::PlaylistPrefix
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,13 +423,4 @@ mod tests {
         assert!(matches!(failed, Err(RunError::TaskStopped("sweeper"))), "{failed:?}");
         running.shutdown().await;
     }
-}
-
-/// With `playback.require_token`, the `/t/{token}` prefix (a fresh token for the channel) the
-/// archive's playlist URLs need, as the playback API hands out for live ones.
-fn token_prefix(playback: &crate::config::PlaybackConfig, signer: &Signer) -> Option<onair_archive::routes::PlaylistPrefix> {
-    let signer = signer.clone();
-    playback.require_token.then(|| {
-        Arc::new(move |channel: &str| signer.sign(channel, std::time::SystemTime::now()).map(|(t, _)| format!("/t/{t}"))) as onair_archive::routes::PlaylistPrefix
-    })
 }

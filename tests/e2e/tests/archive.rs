@@ -262,13 +262,28 @@ async fn clip_of_the_last_seconds_of_a_live_stream() {
     let listed = get_text(&server.url("/api/v1/channels/demo/clips")).await.expect("clip list");
     assert!(listed.contains(&id));
 
-    // The download: one MP4 with the video and the audio, as long as the clip (± one part).
-    let r = client().get(server.url(&format!("/hls/demo/vod/{id}/download.mp4"))).send().await.expect("download");
+    // The download: one progressive MP4 (ftyp, moov, mdat: no fragments) with the video and the
+    // audio, as long as the clip (± one part).
+    let download = server.url(&format!("/hls/demo/vod/{id}/download.mp4"));
+    let r = client().get(&download).send().await.expect("download");
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("content-disposition").is_some_and(|v| v.to_str().unwrap_or("").contains(".mp4")));
+    let bytes = r.bytes().await.expect("body");
+    let mut top = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("size")) as usize;
+        top.push(String::from_utf8_lossy(&bytes[at + 4..at + 8]).to_string());
+        at += size.max(8);
+    }
+    println!("clip download: {} bytes, top-level boxes {top:?}", bytes.len());
+    assert_eq!(top, ["ftyp", "moov", "mdat"], "a progressive MP4, moov first");
+    let part = client().get(&download).header("Range", "bytes=100-199").send().await.expect("range");
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.expect("part"), bytes.slice(100..200));
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("clip.mp4");
-    std::fs::write(&file, r.bytes().await.expect("body")).expect("write");
+    std::fs::write(&file, &bytes).expect("write");
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-show_entries", "format=duration:stream=codec_type", "-of", "default=nw=1"])
         .arg(&file)
