@@ -1,7 +1,7 @@
 // DVR with the OnAir Wasm player (the server's watch page) in Debian's headless Chromium: plays
 // live, seeks BACK seconds into the recorded window (player.seekBack), plays there, returns to
 // live (player.goLive), and prints one JSON line: for each phase its samples of
-// `player.stats()` ({t, latency, currentTime, atLive, state}), plus the page's console errors.
+// `player.stats()` ({t, latency, currentTime, atLive, state, server, …}), plus the page's console errors.
 //
 // With --hlsjs DVR_PLAYLIST_URL, hls.js then plays that DVR Multivariant Playlist in a second page,
 // seeks to the start of its seekable range and reports `hlsjs`: {seekable, latencyAfterSeek,
@@ -34,7 +34,7 @@ await page.waitForFunction(() => window.onairPlayer !== undefined, null, { timeo
 
 const sample = () => page.evaluate(() => {
   const s = window.onairPlayer.stats();
-  return { t: Date.now(), latency: s.latency, currentTime: s.currentTime, atLive: s.atLive, state: s.state, dvrStartMs: s.dvrStartMs, lastError: s.lastError };
+  return { t: Date.now(), latency: s.latency, currentTime: s.currentTime, atLive: s.atLive, state: s.state, dvrStartMs: s.dvrStartMs, lastError: s.lastError, server: s.server };
 });
 async function phase(seconds) {
   const out = [];

@@ -256,6 +256,7 @@ impl OnAirPlayer {
             last_edge_ms: None,
             seeks: 0,
             seek_pdt_ms: None,
+            live_url: None,
             pending_flush: 0,
             stats: Stats { state: "starting".into(), server: master_url, clock_offset_ms, at_live: true, ..Stats::default() },
         }));
@@ -366,13 +367,15 @@ async fn seek(shared: &Shared, back_s: Option<f64>) -> Result<(), JsValue> {
     if native {
         return Err(js_err("seeking back needs Media Source Extensions (native HLS mode)"));
     }
+    let live = shared.borrow().live_url.clone();
     let url = match back_s {
-        Some(_) if crate::dvr::is_dvr(&now_url) => now_url,
+        Some(_) if crate::dvr::is_dvr(&now_url) => now_url.clone(),
         Some(_) => crate::dvr::dvr_url(&now_url).ok_or_else(|| js_err("this server offers no DVR window"))?,
-        None => crate::dvr::live_url(&now_url).unwrap_or(now_url),
+        None => live.clone().or_else(|| crate::dvr::live_url(&now_url)).unwrap_or(now_url.clone()),
     };
-    let text = match net::get_text(&url, 3000.0).await {
-        Ok((t, _)) => t,
+    // A relay redirects the DVR playlist to the node that records the channel: play it from there.
+    let (text, url) = match net::get_text(&url, 3000.0).await {
+        Ok((t, f)) => (t, f.url),
         Err(net::NetError::Status(404)) => return Err(js_err("this server has no DVR window for the channel")),
         Err(e) => return Err(js_err(format!("{e} for {url}"))),
     };
@@ -388,6 +391,10 @@ async fn seek(shared: &Shared, back_s: Option<f64>) -> Result<(), JsValue> {
     }
     st.master = master;
     st.master_url = url;
+    st.live_url = match back_s {
+        Some(_) => live.or(Some(now_url)),
+        None => None,
+    };
     let edge = st.last_edge_ms.unwrap_or_else(|| wall_ms() + st.clock_offset_ms);
     st.seek_pdt_ms = back_s.map(|b| crate::dvr::seek_target_ms(edge, b, st.stats.dvr_start_ms));
     st.start_pdt_ms = None;

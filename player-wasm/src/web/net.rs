@@ -27,6 +27,8 @@ pub(crate) struct Fetched {
     pub body: Vec<u8>,
     /// ms from the response headers to the last byte: the transfer itself.
     pub transfer_ms: f64,
+    /// The URL that answered, after any redirect (relative URIs in it resolve against this).
+    pub url: String,
 }
 
 /// GETs `url`, giving up after `timeout_ms`.
@@ -63,7 +65,7 @@ pub(crate) async fn get_range(url: &str, range: Option<onair_hls::ByteRange>, ti
         }
         let buf = resp.array_buffer().map_err(|e| NetError::Network(describe(&e)))?;
         let buf: ArrayBuffer = JsFuture::from(buf).await.map_err(|e| classify(&e))?.unchecked_into();
-        Ok(Fetched { body: Uint8Array::new(&buf).to_vec(), transfer_ms: now_ms() - headers_at })
+        Ok(Fetched { body: Uint8Array::new(&buf).to_vec(), transfer_ms: now_ms() - headers_at, url: resp.url() })
     }
     .await;
     window.clear_timeout_with_handle(timer);

@@ -100,6 +100,9 @@ pub(crate) struct State {
     pub seeks: u32,
     /// Where the last seek went (wall-clock ms, DVR playlists); `None` at live.
     pub seek_pdt_ms: Option<f64>,
+    /// The live Multivariant Playlist played before seeking back (`goLive` returns to it: a relay
+    /// may have redirected the DVR playlist to the recording node).
+    pub live_url: Option<String>,
     /// Tracks that have not flushed their SourceBuffer since the last seek: playback restarts once 0.
     pub pending_flush: u32,
     pub stats: Stats,

@@ -83,30 +83,35 @@ pub(crate) async fn supervise(shared: Shared) {
 /// it current; true when the server changed.
 /// Playing the DVR window, it moves to the new server's DVR playlists, or to live where it has none.
 async fn switch_to(shared: &Shared, master_url: &str, choice: usize) -> bool {
+    // The playlist and the URL that answered it (a relay redirects DVR playlists to the recording node).
     let load = |url: String| async move {
-        net::get_text(&url, 2000.0).await.ok().and_then(|(t, _)| MultivariantPlaylist::parse(&t).ok()).map(|mut m| {
-            if shared.borrow().media_source.is_some() {
-                super::mse::keep_playable(&mut m);
-            }
-            m
-        })
+        let (text, f) = net::get_text(&url, 2000.0).await.ok()?;
+        let mut m = MultivariantPlaylist::parse(&text).ok()?;
+        if shared.borrow().media_source.is_some() {
+            super::mse::keep_playable(&mut m);
+        }
+        Some((m, f.url))
     };
     let dvr = shared.borrow().seek_pdt_ms.is_some();
+    let live = master_url.to_string();
     let mut master_url = master_url.to_string();
     let mut master = None;
     if let Some(url) = crate::dvr::dvr_url(&master_url).filter(|_| dvr) {
-        master = load(url.clone()).await;
-        if master.is_some() {
-            master_url = url;
+        if let Some((m, answered)) = load(url).await {
+            master = Some(m);
+            master_url = answered;
         }
     }
     if master.is_none() {
-        master = load(master_url.clone()).await;
+        master = load(master_url.clone()).await.map(|(m, _)| m);
     }
     let mut st = shared.borrow_mut();
     if dvr && !crate::dvr::is_dvr(&master_url) {
         log("the new server has no DVR window: back to live");
         st.seek_pdt_ms = None;
+        st.live_url = None;
+    } else if dvr {
+        st.live_url = Some(live);
     }
     let previous = st.current;
     if let Some(m) = master.filter(|m| !m.variants.is_empty()) {

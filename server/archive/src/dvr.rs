@@ -5,7 +5,8 @@
 //! the writer's index operations once they are in the index. Only the broadcast live now is
 //! kept: a server restart starts new broadcasts, and what came before is a past broadcast (VOD).
 //!
-//! Memory: about 100 bytes per segment: a 2 h window of 2 s segments is 3,600 per rendition.
+//! Memory: about 100 bytes per segment: a 2 h window of 2 s segments is 3,600 per rendition
+//! (`onair_dvr_segments` counts them over every window).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -102,8 +103,10 @@ impl Dvr {
                     inner.files.retain(|path, _| !path.starts_with(&dir));
                 }
             }
-            IndexOp::Rendition { .. } | IndexOp::Closed { .. } => {}
+            IndexOp::Rendition { .. } | IndexOp::Closed { .. } => return,
         }
+        let held: usize = inner.channels.values().flat_map(|c| c.renditions.values()).map(|w| w.segments.len()).sum();
+        metrics::gauge!("onair_dvr_segments").set(held as f64);
     }
 
     fn location(&self, channel: &str, rendition: &str, what: Recorded) -> Option<Location> {

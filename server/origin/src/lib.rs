@@ -7,7 +7,7 @@
 //! | `GET /hls/{channel}/{rendition}/init.mp4` | init segment |
 //! | `GET /hls/{channel}/{rendition}/part{id}.m4s` | Partial Segment; the hinted next part waits until written |
 //! | `GET /hls/{channel}/{rendition}/seg{msn}.m4s` | complete segment (its parts back to back) |
-//! | `GET /hls/{channel}/dvr.m3u8`, `/hls/{channel}/{rendition}/dvr.m3u8` | the same with the DVR window: the recorded segments before the RAM window ([`History`]), named as they were live; `seg{msn}.m4s` and `init{N}.mp4` are answered from the recording once they left RAM |
+//! | `GET /hls/{channel}/dvr.m3u8`, `/hls/{channel}/{rendition}/dvr.m3u8` | the same with the DVR window: the recorded segments before the RAM window ([`History`]), named as they were live; `seg{msn}.m4s` and `init{N}.mp4` are answered from the recording once they left RAM; a relay redirects them to its upstream |
 //!
 //! Responses carry Cache-Control per RFC 8216bis Appendix B, CORS for browsers, and gzip for
 //! playlists when asked. Media carries [`PRODUCED_AT`] and `Age` counted from it. Channels the
@@ -145,6 +145,20 @@ pub(crate) fn unavailable(why: Unavailable) -> Response {
     };
     metrics::counter!("onair_http_errors_total", "kind" => metric_kind).increment(1);
     error_with(status, "no-store", &why.to_string(), metric_kind)
+}
+
+/// A DVR request for a channel this node does not record: on a relay, a redirect (307, not
+/// cached: the tree may re-parent) to the same resource on the channel's upstream, carrying the
+/// viewer's `token`; elsewhere 404.
+pub(crate) fn dvr_elsewhere(state: &OriginState, channel: &str, rest: &str, token: Option<&str>) -> Response {
+    let target = if valid_name(channel) { state.upstream.as_ref().and_then(|up| up.upstream_url(channel, rest, token)) } else { None };
+    match target.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        Some(location) => {
+            metrics::counter!("onair_dvr_redirects_total").increment(1);
+            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, CacheKind::Playlist, 2, "no DVR window for this channel here", "not_found"),
+    }
 }
 
 /// True for channel and rendition names we serve: 1–64 of `A-Z a-z 0-9 _ -`.

@@ -3,7 +3,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::Extension;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -47,6 +48,8 @@ pub(crate) async fn rendition_file(
     State(state): State<OriginState>,
     Path((channel, rendition, file)): Path<(String, String, String)>,
     Query(query): Query<Vec<(String, String)>>,
+    RawQuery(raw_query): RawQuery,
+    token: Option<Extension<crate::PlaybackToken>>,
 ) -> Response {
     let td = 2;
     let Some(resource) = parse_resource(&file) else {
@@ -63,7 +66,11 @@ pub(crate) async fn rendition_file(
     let dvr = resource == Resource::Playlist { dvr: true };
     if dvr && (state.history.is_none() || state.store.get(&channel).is_none_or(|b| b.is_relayed())) {
         // The node that records the channel (its origin) serves its DVR window.
-        return error(StatusCode::NOT_FOUND, kind, td, "no DVR window for this channel here", "not_found");
+        let rest = match raw_query {
+            Some(q) => format!("{rendition}/dvr.m3u8?{q}"),
+            None => format!("{rendition}/dvr.m3u8"),
+        };
+        return crate::dvr_elsewhere(&state, &channel, &rest, token.as_ref().map(|t| t.0 .0.as_str()));
     }
     // On a relay, an ended broadcast may have been followed by a new one upstream: ask again.
     let current = state.store.get(&channel).filter(|b| !(b.is_ended() && state.upstream.is_some()));

@@ -108,11 +108,13 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
 
 /// `GET /hls/{channel}/dvr.m3u8`: the Multivariant Playlist of the DVR window, its variants the
 /// renditions' `dvr.m3u8`; served by the node that records the channel.
-pub(crate) async fn dvr_multivariant(State(state): State<OriginState>, Path(channel): Path<String>) -> Response {
+/// A relay redirects it toward the channel's upstream (the recording node, maybe through more
+/// relays): a player follows and plays the window from there.
+pub(crate) async fn dvr_multivariant(State(state): State<OriginState>, Path(channel): Path<String>, token: Option<Extension<crate::PlaybackToken>>) -> Response {
     let td = 2;
     let local = state.store.get(&channel).filter(|b| !b.is_relayed() && state.history.is_some());
     let Some(b) = local.filter(|_| valid_name(&channel)) else {
-        return error(StatusCode::NOT_FOUND, CacheKind::Playlist, td, "no DVR window for this channel here", "not_found");
+        return crate::dvr_elsewhere(&state, &channel, "dvr.m3u8", token.as_ref().map(|t| t.0 .0.as_str()));
     };
     let renditions = b.renditions();
     if renditions.is_empty() {

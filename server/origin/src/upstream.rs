@@ -51,4 +51,11 @@ pub trait Upstream: Send + Sync + std::fmt::Debug {
     /// this node does not pull, as the upstream last reported them; URIs relative to a Media
     /// Playlist (`../{name}/index.m3u8`).
     fn reports(&self, channel: &str) -> Vec<RenditionReport>;
+
+    /// The absolute URL of `rest` (e.g. `dvr.m3u8`) under `channel` on the upstream this node
+    /// pulls it from (the first that may have it when not pulled yet), with the viewer's playback
+    /// `token` in its path when the request had one, else this node's own upstream token if it
+    /// has one. `None` when no upstream is known for the channel. Used to send DVR requests
+    /// toward the node that records the channel.
+    fn upstream_url(&self, channel: &str, rest: &str, token: Option<&str>) -> Option<String>;
 }

@@ -534,4 +534,13 @@ impl Upstream for Relay {
     fn reports(&self, channel: &str) -> Vec<RenditionReport> {
         self.shared.channels().get(channel).map(|c| c.reports()).unwrap_or_default()
     }
+
+    fn upstream_url(&self, channel: &str, rest: &str, token: Option<&str>) -> Option<String> {
+        let pulled = self.shared.channels().get(channel).map(|c| c.upstream());
+        let base = pulled.or_else(|| self.shared.upstreams_for(channel).into_iter().next())?;
+        Some(match token {
+            Some(t) => format!("{}/t/{t}/hls/{channel}/{rest}", base.trim_end_matches('/')),
+            None => self.shared.channel_url(base.trim_end_matches('/'), channel, rest),
+        })
+    }
 }

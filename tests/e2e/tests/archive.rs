@@ -327,6 +327,20 @@ fn window_of(text: &str) -> (u64, usize, bool) {
     (msn, text.matches("#EXTINF:").count(), named)
 }
 
+/// Reads `seconds` of a live DVR Multivariant Playlist from the start of its window with ffprobe;
+/// returns (video packets, jumps in their decode times other than one frame).
+fn dvr_from_its_start(url: &str, seconds: u32) -> (usize, usize) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-live_start_index", "0", "-read_intervals", &format!("%+{seconds}"), "-select_streams", "v", "-show_entries", "packet=dts_time", "-of", "csv=p=0"])
+        .arg(url)
+        .output()
+        .expect("ffprobe");
+    let dts: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    let jumps = dts.windows(2).filter(|w| !(0.0..=0.1).contains(&(w[1] - w[0]))).count();
+    println!("ffprobe over the DVR window: {} video packets, {jumps} timestamp jump(s), stderr: {}", dts.len(), String::from_utf8_lossy(&out.stderr).trim());
+    (dts.len(), jumps)
+}
+
 /// DVR: with an 8 s RAM window (4 segments), the live stream's `dvr.m3u8` lists the recorded
 /// segments before it, named and numbered as they were live, and answers them from the archive
 /// once they left RAM; delta updates skip them; ffprobe reads from the window's start across into
@@ -374,15 +388,8 @@ async fn dvr_window_seek_back_and_return_to_live() {
     assert!(get_text(&server.url("/hls/demo/dvr.m3u8")).await.is_some_and(|m| m.contains("source/dvr.m3u8") && m.contains("audio/dvr.m3u8")));
 
     // ffprobe from the start of the window, 20 s of it: recorded segments, then the RAM window.
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-live_start_index", "0", "-read_intervals", "%+20", "-select_streams", "v", "-show_entries", "packet=dts_time", "-of", "csv=p=0"])
-        .arg(server.url("/hls/demo/dvr.m3u8"))
-        .output()
-        .expect("ffprobe");
-    let dts: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
-    let jumps = dts.windows(2).filter(|w| !(0.0..=0.1).contains(&(w[1] - w[0]))).count();
-    println!("ffprobe over the DVR window: {} video packets, {jumps} timestamp jumps, stderr: {}", dts.len(), String::from_utf8_lossy(&out.stderr).trim());
-    assert!(dts.len() >= 400 && jumps == 0, "{} packets, {jumps} jumps", dts.len());
+    let (packets, jumps) = dvr_from_its_start(&server.url("/hls/demo/dvr.m3u8"), 20);
+    assert!(packets >= 400 && jumps == 0, "{packets} packets, {jumps} jumps");
 
     // The OnAir player: live, 14 s back (the RAM window holds 8 s), live again.
     let script = repo_root().join("tests/browser/dvr-play.mjs");
@@ -511,15 +518,8 @@ async fn dvr_window_across_a_reconnect() {
     assert!(dvr.contains("#EXT-X-DISCONTINUITY\n") && !dvr.contains("#EXT-X-DISCONTINUITY-SEQUENCE"), "{dvr}");
     assert_eq!(dvr_seq, live_seq, "{dvr}\n{live}");
 
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-live_start_index", "0", "-read_intervals", "%+14", "-select_streams", "v", "-show_entries", "packet=dts_time", "-of", "csv=p=0"])
-        .arg(server.url("/hls/demo/dvr.m3u8"))
-        .output()
-        .expect("ffprobe");
-    let dts: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
-    let jumps = dts.windows(2).filter(|w| !(0.0..=0.1).contains(&(w[1] - w[0]))).count();
-    println!("ffprobe over the DVR window: {} video packets, {jumps} timestamp jump(s)", dts.len());
-    assert!(dts.len() >= 300 && jumps <= 1, "{} packets, {jumps} jumps", dts.len());
+    let (packets, jumps) = dvr_from_its_start(&server.url("/hls/demo/dvr.m3u8"), 14);
+    assert!(packets >= 300 && jumps <= 1, "{packets} packets, {jumps} jumps");
 
     // Seek to 4 s before the connection dropped, then play across the reconnect.
     let script = repo_root().join("tests/browser/dvr-play.mjs");

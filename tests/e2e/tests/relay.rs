@@ -545,3 +545,40 @@ async fn a_relay_over_its_memory_cap_releases_the_least_watched_channel_and_refu
     assert!(relay.metric("onair_relay_errors_total{kind=\"memory_full\"}").await >= 1.0, "the refusal is counted");
     assert_eq!(watched.status(), 200, "the last channel is never released");
 }
+
+/// DVR through a relay: the relay does not record, so it redirects `dvr.m3u8` (307, not cached)
+/// to its upstream, the origin that records the channel; the OnAir player on the relay's watch
+/// page seeks back, plays the window from the origin, and returns to live on the relay.
+#[tokio::test(flavor = "multi_thread")]
+async fn dvr_through_a_relay_is_served_by_the_recording_origin() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (origin, _publisher) = origin_with("[hls]\nwindow_segments = 4\n");
+    let relay = edge(&[origin.base_url()]);
+    wait_renditions_at(&relay.base_url(), "demo", &["source", "audio"], 3).await;
+    // Some 20 s recorded: more than the 8 s RAM window.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let r = no_redirects.get(format!("{}/hls/demo/dvr.m3u8", relay.base_url())).send().await.expect("relay dvr.m3u8");
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    println!("relay answers dvr.m3u8 with {} → {location}", r.status());
+    assert_eq!(r.status(), 307);
+    assert_eq!(location, format!("{}/hls/demo/dvr.m3u8", origin.base_url()));
+    assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    let media = no_redirects.get(format!("{}/hls/demo/source/dvr.m3u8?_HLS_msn=3&_HLS_part=0", relay.base_url())).send().await.expect("media");
+    assert_eq!(media.headers().get("location").and_then(|v| v.to_str().ok()), Some(format!("{}/hls/demo/source/dvr.m3u8?_HLS_msn=3&_HLS_part=0", origin.base_url()).as_str()));
+
+    let script = repo_root().join("tests/browser/dvr-play.mjs");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(script).args([format!("{}/watch/demo", relay.base_url()), "12".into()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "DVR run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let last = |phase: &str| report[phase].as_array().and_then(|p| p.last().cloned()).unwrap_or_default();
+    let (live, dvr, back) = (last("live"), last("dvr"), last("back_to_live"));
+    println!("player on the relay: live from {} ({:.2} s); after seekBack(12) from {} ({:.1} s behind); after goLive from {} ({:.2} s)", live["server"], live["latency"].as_f64().unwrap_or(-1.0), dvr["server"], dvr["latency"].as_f64().unwrap_or(-1.0), back["server"], back["latency"].as_f64().unwrap_or(-1.0));
+    assert!(report["seekError"].is_null() && report["liveError"].is_null(), "{report}");
+    assert!(live["server"].as_str().is_some_and(|s| s.starts_with(&relay.base_url())), "{report}");
+    assert!(dvr["server"].as_str().is_some_and(|s| s.starts_with(&origin.base_url()) && s.ends_with("/dvr.m3u8")), "{report}");
+    assert!(dvr["latency"].as_f64().is_some_and(|l| (10.0..=20.0).contains(&l)) && dvr["atLive"] == false, "{report}");
+    assert!(back["server"].as_str().is_some_and(|s| s == format!("{}/hls/demo/master.m3u8", relay.base_url())) && back["latency"].as_f64().is_some_and(|l| l < 4.0), "{report}");
+}
