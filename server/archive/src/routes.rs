@@ -147,6 +147,8 @@ struct Recorded {
     ended: bool,
     /// Its files' paths start with this (`.clips/` for a clip).
     prefix: &'static str,
+    /// A clip's requested start, ms since the Unix epoch (its media starts at the key frame before).
+    start_ms: Option<i64>,
 }
 
 async fn recorded(vod: &Vod, channel: &str, id: &str) -> Result<Recorded, Response> {
@@ -155,13 +157,13 @@ async fn recorded(vod: &Vod, channel: &str, id: &str) -> Result<Recorded, Respon
     }
     let index = &vod.0.index;
     match index.broadcast(id).await {
-        Ok(Some(b)) if b.channel == channel => return Ok(Recorded { ended: b.ended, prefix: "" }),
+        Ok(Some(b)) if b.channel == channel => return Ok(Recorded { ended: b.ended, prefix: "", start_ms: None }),
         Ok(Some(_)) => return Err(refuse(StatusCode::NOT_FOUND, "no such broadcast")),
         Ok(None) => {}
         Err(e) => return Err(index_failed(e)),
     }
     match index.clip(id).await {
-        Ok(Some(c)) if c.channel == channel && c.status == ClipStatus::Ready => Ok(Recorded { ended: true, prefix: CLIPS_PREFIX }),
+        Ok(Some(c)) if c.channel == channel && c.status == ClipStatus::Ready => Ok(Recorded { ended: true, prefix: CLIPS_PREFIX, start_ms: Some(c.start_ms) }),
         Ok(Some(c)) if c.channel == channel && c.status == ClipStatus::Pending => Err(refuse(StatusCode::NOT_FOUND, "clip not ready yet")),
         Ok(_) => Err(refuse(StatusCode::NOT_FOUND, "no such broadcast")),
         Err(e) => Err(index_failed(e)),
@@ -400,7 +402,8 @@ async fn download(vod: &Vod, channel: &str, id: &str, b: &Recorded, range: Optio
         }
         tracks.push(onair_cmaf::progressive::TrackMedia { init, media });
     }
-    let (head, payload) = match onair_cmaf::progressive::progressive(&tracks) {
+    // A clip's download shows from the exact time asked (an edit list over the frames before it).
+    let (head, payload) = match onair_cmaf::progressive::progressive(&tracks, b.start_ms.map(|ms| ms as f64 / 1000.0)) {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(channel, id, error = %e, "cannot build the download");

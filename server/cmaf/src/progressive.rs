@@ -9,7 +9,8 @@
 //! media chunk's start, plus its `tfdt` offset from the chunk's first fragment), which keeps audio
 //! and video close in the file even where the media timestamps restart (a reconnected encoder).
 //! Every track starts at 0: a video whose first sample has a composition offset (B-frames) gets an
-//! edit list (`elst`) that starts its presentation at that sample.
+//! edit list (`elst`) that starts its presentation at that sample, and with `start_at_s` every
+//! track's edit list starts it at that exact time (a clip cut at the key frame before it).
 
 use bytes::Bytes;
 use mp4_atom::{
@@ -175,8 +176,10 @@ fn runs<T: PartialEq + Copy>(values: impl Iterator<Item = T>) -> Vec<(u32, T)> {
 
 /// Builds `tracks` into one progressive MP4: `(ftyp + moov + the mdat header, the mdat payload
 /// in pieces)`, to be sent back to back. The first track's `mvhd` (its timescale) is kept; tracks
-/// are numbered 1, 2, … in input order. Errors: [`ProgressiveError`].
-pub fn progressive(tracks: &[TrackMedia]) -> Result<(Bytes, Vec<Bytes>), ProgressiveError> {
+/// are numbered 1, 2, … in input order. `start_at_s` (wall-clock s, as the media's start times):
+/// every track's presentation starts there, by an edit list over the samples before it (a clip
+/// that must begin at a key frame shows from the exact time asked). Errors: [`ProgressiveError`].
+pub fn progressive(tracks: &[TrackMedia], start_at_s: Option<f64>) -> Result<(Bytes, Vec<Bytes>), ProgressiveError> {
     let mut moov: Option<Moov> = None;
     let mut all = Vec::new();
     let mut traks = Vec::new();
@@ -227,13 +230,16 @@ pub fn progressive(tracks: &[TrackMedia]) -> Result<(Bytes, Vec<Bytes>), Progres
         // Relative for now: the moov's size decides where the mdat payload starts.
         stbl.co64 = Some(Co64 { entries: mine.iter().map(|(i, _)| offsets[*i]).collect() });
         stbl.stco = None;
+        // Media skipped at the start: up to `start_at_s`, less than the whole track.
+        let first_s = mine.first().map_or(0.0, |(_, c)| c.start_s);
+        let skip = start_at_s.map_or(0, |at| ((at - first_s).max(0.0) * timescale as f64).round() as u64).min(ticks.saturating_sub(1));
         trak.tkhd.track_id = n as u32 + 1;
         trak.mdia.mdhd.duration = ticks;
-        trak.tkhd.duration = ticks * movie_timescale / timescale;
+        trak.tkhd.duration = (ticks - skip) * movie_timescale / timescale;
         movie_duration = movie_duration.max(trak.tkhd.duration);
-        let lead = samples.first().map_or(0, |s| s.cts);
-        trak.edts = (lead > 0).then(|| Edts {
-            elst: Some(Elst { entries: vec![ElstEntry { segment_duration: trak.tkhd.duration, media_time: Some(lead as u64), media_rate: 1i16.into() }] }),
+        let media_time = samples.first().map_or(0, |s| s.cts.max(0) as u64) + skip;
+        trak.edts = (media_time > 0).then(|| Edts {
+            elst: Some(Elst { entries: vec![ElstEntry { segment_duration: trak.tkhd.duration, media_time: Some(media_time), media_rate: 1i16.into() }] }),
         });
     }
     moov.trak = traks;
@@ -307,7 +313,8 @@ mod tests {
             .map(|(i, &t)| (10.0 + i as f64, fragment(i as u32 + 1, 1, t, &[sample(45_000, 3_600, true, 1), sample(45_000, 0, false, 3)]).expect("frag")))
             .collect();
         let a: Vec<(f64, Bytes)> = vec![(10.5, fragment(1, 1, 504_000, &[sample(48_000, 0, true, 2)]).expect("frag"))];
-        let (head, body) = progressive(&[TrackMedia { init: video, media: v }, TrackMedia { init: audio, media: a }]).expect("progressive");
+        let tracks = [TrackMedia { init: video, media: v }, TrackMedia { init: audio, media: a }];
+        let (head, body) = progressive(&tracks, None).expect("progressive");
         let file: Vec<u8> = std::iter::once(&head).chain(body.iter()).flat_map(|b| b.iter().copied()).collect();
         let moov: Moov = top_level(0, &file).expect("moov");
         assert!(moov.mvex.is_none(), "not fragmented");
@@ -330,5 +337,14 @@ mod tests {
         assert_eq!(vo[1], ao[0] + 10);
         assert_eq!(file.len(), vo[1] as usize + 20, "the mdat ends the file");
         assert_eq!(&file[head.len() - 4..head.len()], b"mdat");
+
+        // Shown from 10.75 s: video skips 0.75 s (67 500 ticks after its lead), audio 0.25 s.
+        let (head, _) = progressive(&tracks, Some(10.75)).expect("trimmed");
+        let moov: Moov = top_level(0, &head).expect("moov");
+        let media_time = |t: usize| moov.trak[t].edts.as_ref().and_then(|e| e.elst.as_ref()).and_then(|l| l.entries[0].media_time);
+        assert_eq!((media_time(0), media_time(1)), (Some(3_600 + 67_500), Some(12_000)));
+        assert_eq!(moov.trak[0].mdia.mdhd.duration, 180_000, "every sample is still there");
+        assert_eq!(moov.mvhd.duration, moov.trak[0].tkhd.duration);
+        assert_eq!(moov.trak[0].tkhd.duration, (180_000 - 67_500) * u64::from(moov.mvhd.timescale) / 90_000);
     }
 }
