@@ -250,7 +250,7 @@ fn recorded_run(state: &OriginState, broadcast: &Broadcast, rendition: &Renditio
     let run = state.history.as_ref()?.before(broadcast.channel(), rendition.name(), first.msn)?;
     let last = run.segments.get(run.len.checked_sub(1)?)?;
     let end = last.program_date_time + Duration::from_secs_f64(last.duration.max(0.0));
-    let apart = end.duration_since(first.program_date_time).or_else(|e| Ok::<_, ()>(e.duration())).unwrap_or_default();
+    let apart = end.duration_since(first.program_date_time).unwrap_or_else(|e| e.duration());
     (run.first_msn + run.len as u64 == first.msn && apart < Duration::from_secs(1)).then_some(run)
 }
 
