@@ -14,9 +14,28 @@ pub use tls::TestCa;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback TCP port.
+/// A loopback port free for both TCP and UDP, for a server a test starts.
+///
+/// Ports come from 20000–32767, below Linux's ephemeral range (32768–60999), handed out by a
+/// process-wide cursor: the kernel's `bind(0)` port, once released, can be handed to another test's
+/// outgoing connection or `bind(0)` before the server binds it ("Address already in use"), while
+/// no socket takes a port of this range unless asked, and no two calls in a test binary return the
+/// same port. The cursor starts at a point derived from the process id so consecutive test binaries
+/// do not reuse each other's ports (sockets in TIME_WAIT). Panics when no port of the range binds.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or_else(|e| panic!("no free port: {e}"))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 32_768 - FIRST;
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = CURSOR.compare_exchange(u32::MAX, std::process::id().wrapping_mul(2_654_435_761) % COUNT, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..COUNT {
+        let port = (FIRST + CURSOR.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if tcp.is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// `redis-server` in the foreground on 127.0.0.1, without persistence (a restart comes back

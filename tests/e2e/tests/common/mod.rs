@@ -342,16 +342,7 @@ pub fn onair_binary() -> PathBuf {
     bin
 }
 
-/// A free loopback port (TCP and UDP) for a server the test starts.
-pub fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+pub use onair_test_engines::free_port;
 
 /// `onair serve` as a separate process (so a test can SIGKILL it), with its own data directory.
 pub struct ServerProcess {
