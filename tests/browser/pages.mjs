@@ -1,6 +1,6 @@
 // Page test: the channel directory at `/` lists the live channel, its card opens the watch page,
-// and the watch page plays with its stats overlay. Saves screenshots of both pages and prints one
-// JSON line: {cards, href, title, stats, overlay}.
+// and the watch page plays with its stats overlay and chat beside the player. Saves screenshots of
+// both pages and prints one JSON line: {cards, href, title, stats, overlay, chat}.
 //
 // Usage: node pages.mjs BASE_URL OUT_DIR
 import { launchChromium } from './chromium.mjs';
@@ -26,8 +26,19 @@ try {
   const stats = await page.evaluate(() => window.onairPlayer.stats());
   const overlay = await page.textContent('#stats');
   const title = await page.title();
+  // Chat beside the player: joined a room, a message sent from the page comes back as text.
+  await page.waitForFunction(() => document.getElementById('chat-head').textContent.includes('room'), null, { timeout: 15000 });
+  await page.fill('#chat-form input[name=text]', 'hello from the watch page <b>not bold</b>');
+  await page.press('#chat-form input[name=text]', 'Enter');
+  await page.waitForFunction(() => document.getElementById('chat-log').textContent.includes('hello from the watch page'), null, { timeout: 10000 });
+  const chat = await page.evaluate(() => ({
+    head: document.getElementById('chat-head').textContent,
+    lines: [...document.querySelectorAll('#chat-log li')].map((li) => li.textContent),
+    markup: document.querySelectorAll('#chat-log b').length,
+    beside: document.getElementById('chat').getBoundingClientRect().left >= document.getElementById('video').getBoundingClientRect().right,
+  }));
   await page.screenshot({ path: join(outDir, 'watch.png') });
-  console.log(JSON.stringify({ cards, href: page.url(), title, stats, overlay, errors }));
+  console.log(JSON.stringify({ cards, href: page.url(), title, stats, overlay, chat, errors }));
 } finally {
   await browser.close();
 }

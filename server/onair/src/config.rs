@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use onair_ingest::config::{IngestConfig, RtmpConfig, SrtConfig, TranscodeConfig};
 use onair_archive::ArchiveConfig;
+use onair_chat::ChatConfig;
 use onair_relay::RelayConfig;
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Recording of broadcasts published here, past broadcasts (`ONAIR_ARCHIVE__ENABLED=false` turns it off).
     pub archive: ArchiveConfig,
+    /// Chat in rooms (`/api/v1/chat/…`; `ONAIR_CHAT__ENABLED=false` turns it off).
+    pub chat: ChatConfig,
 }
 
 /// The admin API (`/admin/v1/…`, `onair drain`).
@@ -365,6 +368,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             admin: AdminConfig::default(),
             archive: ArchiveConfig::default(),
+            chat: ChatConfig::default(),
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Web {
     pub archive: Option<(Router, Router)>,
     /// The archive's DVR windows, for the origin's `dvr.m3u8` playlists.
     pub history: Option<Arc<dyn onair_origin::History>>,
+    /// The chat, when `[chat] enabled`.
+    pub chat: Option<onair_chat::Chat>,
 }
 
 /// The pages' and middleware's state: one reference-counted value, because axum clones the state
@@ -94,6 +96,10 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         .merge(archive_api.layer(middleware::from_fn_with_state(web.cluster.clone(), client_ip)).layer(CorsLayer::permissive()))
         .merge(usher)
         .merge(crate::admin::router(web.admin.clone()));
+    let front = match web.chat.clone() {
+        Some(chat) => front.merge(onair_chat::ws::router(chat).layer(middleware::from_fn_with_state(web.cluster.clone(), client_ip)).layer(CorsLayer::permissive())),
+        None => front,
+    };
     // The origin's blocking requests bound themselves (3 × target duration).
     let upstream = web.relay.clone().map(|r| Arc::new(r) as Arc<dyn Upstream>);
     let origin_state = match web.history.clone() {
@@ -107,10 +113,11 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
 }
 
 /// Adds the client's address (`X-Forwarded-For` behind trusted proxies) for the archive's clip
-/// rate limit.
+/// rate limit and the chat's bans and token rate limit.
 async fn client_ip(State(cluster): State<Arc<Cluster>>, mut request: Request, next: Next) -> Response {
     let (_, client) = crate::api::client_of(&cluster, &request);
     request.extensions_mut().insert(onair_archive::routes::ClientIp(client));
+    request.extensions_mut().insert(onair_chat::ws::ClientAddr(client));
     next.run(request).await
 }
 
@@ -276,6 +283,7 @@ mod tests {
             admin: crate::admin::Admin { config: Default::default(), drain: CancellationToken::new(), archive: None },
             archive: None,
             history: None,
+            chat: None,
         }
     }
 

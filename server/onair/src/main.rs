@@ -129,6 +129,14 @@ enum ChannelAction {
     },
     /// List channels with their stream keys.
     List,
+    /// Create a chat token for the channel's broadcaster, or with NAME for a moderator; printed
+    /// once (the database keeps its hash). It moderates the channel's chat: never the stream key.
+    Moderator {
+        /// The channel.
+        channel: String,
+        /// The moderator's chat name (3-25 of A-Z, a-z, 0-9 and _); none: the broadcaster's token.
+        name: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -159,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Config => print!("{}", config.to_toml()),
         Command::Channel { action } => {
             let db = Database::open(config.database.as_deref(), &config.data_dir).await?;
-            let channels = Channels::new(db);
+            let channels = Channels::new(db.clone());
             match action {
                 ChannelAction::Create { name, srt_passphrase } => {
                     let c = channels.create_with(&name, srt_passphrase.as_deref()).await?;
@@ -169,6 +177,16 @@ async fn main() -> anyhow::Result<()> {
                     for c in channels.list().await? {
                         println!("{}\t{}", c.name, c.stream_key);
                     }
+                }
+                ChannelAction::Moderator { channel, name } => {
+                    channels.by_name(&channel).await?.with_context(|| format!("no channel {channel}: `onair channel create {channel}` first"))?;
+                    let (name, role) = match name {
+                        Some(n) => (n, onair_chat::protocol::Role::Moderator),
+                        None => (channel.clone(), onair_chat::protocol::Role::Broadcaster),
+                    };
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                    let token = onair_chat::ChatStore::new(db).create_moderator(&channel, &name, role, now).await?;
+                    println!("chat {} token for channel {channel} ({name}): {token}", role.as_str());
                 }
             }
         }

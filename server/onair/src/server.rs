@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use onair_channels::{Channel, ChannelError, Channels};
 use onair_archive::Archive;
+use onair_chat::{Chat, ChatStore};
 use onair_db::{Database, DbError};
 use onair_ingest::gate::{Gate, IngestSettings};
 use onair_ingest::rtmp::RtmpIngest;
@@ -58,6 +59,9 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The chat token secret file cannot be read or written.
+    #[error("chat token secret in the data directory: {0}")]
+    ChatSecret(std::io::Error),
     /// The archive directory or index is unusable.
     #[error(transparent)]
     Archive(#[from] onair_archive::ArchiveError),
@@ -223,7 +227,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let archive = if config.no_ingest || !config.archive.enabled {
         None
     } else {
-        let (archive, recovery) = Archive::open(&config.archive, &config.data_dir, db).await?;
+        let (archive, recovery) = Archive::open(&config.archive, &config.data_dir, db.clone()).await?;
         let (recorder, store, stop) = (archive.clone(), store.clone(), shutdown.clone());
         tasks.spawn(async move {
             recorder.recorder(store, stop).await;
@@ -259,7 +263,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let (rtmp, srt) = start_ingest(config, &channels, &store, lease, &shutdown, &mut tasks).await?;
         (Some(rtmp), Some(srt))
     };
+    let chat = if config.chat.enabled {
+        let secret = config.chat.secret(&config.data_dir).map_err(StartError::ChatSecret)?;
+        let chat = Chat::new(config.chat.clone(), &secret, ChatStore::new(db.clone()));
+        let (ticker, stop) = (chat.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            ticker.run(stop).await;
+            "chat"
+        });
+        Some(chat)
+    } else {
+        None
+    };
     let web = crate::http::Web {
+        chat,
         playback: config.playback.clone(),
         signer: signer.clone(),
         player_dir: config.web.player_dir.clone(),

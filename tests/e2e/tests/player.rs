@@ -144,6 +144,10 @@ async fn directory_and_watch_pages() {
     for field in ["latency", "buffer", "rendition", "bandwidth", "server", "stalls"] {
         assert!(overlay.contains(field), "overlay shows {field}: {overlay}");
     }
+    let chat = &r["chat"];
+    assert!(chat["head"].as_str().unwrap_or("").contains("room 1"), "chat joined a room: {chat}");
+    assert!(chat["lines"].as_array().is_some_and(|l| l.iter().any(|t| t.as_str().is_some_and(|t| t.ends_with(": hello from the watch page <b>not bold</b>")))), "chat message shown as text: {chat}");
+    assert_eq!((chat["markup"].as_u64(), chat["beside"].as_bool()), (Some(0), Some(true)), "no HTML from a message; chat beside the player: {chat}");
     assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "page errors: {}", r["errors"]);
     for png in ["directory.png", "watch.png"] {
         let len = std::fs::metadata(dir.join(png)).map(|m| m.len()).unwrap_or(0);

@@ -457,6 +457,25 @@ impl ServerProcess {
         key.unwrap_or_else(|| panic!("no stream key printed: {stdout} {}", String::from_utf8_lossy(&out.stderr))).trim().to_string()
     }
 
+    /// Creates a chat moderator token for `channel` (the broadcaster's without `name`) through
+    /// `onair channel moderator`; returns it.
+    pub fn chat_moderator(&self, channel: &str, name: Option<&str>) -> String {
+        let mut cmd = Command::new(onair_binary());
+        cmd.arg("--config").arg(&self.config_path).args(["channel", "moderator", channel]);
+        cmd.args(name);
+        let out = cmd.env("RUST_LOG", "warn").output().expect("onair channel moderator");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let token = stdout.lines().find_map(|l| l.rsplit_once("): ").map(|(_, t)| t.trim().to_string()));
+        token.unwrap_or_else(|| panic!("no moderator token printed: {stdout} {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
+    /// The resident memory of the process, bytes (`VmRSS`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        kb.unwrap_or(0) * 1024
+    }
+
     /// An SRT publish URL with `streamid` (not shell-quoted: passed straight to ffmpeg).
     pub fn srt_url(&self, stream_id: &str, extra: &str) -> String {
         format!("srt://127.0.0.1:{}?streamid={stream_id}{extra}", self.srt_port)

@@ -1,0 +1,21 @@
+//! OnAir chat: each channel's chat split into rooms of about 200 members (Justin.tv's social
+//! groups), served over a WebSocket ([`protocol`]) by every `onair serve` node.
+//!
+//! - [`protocol`]: the JSON frames and close codes (sans-IO);
+//! - [`rooms`]: where a joiner goes (pure);
+//! - [`identity`]: chat tokens for viewers, moderator tokens for the broadcaster and moderators;
+//! - [`hub`]: channels → rooms → members with bounded queues, rate limits, slow mode, moderation;
+//! - [`store`]: moderator tokens and bans in the database;
+//! - [`ws`]: the axum routes.
+
+pub mod config;
+pub mod hub;
+pub mod identity;
+pub mod protocol;
+pub mod rooms;
+pub mod store;
+pub mod ws;
+
+pub use config::ChatConfig;
+pub use hub::{Chat, JoinError, Session};
+pub use store::ChatStore;

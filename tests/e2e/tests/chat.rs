@@ -1,0 +1,263 @@
+//! Chat on a real `onair serve` process, with WebSocket clients from `tokio-tungstenite` (a
+//! client nobody here wrote) connecting from many loopback addresses (127.0.0.N), as many users
+//! behind many addresses would.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_port, ServerProcess};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// One connected chat user: its send half, and every frame and the close code it received
+/// (read by a task of its own).
+struct Client {
+    tx: SplitSink<Ws, Message>,
+    frames: Arc<Mutex<Vec<Value>>>,
+    closed: Arc<Mutex<Option<u16>>>,
+    room: u64,
+    name: String,
+}
+
+impl Client {
+    async fn send(&mut self, frame: Value) {
+        self.tx.send(Message::Text(frame.to_string().into())).await.expect("send");
+    }
+
+    fn frames(&self) -> Vec<Value> {
+        self.frames.lock().expect("frames").clone()
+    }
+
+    /// The texts of the `message` frames it received.
+    fn texts(&self) -> Vec<String> {
+        self.frames().iter().filter(|f| f["type"] == "message").filter_map(|f| f["text"].as_str().map(str::to_string)).collect()
+    }
+
+    fn close_code(&self) -> Option<u16> {
+        *self.closed.lock().expect("closed")
+    }
+}
+
+/// Loopback address number `n` (127.0.0.2 …).
+fn addr(n: usize) -> IpAddr {
+    IpAddr::from([127, 0, (2 + n / 250) as u8, (2 + n % 250) as u8])
+}
+
+/// A chat token for `channel` fetched from `from`.
+async fn token(base: &str, channel: &str, from: IpAddr) -> Value {
+    let http = reqwest::Client::builder().local_address(from).build().expect("client");
+    let r = http.get(format!("{base}/api/v1/chat/{channel}/token")).send().await.expect("token request");
+    assert_eq!(r.status(), 200, "token from {from}");
+    serde_json::from_str(&r.text().await.expect("body")).expect("json")
+}
+
+/// A WebSocket to the chat of `channel` from `from` (with a small receive buffer when given).
+async fn connect(port: u16, channel: &str, token: &str, from: IpAddr, room: Option<u32>, rcvbuf: Option<u32>) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(size) = rcvbuf {
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    }
+    socket.bind(SocketAddr::new(from, 0)).expect("bind");
+    let tcp = socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.expect("connect");
+    let room = room.map(|r| format!("&room={r}")).unwrap_or_default();
+    let url = format!("ws://127.0.0.1:{port}/api/v1/chat/{channel}?token={token}{room}");
+    tokio_tungstenite::client_async(url, tcp).await.expect("websocket handshake").0
+}
+
+/// Connects and reads the `welcome`; then reads every frame into the client.
+async fn join(port: u16, channel: &str, token: &str, from: IpAddr) -> Client {
+    let mut ws = connect(port, channel, token, from, None, None).await;
+    let welcome = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Value>(&t).expect("json"),
+        other => panic!("no welcome: {other:?}"),
+    };
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let (tx, mut rx) = ws.split();
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let closed = Arc::new(Mutex::new(None));
+    let (f, c) = (frames.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = rx.next().await {
+            match m {
+                Message::Text(t) => f.lock().expect("frames").push(serde_json::from_str(&t).expect("json")),
+                Message::Close(frame) => {
+                    *c.lock().expect("closed") = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                _ => {}
+            }
+        }
+    });
+    Client { tx, frames, closed, room: welcome["room"].as_u64().unwrap_or(0), name: welcome["user"]["name"].as_str().unwrap_or_default().to_string() }
+}
+
+/// Waits (≤ `limit`) until `done` holds.
+async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+/// Waits (≤ `limit`) until the node's metric `series` is `value`; returns its last value.
+async fn until_metric(node: &ServerProcess, series: &str, value: f64, limit: Duration) -> f64 {
+    let start = Instant::now();
+    loop {
+        let v = node.metric(series).await;
+        if v == value || start.elapsed() > limit {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first frame and the close code a refused connection gets.
+async fn refused(mut ws: Ws) -> (Value, Option<u16>) {
+    let mut first = Value::Null;
+    let mut code = None;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        match m {
+            Message::Text(t) if first.is_null() => first = serde_json::from_str(&t).expect("json"),
+            Message::Close(f) => {
+                code = f.map(|f| u16::from(f.code));
+                break;
+            }
+            _ => {}
+        }
+    }
+    (first, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_hundred_users_in_three_rooms_with_a_broadcaster_a_flood_and_a_ban() {
+    let node = ServerProcess::start(free_port(), "");
+    let broadcaster_token = node.chat_moderator("demo", None);
+    let moderator_token = node.chat_moderator("demo", Some("mod_anna"));
+    let (base, port) = (node.base_url(), node.http_port);
+
+    // 600 viewers, ten per address (under the 30 tokens per minute an address may get).
+    let started = Instant::now();
+    let mut users = Vec::new();
+    for n in 0..600 {
+        let from = addr(n / 10);
+        let t = token(&base, "demo", from).await;
+        users.push(join(port, "demo", t["token"].as_str().expect("token"), from).await);
+    }
+    let mut rooms: BTreeMap<u64, usize> = BTreeMap::new();
+    for u in &users {
+        *rooms.entry(u.room).or_default() += 1;
+    }
+    println!("600 users joined in {:.1} s: rooms {rooms:?}", started.elapsed().as_secs_f64());
+    assert_eq!(rooms, BTreeMap::from([(1, 200), (2, 200), (3, 200)]));
+    // Member counts are announced (every 2 s).
+    assert!(until(Duration::from_secs(10), || users[0].frames().iter().any(|f| f["type"] == "members" && f["count"] == 200 && f["channel"] == 600)).await);
+
+    // A viewer's message reaches exactly its room (itself included).
+    let speaker = users.iter().position(|u| u.room == 2).expect("someone in room 2");
+    users[speaker].send(json!({"type": "send", "text": "hello room 2"})).await;
+    let room2 = |users: &[Client]| users.iter().filter(|u| u.texts().contains(&"hello room 2".to_string())).count();
+    assert!(until(Duration::from_secs(10), || room2(&users) == 200).await, "delivered to {} users", room2(&users));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(users.iter().all(|u| u.texts().contains(&"hello room 2".to_string()) == (u.room == 2)), "only room 2 got it");
+
+    // The broadcaster's message reaches every room.
+    let mut broadcaster = join(port, "demo", &broadcaster_token, addr(100)).await;
+    assert_eq!(broadcaster.name, "demo");
+    broadcaster.send(json!({"type": "send", "text": "hello everyone"})).await;
+    let everyone = |users: &[Client]| users.iter().filter(|u| u.texts().contains(&"hello everyone".to_string())).count();
+    assert!(until(Duration::from_secs(10), || everyone(&users) == 600).await, "delivered to {}", everyone(&users));
+    let with_role = users[0].frames().into_iter().find(|f| f["text"] == "hello everyone").expect("frame");
+    assert_eq!((with_role["role"].as_str(), with_role.get("room")), (Some("broadcaster"), None));
+
+    // A flooding viewer is rate limited (20 per 30 s); a viewer in another room is unaffected.
+    let flooder = users.iter().position(|u| u.room == 1).expect("room 1");
+    let calm = users.iter().position(|u| u.room == 3).expect("room 3");
+    for i in 0..40 {
+        users[flooder].send(json!({"type": "send", "text": format!("flood {i}")})).await;
+    }
+    users[calm].send(json!({"type": "send", "text": "calm in room 3"})).await;
+    let limited = |u: &Client| u.frames().iter().filter(|f| f["type"] == "error" && f["code"] == "rate_limited").count();
+    assert!(until(Duration::from_secs(10), || limited(&users[flooder]) == 20).await, "{} refusals", limited(&users[flooder]));
+    let floods = |u: &Client| u.texts().iter().filter(|t| t.starts_with("flood ")).count();
+    assert!(until(Duration::from_secs(10), || users.iter().filter(|u| u.room == 1).all(|u| floods(u) == 20)).await);
+    assert!(until(Duration::from_secs(10), || users.iter().filter(|u| u.room == 3).all(|u| u.texts().contains(&"calm in room 3".to_string()))).await);
+    assert_eq!(limited(&users[calm]), 0);
+
+    // A moderator bans the flooder: every room is told, the flooder is closed with 4003 and
+    // cannot come back, neither with a new token from its address.
+    let mut moderator = join(port, "demo", &moderator_token, addr(101)).await;
+    let banned = users[flooder].name.clone();
+    moderator.send(json!({"type": "ban", "user": banned})).await;
+    assert!(until(Duration::from_secs(10), || users[flooder].close_code() == Some(4003)).await, "close {:?}", users[flooder].close_code());
+    let told = |users: &[Client]| users.iter().filter(|u| u.frames().iter().any(|f| f["type"] == "moderation" && f["action"] == "ban" && f["user"] == banned.as_str())).count();
+    assert!(until(Duration::from_secs(10), || told(&users) == 599).await, "told {}", told(&users));
+    let again = token(&base, "demo", addr(flooder / 10)).await;
+    let (frame, code) = refused(connect(port, "demo", again["token"].as_str().expect("token"), addr(flooder / 10), None, None).await).await;
+    assert_eq!((frame["code"].as_str(), code), (Some("banned"), Some(4003)));
+    // A viewer cannot moderate; a bad frame closes with 1007; an invalid token with 4001.
+    users[calm].send(json!({"type": "ban", "user": "mod_anna"})).await;
+    assert!(until(Duration::from_secs(5), || users[calm].frames().iter().any(|f| f["code"] == "forbidden")).await);
+    users[calm].tx.send(Message::Text("not json".into())).await.expect("send");
+    assert!(until(Duration::from_secs(5), || users[calm].close_code() == Some(1007)).await, "{:?}", users[calm].close_code());
+    let (frame, code) = refused(connect(port, "demo", "forged", addr(102), None, None).await).await;
+    assert_eq!((frame["code"].as_str(), code), (Some("unauthorized"), Some(4001)));
+    // The banned user's connection and the closed one are gone from the server's count.
+    assert!(node.metric("onair_chat_moderation_total{action=\"ban\"}").await >= 1.0);
+    assert_eq!(until_metric(&node, "onair_chat_connections", 600.0, Duration::from_secs(10)).await, 600.0);
+    drop(users);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_without_growing_the_servers_memory() {
+    let node = ServerProcess::start(free_port(), "[chat]\nuser_messages = 1000000\nroom_messages_per_s = 1000000\nsend_queue = 256\n");
+    let (base, port) = (node.base_url(), node.http_port);
+    // The stuck client: a 4 KiB receive buffer (loopback buffers would otherwise absorb megabytes),
+    // and it never reads after the handshake.
+    let t = token(&base, "demo", addr(0)).await;
+    let stuck = connect(port, "demo", t["token"].as_str().expect("token"), addr(0), None, Some(4096)).await;
+    let t = token(&base, "demo", addr(1)).await;
+    let mut talker = join(port, "demo", t["token"].as_str().expect("token"), addr(1)).await;
+    assert_eq!(until_metric(&node, "onair_chat_connections", 2.0, Duration::from_secs(10)).await, 2.0);
+    let before = node.rss_bytes();
+    let text = "x".repeat(480);
+    let started = Instant::now();
+    let mut sent = 0usize;
+    // ~20 MB of frames to the stuck client, far more than its queue (256 frames) and buffers.
+    while sent < 40_000 {
+        talker.send(json!({"type": "send", "text": text})).await;
+        sent += 1;
+        if sent.is_multiple_of(1000) {
+            // Keep pace with what the talker itself receives.
+            let seen = talker.texts().len();
+            assert!(until(Duration::from_secs(30), || talker.texts().len() + 2000 > sent).await, "talker fell behind: {seen} of {sent}");
+        }
+    }
+    assert!(until(Duration::from_secs(30), || talker.texts().len() == sent).await, "the talker got {} of {sent}", talker.texts().len());
+    let dropped = node.metric("onair_chat_dropped_total{reason=\"slow_consumer\"}").await;
+    let after = node.rss_bytes();
+    println!(
+        "{sent} frames ({:.1} MB) in {:.1} s; the never-reading client dropped: {dropped}; server RSS {:.1} MB -> {:.1} MB",
+        (sent * (text.len() + 90)) as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+    assert_eq!(dropped, 1.0, "the never-reading client is dropped");
+    assert_eq!(until_metric(&node, "onair_chat_connections", 1.0, Duration::from_secs(10)).await, 1.0);
+    assert!(talker.close_code().is_none(), "the reading client stays");
+    assert!(after < before + 16 * 1024 * 1024, "server memory grew {} bytes", after.saturating_sub(before));
+    drop(stuck);
+}
