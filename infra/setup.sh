@@ -56,10 +56,12 @@ echo "setup: building the Wasm player (player-wasm/pkg)"
 
 if [ "$mode" != test ]; then echo "setup: done (build)"; exit 0; fi
 
-if ! python3 -c 'import m3u8' 2>/dev/null; then
-  echo "setup: installing the m3u8 Python package"
-  python3 -m pip install -q --disable-pip-version-check m3u8==6.0.0 2>/dev/null \
-    || python3 -m pip install -q --disable-pip-version-check --break-system-packages m3u8==6.0.0
+# m3u8: the playlist parser the origin tests check against; irc: the IRC client library the chat
+# gateway test runs a bot on.
+if ! python3 -c 'import m3u8, irc.client' 2>/dev/null; then
+  echo "setup: installing the m3u8 and irc Python packages"
+  python3 -m pip install -q --disable-pip-version-check m3u8==6.0.0 irc==20.5.0 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages m3u8==6.0.0 irc==20.5.0
 fi
 
 if [ "$mode" = test ] && ! command -v s3s-fs >/dev/null 2>&1; then

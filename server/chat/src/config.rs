@@ -35,6 +35,8 @@ pub struct ChatConfig {
     pub token_ttl_s: u64,
     /// Chat tokens one client address may get per minute.
     pub tokens_per_minute: u32,
+    /// Listen address of the IRC gateway (e.g. `0.0.0.0:6667`); none: off (the default).
+    pub irc_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for ChatConfig {
@@ -53,6 +55,7 @@ impl Default for ChatConfig {
             token_secret: None,
             token_ttl_s: 24 * 3600,
             tokens_per_minute: 30,
+            irc_addr: None,
         }
     }
 }

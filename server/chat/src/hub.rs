@@ -225,10 +225,19 @@ impl Chat {
     /// Who `token` (a chat token or a moderator token of `channel`) speaks as.
     /// Errors: [`JoinError::Unauthorized`], [`JoinError::Store`].
     pub async fn identify(&self, channel: &str, token: &str) -> Result<Identity, JoinError> {
-        if token.starts_with("mod_") {
-            return self.inner.store.moderator(channel, token).await?.ok_or(JoinError::Unauthorized);
+        match self.identify_any(token).await? {
+            (ch, identity) if ch == channel => Ok(identity),
+            _ => Err(JoinError::Unauthorized),
         }
-        self.inner.tokens.verify(token, channel).map_err(|_| JoinError::Unauthorized)
+    }
+
+    /// The channel `token` (a chat or moderator token) is for, and who it speaks as there.
+    /// Errors: [`JoinError::Unauthorized`], [`JoinError::Store`].
+    pub async fn identify_any(&self, token: &str) -> Result<(String, Identity), JoinError> {
+        if token.starts_with("mod_") {
+            return self.inner.store.moderator(token).await?.ok_or(JoinError::Unauthorized);
+        }
+        self.inner.tokens.verify_any(token).map_err(|_| JoinError::Unauthorized)
     }
 
     async fn channel(&self, name: &str) -> Result<Arc<Channel>, StoreError> {

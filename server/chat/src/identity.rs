@@ -131,13 +131,22 @@ impl ChatTokens {
 
     /// The viewer a token names in `channel`. Errors: [`TokenError::Invalid`].
     pub fn verify(&self, token: &str, channel: &str) -> Result<Identity, TokenError> {
+        match self.verify_any(token)? {
+            (ch, identity) if ch == channel => Ok(identity),
+            _ => Err(TokenError::Invalid),
+        }
+    }
+
+    /// The channel a token is for and the viewer it names (the IRC gateway learns the channel
+    /// only at JOIN). Errors: [`TokenError::Invalid`].
+    pub fn verify_any(&self, token: &str) -> Result<(String, Identity), TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|_| TokenError::Invalid)?.claims;
-        if claims.ch != channel || !viewer_may_use(&claims.name, channel) {
+        if !viewer_may_use(&claims.name, &claims.ch) {
             return Err(TokenError::Invalid);
         }
-        Ok(Identity { subject: claims.sub, name: claims.name, role: Role::Viewer })
+        Ok((claims.ch, Identity { subject: claims.sub, name: claims.name, role: Role::Viewer }))
     }
 }
 

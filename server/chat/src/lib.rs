@@ -6,11 +6,13 @@
 //! - [`identity`]: chat tokens for viewers, moderator tokens for the broadcaster and moderators;
 //! - [`hub`]: channels → rooms → members with bounded queues, rate limits, slow mode, moderation;
 //! - [`store`]: moderator tokens and bans in the database;
-//! - [`ws`]: the axum routes.
+//! - [`ws`]: the axum routes;
+//! - [`irc`]: the IRC gateway (IRCv3 tags, the subset of IRC Twitch serves).
 
 pub mod config;
 pub mod hub;
 pub mod identity;
+pub mod irc;
 pub mod protocol;
 pub mod rooms;
 pub mod store;

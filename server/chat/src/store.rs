@@ -64,21 +64,18 @@ impl ChatStore {
         Ok(token)
     }
 
-    /// Who a moderator token speaks as in `channel`, if it is one of its tokens.
-    pub async fn moderator(&self, channel: &str, token: &str) -> Result<Option<Identity>, StoreError> {
+    /// The channel a moderator token is for and who it speaks as there, if it is a token.
+    pub async fn moderator(&self, token: &str) -> Result<Option<(String, Identity)>, StoreError> {
         let hash = token_hash(token);
-        let row = sqlx::query("SELECT name, role FROM chat_moderators WHERE token_sha256 = $1 AND channel = $2")
-            .bind(&hash)
-            .bind(channel)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row = sqlx::query("SELECT channel, name, role FROM chat_moderators WHERE token_sha256 = $1").bind(&hash).fetch_optional(self.db.pool()).await?;
         Ok(row.map(|r| {
             let role: String = r.get("role");
-            Identity {
+            let identity = Identity {
                 subject: format!("mod:{}", &hash[..16]),
                 name: r.get("name"),
                 role: if role == "broadcaster" { Role::Broadcaster } else { Role::Moderator },
-            }
+            };
+            (r.get("channel"), identity)
         }))
     }
 
@@ -130,11 +127,10 @@ mod tests {
     async fn moderators_and_bans(store: &ChatStore) {
         let token = store.create_moderator("demo", "mod_anna", Role::Moderator, 1).await.expect("create");
         let broadcaster = store.create_moderator("demo", "demo", Role::Broadcaster, 1).await.expect("create");
-        let anna = store.moderator("demo", &token).await.expect("query").expect("a moderator");
-        assert_eq!((anna.name.as_str(), anna.role), ("mod_anna", Role::Moderator));
-        assert_eq!(store.moderator("demo", &broadcaster).await.expect("query").map(|i| i.role), Some(Role::Broadcaster));
-        assert_eq!(store.moderator("other", &token).await.expect("query"), None);
-        assert_eq!(store.moderator("demo", "mod_wrong").await.expect("query"), None);
+        let (channel, anna) = store.moderator(&token).await.expect("query").expect("a moderator");
+        assert_eq!((channel.as_str(), anna.name.as_str(), anna.role), ("demo", "mod_anna", Role::Moderator));
+        assert_eq!(store.moderator(&broadcaster).await.expect("query").map(|(_, i)| i.role), Some(Role::Broadcaster));
+        assert_eq!(store.moderator("mod_wrong").await.expect("query"), None);
         assert!(matches!(store.create_moderator("demo", "a b", Role::Moderator, 1).await, Err(StoreError::Name(_))));
         let mut names = store.moderator_names("demo").await.expect("names");
         names.sort();

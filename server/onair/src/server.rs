@@ -271,6 +271,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             ticker.run(stop).await;
             "chat"
         });
+        if let Some(addr) = config.chat.irc_addr {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what: "chat IRC", addr, source })?;
+            let (gateway, stop, max) = (chat.clone(), shutdown.clone(), config.chat.max_connections);
+            tracing::info!(%addr, "chat IRC gateway");
+            tasks.spawn(async move {
+                onair_chat::irc::serve(listener, gateway, max, stop).await;
+                "chat IRC gateway"
+            });
+        }
         Some(chat)
     } else {
         None

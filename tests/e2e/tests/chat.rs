@@ -261,3 +261,51 @@ async fn a_client_that_never_reads_is_dropped_without_growing_the_servers_memory
     assert!(after < before + 16 * 1024 * 1024, "server memory grew {} bytes", after.saturating_sub(before));
     drop(stuck);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_irc_bot_and_websocket_users_share_a_room() {
+    let irc_port = free_port();
+    let node = ServerProcess::start(free_port(), &format!("[chat]\nirc_addr = \"127.0.0.1:{irc_port}\"\n"));
+    let (base, port) = (node.base_url(), node.http_port);
+    let t = token(&base, "demo", addr(0)).await;
+    let mut web = join(port, "demo", t["token"].as_str().expect("token"), addr(0)).await;
+    web.send(json!({"type": "send", "text": "hello before irc"})).await;
+    assert!(until(Duration::from_secs(5), || web.texts().len() == 1).await);
+
+    // The bot (Python's `irc` package) asks for the name `irc_bot` and connects with `oauth:TOKEN`
+    // but NICK `someone_else`: the gateway gives it the token's name.
+    let http = reqwest::Client::new();
+    let bot: Value = serde_json::from_str(&http.get(format!("{base}/api/v1/chat/demo/token?name=irc_bot")).send().await.expect("token").text().await.expect("body")).expect("json");
+    let script = common::repo_root().join("tests/irc/irc_bot.py");
+    let args = [irc_port.to_string(), bot["token"].as_str().expect("token").to_string()];
+    let run = tokio::process::Command::new("python3")
+        .arg(&script)
+        .args(["127.0.0.1", &args[0], &args[1], "someone_else", "demo", "hello from irc", "6"])
+        .output();
+    let bot_run = tokio::spawn(run);
+    // The WebSocket user hears the bot, then answers; one answer tries to inject an IRC line.
+    assert!(until(Duration::from_secs(15), || web.texts().contains(&"hello from irc".to_string())).await, "{:?}", web.texts());
+    let from_bot = web.frames().into_iter().find(|f| f["text"] == "hello from irc").expect("frame");
+    assert_eq!((from_bot["user"].as_str(), from_bot["role"].as_str()), (Some("irc_bot"), Some("viewer")));
+    web.send(json!({"type": "send", "text": "hi irc; from the web"})).await;
+    web.send(json!({"type": "send", "text": "evil\r\nPRIVMSG #demo :injected"})).await;
+    let out = bot_run.await.expect("join").expect("python3 (infra/setup.sh test installs the irc package)");
+    assert!(out.status.success(), "bot failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    println!("irc bot: {r}");
+    assert_eq!(r["nick"], "irc_bot", "the token's name");
+    assert_eq!(r["joined"], true);
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
+    let messages = r["messages"].as_array().cloned().unwrap_or_default();
+    let texts: Vec<&str> = messages.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["hello before irc", "hi irc; from the web", "evil  PRIVMSG #demo :injected"], "history, then live; no injected line");
+    let live = &messages[1];
+    assert_eq!(live["nick"], web.name.as_str());
+    let tags = &live["tags"];
+    assert_eq!(tags["display-name"], web.name.as_str());
+    assert!(tags["msgid"].as_str().is_some_and(|id| !id.is_empty()) && tags["msgid"] == tags["id"], "{tags}");
+    assert!(tags["time"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "server-time: {tags}");
+    assert_eq!(tags["room"], "1");
+    assert!(messages[0]["tags"]["time"].is_string(), "history keeps its time");
+    assert!(node.metric("onair_chat_joins_total").await >= 2.0);
+}
