@@ -19,6 +19,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::{Bus, ChannelEvent, Incoming};
 use crate::config::ChatConfig;
 use crate::identity::{ChatTokens, Identity};
 use crate::protocol::{clean_text, ChatMessage, Close, ErrorCode, ErrorFrame, Role, ServerMessage, WelcomeUser};
@@ -135,6 +136,8 @@ struct Inner {
     message_prefix: String,
     connections: AtomicUsize,
     clock: DefaultClock,
+    /// Other nodes, in a cluster.
+    bus: OnceLock<Bus>,
 }
 
 /// A node's chat. Cheap to clone.
@@ -208,6 +211,7 @@ impl Chat {
                 message_prefix: Alphanumeric.sample_string(&mut rand::rng(), 6),
                 connections: AtomicUsize::new(0),
                 clock: DefaultClock::default(),
+                bus: OnceLock::new(),
             }),
         }
     }
@@ -345,6 +349,101 @@ impl Chat {
         delivered
     }
 
+    /// Applies a channel-wide event to every room of the channel here.
+    fn apply(&self, ch: &Channel, event: &ChannelEvent) {
+        match event {
+            ChannelEvent::Message { message } => {
+                self.to_every_room(ch, &ServerMessage::Message(message), Some(message));
+            }
+            ChannelEvent::Deleted { id } => {
+                for room in ch.lock().rooms.values_mut() {
+                    room.history.retain(|m| m.id != *id);
+                }
+                self.to_every_room(ch, &ServerMessage::Deleted { id }, None);
+            }
+            ChannelEvent::Ban { ban, timeout } => {
+                {
+                    let mut st = ch.lock();
+                    st.bans.retain(|b| b.subject != ban.subject);
+                    if !timeout {
+                        for m in st.rooms.values().flat_map(|r| r.members.values()).filter(|m| m.identity.subject == ban.subject) {
+                            m.kick.kick(Close::Banned);
+                        }
+                    }
+                    st.bans.push(ban.clone());
+                }
+                let until_ms = (ban.until_ms != FOREVER).then_some(ban.until_ms as u64);
+                let action = if *timeout { "timeout" } else { "ban" };
+                self.to_every_room(ch, &ServerMessage::Moderation { action, user: &ban.name, until_ms }, None);
+            }
+            ChannelEvent::Unban { user } => {
+                ch.lock().bans.retain(|b| !b.name.eq_ignore_ascii_case(user));
+                self.to_every_room(ch, &ServerMessage::Moderation { action: "unban", user, until_ms: None }, None);
+            }
+            ChannelEvent::Slow { seconds } => {
+                ch.lock().slow_s = *seconds;
+                self.to_every_room(ch, &ServerMessage::Slow { seconds: *seconds }, None);
+            }
+        }
+    }
+
+    /// Applies `event` here and publishes it to the other nodes.
+    fn channel_event(&self, ch: &Channel, event: ChannelEvent) {
+        self.apply(ch, &event);
+        if let Some(bus) = self.inner.bus.get() {
+            bus.publish(&ch.name, event);
+        }
+    }
+
+    /// Joins the cluster's chat bus: publishes this node's channel-wide events and applies the
+    /// others' (storing their bans when the database is this node's own) until `incoming` ends.
+    /// A second call is ignored.
+    pub async fn run_bus(self, bus: Bus, mut incoming: Incoming) {
+        if self.inner.bus.set(bus).is_err() {
+            return;
+        }
+        while let Some((channel, event)) = incoming.recv().await {
+            metrics::counter!("onair_chat_bus_received_total").increment(1);
+            if let ChannelEvent::Ban { ban, timeout } = &event {
+                if ban.subject.is_empty() {
+                    self.resolve_ban(&channel, ban, *timeout).await;
+                    continue;
+                }
+            }
+            if !self.inner.store.shared() {
+                let stored = match &event {
+                    ChannelEvent::Ban { ban, .. } => self.inner.store.ban(&channel, ban, "cluster", now_ms()).await,
+                    ChannelEvent::Unban { user } => self.inner.store.unban(&channel, user).await.map(|_| ()),
+                    _ => Ok(()),
+                };
+                if let Err(e) = stored {
+                    tracing::warn!(channel, error = %e, "chat bus: ban from another node not stored");
+                }
+            }
+            if let Some(ch) = self.lookup(&channel) {
+                self.apply(&ch, &event);
+            }
+        }
+    }
+
+    /// A ban by name from another node: when the user is connected here, stores it against the
+    /// user's subject and address and applies and publishes it resolved; else leaves it to the
+    /// node that has the user.
+    async fn resolve_ban(&self, channel: &str, by_name: &Ban, timeout: bool) {
+        let Some(ch) = self.lookup(channel) else { return };
+        let found = ch.lock().rooms.values().flat_map(|r| r.members.values()).find(|m| m.identity.name.eq_ignore_ascii_case(&by_name.name) && !m.identity.role.moderates()).map(|m| Ban {
+            subject: m.identity.subject.clone(),
+            name: m.identity.name.clone(),
+            ip: m.ip.to_string(),
+            until_ms: by_name.until_ms,
+        });
+        let Some(ban) = found else { return };
+        if let Err(e) = self.inner.store.ban(channel, &ban, "cluster", now_ms()).await {
+            tracing::warn!(channel, error = %e, "chat bus: ban not stored");
+        }
+        self.channel_event(&ch, ChannelEvent::Ban { ban, timeout });
+    }
+
     /// Announces changed member counts to the rooms, forgets idle channels, trims rate-limiter
     /// state and updates the gauges. Called every couple of seconds by [`Chat::run`].
     pub fn tick(&self) {
@@ -478,7 +577,7 @@ impl Session {
         if self.identity.role.moderates() {
             let message = self.new_message(None, text);
             metrics::counter!("onair_chat_messages_total", "scope" => "channel").increment(1);
-            self.chat.to_every_room(ch, &ServerMessage::Message(&message), Some(&message));
+            self.chat.channel_event(ch, ChannelEvent::Message { message });
             return Ok(());
         }
         let now = Instant::now();
@@ -520,21 +619,12 @@ impl Session {
     /// moderator, no such message in the history.
     pub fn delete(&self, id: &str) -> Result<(), ErrorFrame> {
         self.moderator()?;
-        let found = {
-            let mut st = self.channel.lock();
-            let mut found = false;
-            for room in st.rooms.values_mut() {
-                let before = room.history.len();
-                room.history.retain(|m| m.id != id);
-                found |= room.history.len() != before;
-            }
-            found
-        };
+        let found = self.channel.lock().rooms.values().any(|r| r.history.iter().any(|m| m.id == id));
         if !found {
             return Err(refusal(ErrorCode::NotFound, "no such message", None));
         }
         metrics::counter!("onair_chat_moderation_total", "action" => "delete").increment(1);
-        self.chat.to_every_room(&self.channel, &ServerMessage::Deleted { id }, None);
+        self.chat.channel_event(&self.channel, ChannelEvent::Deleted { id: id.to_string() });
         Ok(())
     }
 
@@ -559,11 +649,21 @@ impl Session {
                 None => st.bans.iter().find(|b| b.name.eq_ignore_ascii_case(user)).cloned(),
             }
         };
-        let Some(mut ban) = target else { return Err(refusal(ErrorCode::NotFound, format!("{user} is not here"), None)) };
-        ban.until_ms = match seconds {
+        let until_ms = match seconds {
             Some(s) => now.saturating_add((s * 1000) as i64),
             None => FOREVER,
         };
+        let Some(mut ban) = target else {
+            // Maybe connected to another node: the node that has the user resolves the name, stores
+            // the ban and tells every node.
+            if let Some(bus) = self.chat.inner.bus.get() {
+                let unresolved = Ban { subject: String::new(), name: user.to_string(), ip: String::new(), until_ms };
+                bus.publish(&self.channel.name, ChannelEvent::Ban { ban: unresolved, timeout: seconds.is_some() });
+                return Ok(());
+            }
+            return Err(refusal(ErrorCode::NotFound, format!("{user} is not here"), None));
+        };
+        ban.until_ms = until_ms;
         if let Err(e) = self.chat.inner.store.ban(&self.channel.name, &ban, &self.identity.name, now).await {
             tracing::warn!(channel = %self.channel.name, error = %e, "chat: ban not stored");
             return Err(refusal(ErrorCode::BadMessage, "the ban could not be stored: try again", None));
@@ -571,20 +671,7 @@ impl Session {
         let action = if seconds.is_some() { "timeout" } else { "ban" };
         metrics::counter!("onair_chat_moderation_total", "action" => action).increment(1);
         tracing::info!(channel = %self.channel.name, user = %ban.name, by = %self.identity.name, action, "chat moderation");
-        let until_ms = (ban.until_ms != FOREVER).then_some(ban.until_ms as u64);
-        {
-            let mut st = self.channel.lock();
-            st.bans.retain(|b| b.subject != ban.subject);
-            if seconds.is_none() {
-                for m in st.rooms.values().flat_map(|r| r.members.values()) {
-                    if m.identity.subject == ban.subject {
-                        m.kick.kick(Close::Banned);
-                    }
-                }
-            }
-            st.bans.push(ban.clone());
-        }
-        self.chat.to_every_room(&self.channel, &ServerMessage::Moderation { action, user: &ban.name, until_ms }, None);
+        self.chat.channel_event(&self.channel, ChannelEvent::Ban { ban, timeout: seconds.is_some() });
         Ok(())
     }
 
@@ -599,9 +686,8 @@ impl Session {
                 return Err(refusal(ErrorCode::BadMessage, "the unban could not be stored: try again", None));
             }
         }
-        self.channel.lock().bans.retain(|b| !b.name.eq_ignore_ascii_case(user));
         metrics::counter!("onair_chat_moderation_total", "action" => "unban").increment(1);
-        self.chat.to_every_room(&self.channel, &ServerMessage::Moderation { action: "unban", user, until_ms: None }, None);
+        self.chat.channel_event(&self.channel, ChannelEvent::Unban { user: user.to_string() });
         Ok(())
     }
 
@@ -611,9 +697,8 @@ impl Session {
         if seconds > 3600 {
             return Err(refusal(ErrorCode::BadMessage, "slow mode is 0 to 3600 seconds", None));
         }
-        self.channel.lock().slow_s = seconds;
         metrics::counter!("onair_chat_moderation_total", "action" => "slow").increment(1);
-        self.chat.to_every_room(&self.channel, &ServerMessage::Slow { seconds }, None);
+        self.chat.channel_event(&self.channel, ChannelEvent::Slow { seconds });
         Ok(())
     }
 }

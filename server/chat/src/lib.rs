@@ -5,10 +5,12 @@
 //! - [`rooms`]: where a joiner goes (pure);
 //! - [`identity`]: chat tokens for viewers, moderator tokens for the broadcaster and moderators;
 //! - [`hub`]: channels → rooms → members with bounded queues, rate limits, slow mode, moderation;
+//! - [`bus`]: channel-wide events between nodes (Redis pub/sub);
 //! - [`store`]: moderator tokens and bans in the database;
 //! - [`ws`]: the axum routes;
 //! - [`irc`]: the IRC gateway (IRCv3 tags, the subset of IRC Twitch serves).
 
+pub mod bus;
 pub mod config;
 pub mod hub;
 pub mod identity;

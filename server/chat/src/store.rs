@@ -11,7 +11,7 @@ use crate::protocol::Role;
 pub const FOREVER: i64 = i64::MAX;
 
 /// A ban or timeout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ban {
     /// The banned token subject.
     pub subject: String,
@@ -44,6 +44,11 @@ impl ChatStore {
     /// The chat tables in `db` (migrated by [`Database::open`]).
     pub fn new(db: Database) -> Self {
         ChatStore { db }
+    }
+
+    /// Whether every node shares this database (PostgreSQL), so a ban stored by one is seen by all.
+    pub fn shared(&self) -> bool {
+        self.db.backend() == onair_db::Backend::Postgres
     }
 
     /// Creates a token for `channel` speaking as `name` (the broadcaster's is named after the

@@ -59,6 +59,9 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The chat bus's Redis URL is unusable.
+    #[error("chat bus: {0}")]
+    ChatBus(String),
     /// The chat token secret file cannot be read or written.
     #[error("chat token secret in the data directory: {0}")]
     ChatSecret(std::io::Error),
@@ -271,6 +274,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             ticker.run(stop).await;
             "chat"
         });
+        // In a cluster, channel-wide events reach the other nodes' rooms over the registry's Redis.
+        if let Some(url) = &config.cluster.registry {
+            let node = cluster.local().map_or_else(String::new, |l| l.info.id.clone());
+            let (bus, incoming) = onair_chat::bus::Bus::redis(url, &node, shutdown.clone()).map_err(|e| StartError::ChatBus(e.to_string()))?;
+            let member = chat.clone();
+            tasks.spawn(async move {
+                member.run_bus(bus, incoming).await;
+                "chat bus"
+            });
+        }
         if let Some(addr) = config.chat.irc_addr {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what: "chat IRC", addr, source })?;
             let (gateway, stop, max) = (chat.clone(), shutdown.clone(), config.chat.max_connections);

@@ -309,3 +309,50 @@ async fn an_irc_bot_and_websocket_users_share_a_room() {
     assert!(messages[0]["tags"]["time"].is_string(), "history keeps its time");
     assert!(node.metric("onair_chat_joins_total").await >= 2.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_two_nodes_see_the_broadcaster_and_bans_through_redis() {
+    let redis = onair_test_engines::RedisServer::start();
+    let node = |port: u16, id: &str| {
+        let toml = format!("[playback]\npublic_url = \"http://127.0.0.1:{port}\"\n[chat]\ntoken_secret = \"one secret for the cluster\"\n[cluster]\nreport_interval_ms = 500\n");
+        ServerProcess::start_with_args(port, &toml, &["--registry", &redis.url(), "--node-id", id])
+    };
+    let (a, b) = (node(free_port(), "chat-a"), node(free_port(), "chat-b"));
+    let broadcaster_token = a.chat_moderator("demo", None);
+    // One viewer on node A, two on node B (each node has its own database).
+    let t = token(&a.base_url(), "demo", addr(0)).await;
+    let on_a = join(a.http_port, "demo", t["token"].as_str().expect("token"), addr(0)).await;
+    let troll_token = token(&b.base_url(), "demo", addr(1)).await["token"].as_str().expect("token").to_string();
+    let troll = join(b.http_port, "demo", &troll_token, addr(1)).await;
+    let t = token(&b.base_url(), "demo", addr(2)).await;
+    let on_b = join(b.http_port, "demo", t["token"].as_str().expect("token"), addr(2)).await;
+    let mut broadcaster = join(a.http_port, "demo", &broadcaster_token, addr(3)).await;
+
+    // The broadcaster on A reaches B's room (retried while B's subscription comes up).
+    let started = Instant::now();
+    let mut n = 0;
+    while !on_b.texts().iter().any(|t| t.starts_with("hello both nodes")) && started.elapsed() < Duration::from_secs(15) {
+        n += 1;
+        broadcaster.send(json!({"type": "send", "text": format!("hello both nodes {n}")})).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let heard = |c: &Client| c.texts().iter().filter(|t| t.starts_with("hello both nodes")).count();
+    assert!(heard(&on_b) >= 1, "node B's users hear the broadcaster on A");
+    assert!(until(Duration::from_secs(5), || heard(&on_a) == n && heard(&on_b) >= 1 && heard(&troll) >= 1).await);
+    let last = format!("hello both nodes {n}");
+    assert!(until(Duration::from_secs(5), || on_b.texts().contains(&last)).await);
+    // Room messages stay on their node's room.
+    assert!(on_b.texts().iter().all(|t| t.starts_with("hello both nodes")));
+
+    // The broadcaster on A bans the troll connected to B: B resolves the name, closes it (4003),
+    // and both nodes' users are told; the ban holds on both nodes.
+    broadcaster.send(json!({"type": "ban", "user": troll.name})).await;
+    assert!(until(Duration::from_secs(10), || troll.close_code() == Some(4003)).await, "troll closed: {:?}", troll.close_code());
+    let told = |c: &Client| c.frames().iter().any(|f| f["type"] == "moderation" && f["action"] == "ban" && f["user"] == troll.name.as_str());
+    assert!(until(Duration::from_secs(10), || told(&on_a) && told(&on_b)).await, "both nodes told");
+    for node in [&b, &a] {
+        let (frame, code) = refused(connect(node.http_port, "demo", &troll_token, addr(4), None, None).await).await;
+        assert_eq!((frame["code"].as_str(), code), (Some("banned"), Some(4003)), "on {}", node.base_url());
+    }
+    assert!(a.metric("onair_chat_bus_received_total").await >= 1.0 && b.metric("onair_chat_bus_received_total").await >= 1.0);
+}
