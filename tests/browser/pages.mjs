@@ -37,8 +37,11 @@ try {
     markup: document.querySelectorAll('#chat-log b').length,
     beside: document.getElementById('chat').getBoundingClientRect().left >= document.getElementById('video').getBoundingClientRect().right,
   }));
+  // The live viewer count beside the channel name.
+  await page.waitForFunction(() => /viewer/.test(document.getElementById('viewers').textContent), null, { timeout: 15000 }).catch(() => {});
+  const viewers = await page.textContent('#viewers');
   await page.screenshot({ path: join(outDir, 'watch.png') });
-  console.log(JSON.stringify({ cards, href: page.url(), title, stats, overlay, chat, errors }));
+  console.log(JSON.stringify({ cards, href: page.url(), title, stats, overlay, chat, viewers, errors }));
 } finally {
   await browser.close();
 }

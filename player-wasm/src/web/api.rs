@@ -283,6 +283,9 @@ impl OnAirPlayer {
             if let Some((api, expires_at_ms)) = renewal {
                 wasm_bindgen_futures::spawn_local(supervisor::renew_token(shared.clone(), api, expires_at_ms));
             }
+            if let Some(channel) = opts.channel.clone().filter(|_| opts.src.is_none()) {
+                wasm_bindgen_futures::spawn_local(supervisor::heartbeat(shared.clone(), channel));
+            }
         }
         wasm_bindgen_futures::spawn_local(control::control(shared.clone()));
         Ok(OnAirPlayer { shared, _waiting: waiting })

@@ -186,6 +186,26 @@ pub(crate) async fn steer(shared: Shared) {
     }
 }
 
+/// Every 10 s while playing a channel: `GET {server}/api/v1/heartbeat/{channel}?session=ID` to the
+/// server in use, so this viewer counts even behind a CDN (`onair_cluster::viewers`). The id is
+/// random per player; a failed heartbeat is only logged.
+pub(crate) async fn heartbeat(shared: Shared, channel: String) {
+    let id: String = (0..4).map(|_| format!("{:08x}", (js_sys::Math::random() * f64::from(u32::MAX)) as u32)).collect();
+    loop {
+        if shared.borrow().stopped {
+            return;
+        }
+        let master = shared.borrow().master_url.clone();
+        let origin = master.find("://").and_then(|s| master[s + 3..].find('/').map(|p| master[..s + 3 + p].to_string()));
+        if let Some(origin) = origin {
+            if let Err(e) = net::get_text(&format!("{origin}/api/v1/heartbeat/{channel}?session={id}"), 3000.0).await {
+                log(&format!("heartbeat: {e}"));
+            }
+        }
+        sleep(10_000.0).await;
+    }
+}
+
 /// Asks the playback API again before the token expires (see [`crate::token::renew_at_ms`]),
 /// replaces the candidates with the fresh URLs and moves to the fresh URL of the server in use
 /// (same numbering: the loader continues where it was). A failed renewal is retried every 2 s.

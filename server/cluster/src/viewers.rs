@@ -8,8 +8,11 @@
 //! `User-Agent`): every LL-HLS player polls its Media Playlist several times a second, so a
 //! session that stops polling stops counting one window later. A cluster's count of a channel is
 //! the sum over its nodes. A relay pulling from a node (User-Agent `onair-relay/…`) is not a
-//! viewer of it. Viewers behind a CDN reach the node only as the CDN's few requests:
-//! they count only through the player's heartbeat (the OnAir player, a later addition), not here.
+//! viewer of it. Viewers behind a CDN reach the node only as the CDN's few requests: they count
+//! only through the OnAir player's heartbeat (`GET /api/v1/heartbeat/{channel}?session=ID`, every
+//! 10 s, uncached), which names its session by the player's own id; the heartbeat's (client
+//! address, `User-Agent`) pair is then covered by that session, so the same player polling this
+//! node directly is not counted twice.
 //!
 //! Memory is bounded: at most [`MAX_SESSIONS`] sessions are tracked per node; beyond that new
 //! sessions are not counted (metric `onair_viewer_sessions_untracked_total`).
@@ -40,6 +43,8 @@ struct Tracked {
     /// channel → session hash → last seen.
     channels: HashMap<String, HashMap<u64, Instant>>,
     total: usize,
+    /// Client sessions (address, `User-Agent`) covered by a heartbeat's session → its last heartbeat.
+    covered: HashMap<u64, Instant>,
 }
 
 /// The viewer sessions seen on this node.
@@ -72,10 +77,31 @@ impl Sessions {
         h.finish()
     }
 
+    /// Records a heartbeat of the player session `session` (a [`SessionKey::Header`]) watching
+    /// `channel`, sent from the client session `client` (a [`SessionKey::Client`]): `session`
+    /// counts, and `client`'s own playlist requests stop counting while the heartbeats go on.
+    pub fn heartbeat(&self, channel: &str, session: u64, client: u64, now: Instant) {
+        {
+            let mut t = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+            if t.covered.len() < MAX_SESSIONS || t.covered.contains_key(&client) {
+                t.covered.insert(client, now);
+            }
+            if let Some(sessions) = t.channels.get_mut(channel) {
+                if sessions.remove(&client).is_some() {
+                    t.total -= 1;
+                }
+            }
+        }
+        self.seen(channel, session, now);
+    }
+
     /// Records that `session` ([`Sessions::session`]) fetched a Media Playlist of `channel` at `now`.
     pub fn seen(&self, channel: &str, session: u64, now: Instant) {
         let hash = session;
         let mut t = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        if t.covered.get(&hash).is_some_and(|last| now.saturating_duration_since(*last) < self.window) {
+            return;
+        }
         let full = t.total >= MAX_SESSIONS;
         let sessions = match t.channels.get_mut(channel) {
             Some(s) => s,
@@ -97,6 +123,7 @@ impl Sessions {
     pub fn counts(&self, now: Instant) -> Vec<(String, u64)> {
         let mut t = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
         let window = self.window;
+        t.covered.retain(|_, last| now.saturating_duration_since(*last) < window);
         t.channels.retain(|_, sessions| {
             sessions.retain(|_, last| now.saturating_duration_since(*last) < window);
             !sessions.is_empty()
@@ -134,5 +161,21 @@ mod tests {
         // Only the polling session is still within the window 10 s after t0 + 3.8 s.
         assert_eq!(s.counts(t0 + Duration::from_millis(13_000)), vec![("demo".into(), 1)]);
         assert_eq!(s.counts(t0 + Duration::from_secs(20)), vec![]);
+    }
+
+    #[test]
+    fn a_heartbeating_player_is_one_viewer_even_when_it_polls_directly() {
+        let s = Sessions::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let client = s.session(SessionKey::Client(ip, "Chrome"));
+        s.seen("demo", client, t0);
+        // Two tabs of the same browser: two heartbeating sessions, the polling pair covered.
+        s.heartbeat("demo", s.session(SessionKey::Header("tab-1")), client, t0);
+        s.heartbeat("demo", s.session(SessionKey::Header("tab-2")), client, t0);
+        s.seen("demo", client, t0 + Duration::from_secs(1));
+        assert_eq!(s.counts(t0 + Duration::from_secs(2)), vec![("demo".into(), 2)]);
+        // Heartbeats stop: the tabs leave the count a window later.
+        assert_eq!(s.counts(t0 + Duration::from_secs(31)), vec![]);
     }
 }

@@ -47,6 +47,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/channels/{channel}/tree", get(tree_json))
         .route("/api/v1/steering/{channel}", get(steering_json))
         .route("/api/v1/time", get(time_json))
+        .route("/api/v1/heartbeat/{channel}", get(heartbeat))
         .layer(CorsLayer::permissive())
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, api.request_timeout))
         .with_state(api)
@@ -57,6 +58,28 @@ pub fn router(api: Api) -> Router {
 pub fn client_of(cluster: &Cluster, request: &Request) -> (IpAddr, IpAddr) {
     let peer = request.extensions().get::<PeerAddr>().map_or(IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
     (peer, cluster.client_ip(peer, request.headers()))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct HeartbeatQuery {
+    session: Option<String>,
+}
+
+/// `GET /api/v1/heartbeat/{channel}?session=ID`: the OnAir player says it is watching (every
+/// 10 s); 204, never cached (a viewer behind a CDN counts only through this). 400 for a missing
+/// or malformed id (1–128 of `A-Z a-z 0-9 - _`) or channel; 404 on `onair usher`.
+async fn heartbeat(State(api): State<Api>, Path(channel): Path<String>, Query(q): Query<HeartbeatQuery>, request: Request) -> Response {
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    if api.local.is_none() {
+        return (StatusCode::NOT_FOUND, no_store).into_response();
+    }
+    let (_, client) = client_of(&api.cluster, &request);
+    let id = q.session.unwrap_or_default();
+    if !onair_origin::valid_name(&channel) || !api.cluster.heartbeat(&channel, &id, client, request.headers()) {
+        return (StatusCode::BAD_REQUEST, no_store, "bad channel or session id\n").into_response();
+    }
+    metrics::counter!("onair_heartbeats_total").increment(1);
+    (StatusCode::NO_CONTENT, no_store).into_response()
 }
 
 /// `GET /api/v1/playback/{channel}`.

@@ -304,6 +304,19 @@ impl Cluster {
         Some(local.sessions.session(key))
     }
 
+    /// Records the OnAir player's heartbeat for `channel` from `client` with its session `id`
+    /// (1–128 of `A-Z a-z 0-9 - _`); false on `onair usher` or for a malformed id.
+    pub fn heartbeat(&self, channel: &str, id: &str, client: IpAddr, headers: &HeaderMap) -> bool {
+        let Some(local) = &self.local else { return false };
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return false;
+        }
+        let agent = headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let (session, pair) = (local.sessions.session(SessionKey::Header(id)), local.sessions.session(SessionKey::Client(client, agent)));
+        local.sessions.heartbeat(channel, session, pair, Instant::now());
+        true
+    }
+
     /// Records a 200 Media Playlist answer of `channel` to `session` ([`Cluster::session`]).
     pub fn seen(&self, channel: &str, session: u64) {
         if let Some(local) = &self.local {

@@ -148,6 +148,7 @@ async fn directory_and_watch_pages() {
     assert!(chat["head"].as_str().unwrap_or("").contains("room 1"), "chat joined a room: {chat}");
     assert!(chat["lines"].as_array().is_some_and(|l| l.iter().any(|t| t.as_str().is_some_and(|t| t.ends_with(": hello from the watch page <b>not bold</b>")))), "chat message shown as text: {chat}");
     assert_eq!((chat["markup"].as_u64(), chat["beside"].as_bool()), (Some(0), Some(true)), "no HTML from a message; chat beside the player: {chat}");
+    assert!(r["viewers"].as_str().is_some_and(|v| v.ends_with(" viewer") || v.ends_with(" viewers")), "the watch page shows the viewer count: {}", r["viewers"]);
     assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "page errors: {}", r["errors"]);
     for png in ["directory.png", "watch.png"] {
         let len = std::fs::metadata(dir.join(png)).map(|m| m.len()).unwrap_or(0);
