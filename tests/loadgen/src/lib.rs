@@ -10,6 +10,8 @@
 //! Unix ms) and this viewer having it; a part is *late* when that exceeds one part target. A
 //! *stall* is a wait of more than [`STALL`] between two parts a viewer receives.
 
+pub mod chat;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
