@@ -25,6 +25,8 @@ pub struct BroadcastRow {
     pub last_ms: i64,
     /// True once the broadcast ended; false while it records (or if the node died while it did).
     pub ended: bool,
+    /// Peak concurrent viewers while it was live ([`Index::raise_peak`]).
+    pub peak_viewers: i64,
 }
 
 /// A rendition of a recorded broadcast: what its Multivariant Playlist entry needs.
@@ -143,6 +145,7 @@ fn broadcast_row(r: &AnyRow) -> Result<BroadcastRow, sqlx::Error> {
         started_ms: r.try_get("started_ms")?,
         last_ms: r.try_get("last_ms")?,
         ended: r.try_get::<i64, _>("ended")? != 0,
+        peak_viewers: r.try_get("peak_viewers")?,
     })
 }
 
@@ -241,9 +244,20 @@ impl Index {
         Ok(r.rows_affected())
     }
 
+    /// Raises the peak concurrent viewers of `channel`'s broadcast that is recording to
+    /// `viewers` when that is higher. Returns the rows changed (0 or 1).
+    pub async fn raise_peak(&self, channel: &str, viewers: i64) -> Result<u64, IndexError> {
+        let r = sqlx::query("UPDATE archive_broadcasts SET peak_viewers = $2 WHERE channel = $1 AND ended = 0 AND peak_viewers < $2")
+            .bind(channel)
+            .bind(viewers)
+            .execute(self.db.pool())
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Broadcasts of `channel`, newest first.
     pub async fn broadcasts(&self, channel: &str) -> Result<Vec<BroadcastRow>, IndexError> {
-        let rows = sqlx::query("SELECT id, channel, started_ms, last_ms, ended FROM archive_broadcasts WHERE channel = $1 ORDER BY started_ms DESC")
+        let rows = sqlx::query("SELECT id, channel, started_ms, last_ms, ended, peak_viewers FROM archive_broadcasts WHERE channel = $1 ORDER BY started_ms DESC")
             .bind(channel)
             .fetch_all(self.db.pool())
             .await?;
@@ -252,7 +266,7 @@ impl Index {
 
     /// Broadcast `id`.
     pub async fn broadcast(&self, id: &str) -> Result<Option<BroadcastRow>, IndexError> {
-        let row = sqlx::query("SELECT id, channel, started_ms, last_ms, ended FROM archive_broadcasts WHERE id = $1")
+        let row = sqlx::query("SELECT id, channel, started_ms, last_ms, ended, peak_viewers FROM archive_broadcasts WHERE id = $1")
             .bind(id)
             .fetch_optional(self.db.pool())
             .await?;
@@ -261,7 +275,7 @@ impl Index {
 
     /// Ended broadcasts whose last segment ends before `ms` (retention candidates), oldest first.
     pub async fn ended_before(&self, ms: i64) -> Result<Vec<BroadcastRow>, IndexError> {
-        let rows = sqlx::query("SELECT id, channel, started_ms, last_ms, ended FROM archive_broadcasts WHERE ended = 1 AND last_ms < $1 ORDER BY started_ms")
+        let rows = sqlx::query("SELECT id, channel, started_ms, last_ms, ended, peak_viewers FROM archive_broadcasts WHERE ended = 1 AND last_ms < $1 ORDER BY started_ms")
             .bind(ms)
             .fetch_all(self.db.pool())
             .await?;

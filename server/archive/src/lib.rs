@@ -112,6 +112,15 @@ impl Archive {
         routes::routers(self.index.clone(), self.dir.clone(), self.objects.clone(), self.config.clips_per_minute, prefix)
     }
 
+    /// Keeps `viewers` (concurrent, over the cluster) as the peak of `channel`'s recording
+    /// broadcast when it is higher; a failure is logged and counted, never fatal.
+    pub async fn note_viewers(&self, channel: &str, viewers: u64) {
+        if let Err(e) = self.index.raise_peak(channel, viewers as i64).await {
+            metrics::counter!("onair_archive_errors_total", "kind" => "peak_viewers").increment(1);
+            tracing::warn!(channel, error = %e, "cannot store the broadcast's peak viewers");
+        }
+    }
+
     /// Makes clips whose range got recorded ([`clips::run`]) until `stop`. Run it as a task.
     pub async fn clipper(&self, stop: CancellationToken) {
         clips::run(self.index.clone(), self.dir.clone(), self.objects.clone(), self.config.sync, stop).await;

@@ -109,6 +109,8 @@ struct Listed {
     /// `recording` or `ended`.
     state: &'static str,
     renditions: Vec<String>,
+    /// Peak concurrent viewers while it was live.
+    peak_viewers: i64,
     /// URL of its Multivariant Playlist.
     playlist: String,
 }
@@ -136,6 +138,7 @@ async fn list(State(vod): State<Vod>, Path(channel): Path<String>) -> Response {
             channel: b.channel,
             started_ms: b.started_ms,
             renditions,
+            peak_viewers: b.peak_viewers,
         });
     }
     ([(header::CACHE_CONTROL, "no-cache")], Json(out)).into_response()

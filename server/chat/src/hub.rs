@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, ChannelEvent, Incoming};
+use crate::history::RedisHistory;
 use crate::config::ChatConfig;
 use crate::identity::{ChatTokens, Identity};
 use crate::protocol::{clean_text, ChatMessage, Close, ErrorCode, ErrorFrame, Role, ServerMessage, WelcomeUser};
@@ -48,6 +49,10 @@ pub enum JoinError {
     /// The node holds `max_connections`.
     #[error("chat server full")]
     Full,
+    /// In a cluster, the room asked for is hosted by another node (or no room this node may
+    /// host has space): ask the room API again ([`crate::placement`]).
+    #[error("this room is on another chat node: ask for a room again")]
+    Elsewhere,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -62,8 +67,19 @@ impl JoinError {
             JoinError::Banned { .. } => Close::Banned,
             JoinError::NameInUse => Close::NameInUse,
             JoinError::Full => Close::Full,
+            JoinError::Elsewhere => Close::Moved,
         }
     }
+}
+
+/// The cluster as the chat sees it: where rooms are hosted ([`crate::placement`] over the
+/// registry's current view). A node without it (one process) hosts every room.
+pub trait ChatCluster: Send + Sync + std::fmt::Debug {
+    /// True when `room` of `channel` is (or should be) hosted by this node.
+    fn hosts_here(&self, channel: &str, room: u32) -> bool;
+    /// Places a joiner of `channel` ([`crate::placement::place`] with rooms of `capacity`): the
+    /// room and its host's base URL (`http(s)://…`); `None` when no chat node is known.
+    fn place(&self, channel: &str, capacity: usize, requested: Option<u32>) -> Option<(u32, String)>;
 }
 
 /// How a member is told to go: the first reason set wins.
@@ -138,6 +154,31 @@ struct Inner {
     clock: DefaultClock,
     /// Other nodes, in a cluster.
     bus: OnceLock<Bus>,
+    /// Which rooms are this node's, in a cluster.
+    hosts: OnceLock<Arc<dyn ChatCluster>>,
+    /// The rooms' history in Redis, in a cluster.
+    history: OnceLock<RedisHistory>,
+}
+
+impl Inner {
+    /// Keeps `message` in the history of `room` (number `n`) of `channel`, here and in Redis.
+    fn remember(&self, channel: &str, n: u32, room: &mut Room, message: ChatMessage) {
+        let keep = self.config.history;
+        if keep == 0 {
+            return;
+        }
+        if let Some(h) = self.history.get() {
+            h.append(channel, n, &message);
+        }
+        while room.history.len() >= keep {
+            room.history.pop_front();
+        }
+        room.history.push_back(message);
+    }
+
+    fn allowed(&self, channel: &str, room: u32) -> bool {
+        self.hosts.get().is_none_or(|h| h.hosts_here(channel, room))
+    }
 }
 
 /// A node's chat. Cheap to clone.
@@ -185,16 +226,6 @@ fn deliver(room: &mut Room, frame: &Utf8Bytes) -> u64 {
     delivered
 }
 
-fn push_history(room: &mut Room, message: ChatMessage, keep: usize) {
-    if keep == 0 {
-        return;
-    }
-    while room.history.len() >= keep {
-        room.history.pop_front();
-    }
-    room.history.push_back(message);
-}
-
 impl Chat {
     /// A hub with `config`, tokens signed with `secret`, moderators and bans in `store`.
     pub fn new(config: ChatConfig, secret: &[u8], store: ChatStore) -> Chat {
@@ -212,8 +243,43 @@ impl Chat {
                 connections: AtomicUsize::new(0),
                 clock: DefaultClock::default(),
                 bus: OnceLock::new(),
+                hosts: OnceLock::new(),
+                history: OnceLock::new(),
             }),
         }
+    }
+
+    /// In a cluster: where rooms are hosted, and the rooms' history in Redis. A second call is
+    /// ignored.
+    pub fn join_cluster(&self, cluster: Arc<dyn ChatCluster>, history: RedisHistory) {
+        let _ = self.inner.hosts.set(cluster);
+        let _ = self.inner.history.set(history);
+    }
+
+    /// True in a cluster (rooms are placed on nodes).
+    pub fn clustered(&self) -> bool {
+        self.inner.hosts.get().is_some()
+    }
+
+    /// In a cluster, the room a joiner of `channel` should join and its host's base URL
+    /// ([`ChatCluster::place`]); `None` on a single node (the join places it) or when no chat
+    /// node is known.
+    pub fn place(&self, channel: &str, requested: Option<u32>) -> Option<(u32, String)> {
+        self.inner.hosts.get()?.place(channel, self.inner.config.room_size, requested)
+    }
+
+    /// Every room hosted here with members, sorted by (channel, room): what this node reports.
+    pub fn hosted(&self) -> Vec<onair_cluster::node::HostedRoom> {
+        let channels: Vec<Arc<Channel>> = self.inner.channels.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut out: Vec<onair_cluster::node::HostedRoom> = channels
+            .iter()
+            .flat_map(|ch| {
+                let st = ch.lock();
+                st.rooms.iter().map(|(n, r)| onair_cluster::node::HostedRoom { channel: ch.name.clone(), room: *n, members: r.members.len() as u64 }).collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort_by(|a, b| a.channel.cmp(&b.channel).then(a.room.cmp(&b.room)));
+        out
     }
 
     /// Its settings.
@@ -270,7 +336,8 @@ impl Chat {
     }
 
     /// Places `identity`, connecting from `ip`, in a room of `channel` (the one `requested` when it
-    /// has space, see [`crate::rooms::place`]).
+    /// has space, see [`crate::rooms::place`]; in a cluster only among the rooms this node hosts,
+    /// and a room this node opens starts with its history from Redis).
     /// Returns the session and its frames, in order (the `welcome` first). Errors: [`JoinError`].
     pub async fn join(&self, channel: &str, identity: Identity, ip: IpAddr, requested: Option<u32>) -> Result<(Session, mpsc::Receiver<Utf8Bytes>), JoinError> {
         let config = &self.inner.config;
@@ -280,6 +347,34 @@ impl Chat {
         }
         let counted = Counted(self.inner.clone());
         let ch = self.channel(channel).await?;
+        let allowed = |n: u32| self.inner.allowed(channel, n);
+        if requested.is_some_and(|r| !allowed(r)) {
+            return Err(JoinError::Elsewhere);
+        }
+        // In a cluster the room API chose the room from the whole cluster's rooms: one not open
+        // here yet is opened as asked (this node hosts it); else the single node's rule holds.
+        let clustered = self.clustered();
+        let choose = |st: &ChannelState| -> Option<u32> {
+            match requested {
+                Some(r) if clustered && !st.rooms.contains_key(&r) => Some(r),
+                _ => {
+                    let sizes: Vec<(u32, usize)> = st.rooms.iter().map(|(n, r)| (*n, r.members.len())).collect();
+                    crate::rooms::place_where(&sizes, config.room_size, requested, allowed)
+                }
+            }
+        };
+        // A room this join would open takes its history from Redis first (the room may have
+        // been hosted by a node that is gone).
+        let mut loaded = None;
+        if let Some(history) = self.inner.history.get() {
+            let opening = {
+                let st = ch.lock();
+                choose(&st).filter(|r| !st.rooms.contains_key(r))
+            };
+            if let Some(room) = opening {
+                loaded = Some((room, history.load(channel, room).await));
+            }
+        }
         let (tx, rx) = mpsc::channel(config.send_queue.max(4));
         let kick = Arc::new(Kick::default());
         let conn = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -295,21 +390,17 @@ impl Chat {
             if identity.role == Role::Viewer && st.moderator_names.iter().any(|m| m.eq_ignore_ascii_case(&identity.name)) {
                 return Err(JoinError::NameInUse);
             }
-            match st.names.get_mut(&key) {
-                Some((subject, _)) if *subject != identity.subject => return Err(JoinError::NameInUse),
-                Some((_, n)) => *n += 1,
-                None => {
-                    st.names.insert(key, (identity.subject.clone(), 1));
-                }
+            if st.names.get(&key).is_some_and(|(subject, _)| *subject != identity.subject) {
+                return Err(JoinError::NameInUse);
             }
-            let sizes: Vec<(u32, usize)> = st.rooms.iter().map(|(n, r)| (*n, r.members.len())).collect();
-            let room = crate::rooms::place(&sizes, config.room_size, requested);
+            let room = choose(&st).ok_or(JoinError::Elsewhere)?;
+            st.names.entry(key).or_insert_with(|| (identity.subject.clone(), 0)).1 += 1;
             let per_room = NonZeroU32::new(config.room_messages_per_s.max(1)).unwrap_or(NonZeroU32::MIN);
             let slow_s = st.slow_s;
             let rooms = st.rooms.len() + usize::from(!st.rooms.contains_key(&room));
             let r = st.rooms.entry(room).or_insert_with(|| Room {
                 members: HashMap::new(),
-                history: VecDeque::new(),
+                history: loaded.filter(|(n, _)| *n == room).map(|(_, h)| h.into()).unwrap_or_default(),
                 limiter: RateLimiter::direct(Quota::per_second(per_room)),
             });
             let welcome = ServerMessage::Welcome {
@@ -337,13 +428,12 @@ impl Chat {
     /// room's history when it is a message.
     fn to_every_room(&self, ch: &Channel, frame: &ServerMessage<'_>, history: Option<&ChatMessage>) -> u64 {
         let text = Utf8Bytes::from(frame.to_json());
-        let keep = self.inner.config.history;
         let mut st = ch.lock();
         let mut delivered = 0;
-        for room in st.rooms.values_mut() {
+        for (n, room) in st.rooms.iter_mut() {
             delivered += deliver(room, &text);
             if let Some(m) = history {
-                push_history(room, m.clone(), keep);
+                self.inner.remember(&ch.name, *n, room, m.clone());
             }
         }
         delivered
@@ -356,7 +446,10 @@ impl Chat {
                 self.to_every_room(ch, &ServerMessage::Message(message), Some(message));
             }
             ChannelEvent::Deleted { id } => {
-                for room in ch.lock().rooms.values_mut() {
+                for (n, room) in ch.lock().rooms.iter_mut() {
+                    if let (Some(at), Some(h)) = (room.history.iter().position(|m| m.id == *id), self.inner.history.get()) {
+                        h.remove(&ch.name, *n, &room.history[at]);
+                    }
                     room.history.retain(|m| m.id != *id);
                 }
                 self.to_every_room(ch, &ServerMessage::Deleted { id }, None);
@@ -581,7 +674,6 @@ impl Session {
             return Ok(());
         }
         let now = Instant::now();
-        let keep = inner.config.history;
         let mut st = ch.lock();
         let now_ms = now_ms();
         if let Some(b) = st.bans.iter().find(|b| b.subject == self.identity.subject && b.until_ms > now_ms) {
@@ -599,7 +691,7 @@ impl Session {
         }
         let message = self.new_message(Some(self.room), text);
         deliver(room, &Utf8Bytes::from(ServerMessage::Message(&message).to_json()));
-        push_history(room, message, keep);
+        inner.remember(&ch.name, self.room, room, message);
         if st.slow_s > 0 {
             st.last_post.insert(self.identity.subject.clone(), now);
         }

@@ -20,7 +20,8 @@
 //! Close codes ([`Close`]): 1003 a binary frame, 1007 a frame that is not a valid message, 1009
 //! a frame over the size limit, 4001 a missing or invalid token, 4003 banned, 4008 a client that
 //! did not read its messages in time (its send queue filled), 4009 the name is in use by another
-//! connected user, 4013 the server is full.
+//! connected user, 4010 (in a cluster) the room is hosted by another node: ask
+//! `/api/v1/chat/{channel}/room` again, 4013 the server is full.
 //!
 //! Messages are plain text: control characters (CR, LF, tabs, …) become spaces, so no message
 //! spans lines here or on the IRC gateway; pages must render `text` as text, never as HTML.
@@ -121,6 +122,8 @@ pub enum ErrorCode {
     NameInUse,
     /// The server holds as many chat connections as it may.
     Full,
+    /// In a cluster, the room is hosted by another node.
+    Moved,
 }
 
 impl ErrorCode {
@@ -139,6 +142,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NameInUse => "name_in_use",
             ErrorCode::Full => "full",
+            ErrorCode::Moved => "moved",
         }
     }
 }
@@ -263,6 +267,8 @@ pub enum Close {
     SlowConsumer,
     /// 4009: the name is in use.
     NameInUse,
+    /// 4010: in a cluster, the room is hosted by another node: ask for a room again.
+    Moved,
     /// 4013: the server is full.
     Full,
 }
@@ -278,6 +284,7 @@ impl Close {
             Close::Banned => 4003,
             Close::SlowConsumer => 4008,
             Close::NameInUse => 4009,
+            Close::Moved => 4010,
             Close::Full => 4013,
         }
     }
@@ -292,6 +299,7 @@ impl Close {
             Close::Banned => "banned from this channel",
             Close::SlowConsumer => "messages were not read in time",
             Close::NameInUse => "name in use",
+            Close::Moved => "this room is on another chat node: ask for a room again",
             Close::Full => "chat server full",
         }
     }
@@ -306,6 +314,7 @@ impl Close {
             Close::Banned => "banned",
             Close::SlowConsumer => "slow_consumer",
             Close::NameInUse => "name_in_use",
+            Close::Moved => "moved",
             Close::Full => "full",
         }
     }

@@ -11,20 +11,33 @@
 /// The room a joiner goes to. `rooms`: each existing room's number (1, 2, …) and member count, in
 /// any order; `requested`: the room the joiner asked for, if any. `capacity` ≥ 1.
 pub fn place(rooms: &[(u32, usize)], capacity: usize, requested: Option<u32>) -> u32 {
+    place_where(rooms, capacity, requested, |_| true).unwrap_or(1)
+}
+
+/// Rooms past the highest existing one that [`place_where`] looks at for a new room it may open.
+const NEW_ROOM_SEARCH: u32 = 1024;
+
+/// [`place`] among the rooms `allowed` says this placement may use (in a cluster: the rooms this
+/// node hosts or would host, [`crate::placement`]): the requested room when allowed and with
+/// space as in [`place`], else the lowest-numbered allowed room with space, else the lowest
+/// allowed number that is not a room yet. `None` when no allowed room is found within
+/// [`NEW_ROOM_SEARCH`] numbers past the highest room.
+pub fn place_where(rooms: &[(u32, usize)], capacity: usize, requested: Option<u32>, allowed: impl Fn(u32) -> bool) -> Option<u32> {
     let capacity = capacity.max(1);
-    if let Some(want) = requested.filter(|&r| r >= 1) {
+    let highest = rooms.iter().map(|(n, _)| *n).max().unwrap_or(0);
+    if let Some(want) = requested.filter(|&r| r >= 1 && allowed(r)) {
         match rooms.iter().find(|(n, _)| *n == want) {
-            Some(&(_, count)) if count < capacity + capacity / 4 => return want,
-            None if want <= rooms.iter().map(|(n, _)| *n).max().unwrap_or(0) + 1 => return want,
+            Some(&(_, count)) if count < capacity + capacity / 4 => return Some(want),
+            None if want <= highest + 1 => return Some(want),
             _ => {}
         }
     }
-    let mut with_space: Vec<u32> = rooms.iter().filter(|(_, c)| *c < capacity).map(|(n, _)| *n).collect();
+    let mut with_space: Vec<u32> = rooms.iter().filter(|(n, c)| *c < capacity && allowed(*n)).map(|(n, _)| *n).collect();
     with_space.sort_unstable();
     if let Some(&room) = with_space.first() {
-        return room;
+        return Some(room);
     }
-    (1..).find(|n| !rooms.iter().any(|(r, _)| r == n)).unwrap_or(1)
+    (1..=highest.saturating_add(NEW_ROOM_SEARCH)).find(|n| !rooms.iter().any(|(r, _)| r == n) && allowed(*n))
 }
 
 #[cfg(test)]
@@ -63,5 +76,17 @@ mod tests {
         assert_eq!(place(&rooms, 200, Some(0)), 2);
         // A small channel is one room.
         assert_eq!(place(&[], 200, None), 1);
+    }
+
+    #[test]
+    fn placement_keeps_to_the_allowed_rooms() {
+        let odd = |n: u32| n % 2 == 1;
+        // Room 2 has space but is not allowed: the next allowed free number opens.
+        assert_eq!(place_where(&[(1, 200), (2, 10)], 200, None, odd), Some(3));
+        assert_eq!(place_where(&[(1, 200), (2, 10), (3, 5)], 200, None, odd), Some(3));
+        // A requested room that is not allowed is not honoured.
+        assert_eq!(place_where(&[(1, 10), (2, 10)], 200, Some(2), odd), Some(1));
+        // Nothing allowed within reach.
+        assert_eq!(place_where(&[(1, 10)], 200, None, |_| false), None);
     }
 }

@@ -1,5 +1,7 @@
-//! The chat's HTTP routes: `GET /api/v1/chat/{channel}/token` (a viewer's chat token) and
-//! `GET /api/v1/chat/{channel}?token=…[&room=N]`, the WebSocket ([`crate::protocol`]).
+//! The chat's HTTP routes: `GET /api/v1/chat/{channel}/token` (a viewer's chat token),
+//! `GET /api/v1/chat/{channel}/room[?room=N]` (where to connect: in a cluster, the room and the
+//! node hosting it) and `GET /api/v1/chat/{channel}?token=…[&room=N]`, the WebSocket
+//! ([`crate::protocol`]).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -41,6 +43,7 @@ pub fn router(chat: Chat) -> Router {
     Router::new()
         .route("/api/v1/chat/{channel}", get(websocket))
         .route("/api/v1/chat/{channel}/token", get(token))
+        .route("/api/v1/chat/{channel}/room", get(room))
         .with_state(Routes { chat, token_limiter })
 }
 
@@ -85,6 +88,34 @@ async fn token(State(routes): State<Routes>, Path(channel): Path<String>, Query(
 }
 
 #[derive(Debug, serde::Deserialize)]
+struct RoomQuery {
+    room: Option<u32>,
+}
+
+/// `GET /api/v1/chat/{channel}/room[?room=N]`: `{room, websocket}` — where a joiner connects
+/// (then adding `token`). In a cluster, `room` is the room chosen for it (the one asked for while
+/// it has space, [`crate::rooms::place`]) and `websocket` an absolute `ws(s)://` URL on the node
+/// hosting it ([`crate::placement`]); on a single node `room` is the one asked for (or null: the
+/// join places it) and `websocket` this node's path. 503 when no chat node is known. Never cached.
+async fn room(State(routes): State<Routes>, Path(channel): Path<String>, Query(q): Query<RoomQuery>) -> Response {
+    if !valid_channel(&channel) {
+        return json_error(StatusCode::NOT_FOUND, "no such channel");
+    }
+    let path = format!("/api/v1/chat/{channel}");
+    let body = if !routes.chat.clustered() {
+        serde_json::json!({ "room": q.room, "websocket": path })
+    } else {
+        let Some((room, base)) = routes.chat.place(&channel, q.room) else {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "no chat server is available");
+        };
+        metrics::counter!("onair_chat_placements_total").increment(1);
+        let ws = base.strip_prefix("http").map_or_else(|| base.clone(), |rest| format!("ws{rest}"));
+        serde_json::json!({ "room": room, "websocket": format!("{}{path}?room={room}", ws.trim_end_matches('/')) })
+    };
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
 struct JoinQuery {
     token: Option<String>,
     room: Option<u32>,
@@ -116,6 +147,7 @@ async fn websocket(State(routes): State<Routes>, Path(channel): Path<String>, Qu
                         Close::Banned => ErrorCode::Banned,
                         Close::NameInUse => ErrorCode::NameInUse,
                         Close::Full => ErrorCode::Full,
+                        Close::Moved => ErrorCode::Moved,
                         _ => ErrorCode::Unauthorized,
                     };
                     let frame = ErrorFrame { code, message: e.to_string(), retry_after_ms: None };

@@ -15,6 +15,9 @@ pub struct Roles {
     /// It serves viewers any channel, relaying the ones it does not ingest. A node without this
     /// role serves viewers only the channels it already holds.
     pub relay: bool,
+    /// It serves chat (`[chat] enabled`): chat rooms may be placed on it.
+    #[serde(default)]
+    pub chat: bool,
 }
 
 /// A node's identity and limits, fixed for its life.
@@ -72,6 +75,17 @@ pub struct HeldChannel {
     pub upstream: Option<String>,
 }
 
+/// A chat room a node hosts: every member of the room is connected to that node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostedRoom {
+    /// Channel name.
+    pub channel: String,
+    /// Room number (1, 2, …).
+    pub room: u32,
+    /// Members connected.
+    pub members: u64,
+}
+
 /// One report: the node, its load and its channels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeReport {
@@ -81,6 +95,9 @@ pub struct NodeReport {
     pub load: Load,
     /// Channels held, sorted by name.
     pub channels: Vec<HeldChannel>,
+    /// Chat rooms hosted here, sorted by (channel, room).
+    #[serde(default)]
+    pub chat_rooms: Vec<HostedRoom>,
     /// When the node made this report, Unix ms (its own clock).
     pub reported_at_ms: u64,
 }
@@ -123,7 +140,7 @@ pub(crate) mod tests {
                 base_url: Some(format!("http://{id}")),
                 region: region.into(),
                 zone: format!("{region}-a"),
-                roles: Roles { ingest: false, relay: true },
+                roles: Roles { ingest: false, relay: true, chat: true },
                 capacity_viewers: capacity,
                 capacity_egress_mbps: 10_000.0,
                 cost: 1.0,
@@ -133,6 +150,7 @@ pub(crate) mod tests {
                 .iter()
                 .map(|c| HeldChannel { channel: (*c).into(), renditions: vec!["source".into()], origin: false, live: true, viewers: 0, started_at_ms: 0, upstream: None })
                 .collect(),
+            chat_rooms: Vec::new(),
             reported_at_ms: 0,
         }
     }

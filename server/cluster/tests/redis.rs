@@ -15,7 +15,7 @@ fn report(id: &str, channels: &[&str]) -> NodeReport {
             base_url: Some(format!("http://{id}:8080")),
             region: "eu".into(),
             zone: "eu-a".into(),
-            roles: Roles { ingest: false, relay: true },
+            roles: Roles { ingest: false, relay: true, chat: true },
             capacity_viewers: 1000,
             capacity_egress_mbps: 1000.0,
             cost: 1.0,
@@ -25,6 +25,7 @@ fn report(id: &str, channels: &[&str]) -> NodeReport {
             .iter()
             .map(|c| HeldChannel { channel: (*c).into(), renditions: vec!["source".into(), "audio".into()], origin: false, live: true, viewers: 3, started_at_ms: 1, upstream: None })
             .collect(),
+        chat_rooms: Vec::new(),
         reported_at_ms: now_ms(),
     }
 }

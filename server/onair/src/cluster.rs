@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Role};
 
+mod chat;
+pub use chat::ChatRooms;
+
 /// Why the cluster part could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -53,6 +56,8 @@ pub struct LocalNode {
     pub sessions: Sessions,
     /// HTTP bytes written, counted by every connection (`serve.rs`).
     pub egress: Arc<AtomicU64>,
+    /// Its chat, when `[chat] enabled` (the rooms it hosts).
+    pub chat: Option<onair_chat::Chat>,
 }
 
 /// The registry view the playback API ranks from.
@@ -157,7 +162,7 @@ pub fn node_info(config: &Config, http_port: u16) -> NodeInfo {
         base_url: config.playback.public_url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
         region: c.region.clone(),
         zone: c.zone.clone(),
-        roles: Roles { ingest: c.roles.contains(&Role::Ingest) && !config.no_ingest, relay: c.roles.contains(&Role::Relay) },
+        roles: Roles { ingest: c.roles.contains(&Role::Ingest) && !config.no_ingest, relay: c.roles.contains(&Role::Relay), chat: config.chat.enabled },
         capacity_viewers: c.capacity_viewers,
         capacity_egress_mbps: c.capacity_egress_mbps,
         cost: c.cost,
@@ -548,7 +553,8 @@ impl Cluster {
             })
             .collect();
         load.viewers = counts.values().sum();
-        NodeReport { info: local.info.clone(), load, channels, reported_at_ms: now_ms() }
+        let chat_rooms = local.chat.as_ref().map(onair_chat::Chat::hosted).unwrap_or_default();
+        NodeReport { info: local.info.clone(), load, channels, chat_rooms, reported_at_ms: now_ms() }
     }
 
     async fn view_loop(&self, stop: CancellationToken) {

@@ -270,6 +270,7 @@ mod tests {
             store: store.clone(),
             relay: None,
             sessions: Default::default(),
+            chat: None,
             egress: Default::default(),
         };
         Web {

@@ -162,6 +162,9 @@ impl Running {
     }
 }
 
+/// How often a recording node raises its broadcasts' peak viewers in the archive index.
+const PEAK_VIEWERS_EVERY: Duration = Duration::from_secs(2);
+
 /// Raises the open-file limit to its hard limit (every connection is a file descriptor).
 fn raise_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -220,8 +223,43 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let egress = Arc::new(AtomicU64::new(0));
     let info = crate::cluster::node_info(config, http_addr.port());
     let node_id = info.id.clone();
-    let local = LocalNode { info, store: store.clone(), relay: relay.clone(), sessions: Default::default(), egress: egress.clone() };
+    let chat = if config.chat.enabled {
+        let secret = config.chat.secret(&config.data_dir).map_err(StartError::ChatSecret)?;
+        let chat = Chat::new(config.chat.clone(), &secret, ChatStore::new(db.clone()));
+        let (ticker, stop) = (chat.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            ticker.run(stop).await;
+            "chat"
+        });
+        // In a cluster, channel-wide events reach the other nodes' rooms over the registry's Redis.
+        if let Some(url) = &config.cluster.registry {
+            let (bus, incoming) = onair_chat::bus::Bus::redis(url, &node_id, shutdown.clone()).map_err(|e| StartError::ChatBus(e.to_string()))?;
+            let member = chat.clone();
+            tasks.spawn(async move {
+                member.run_bus(bus, incoming).await;
+                "chat bus"
+            });
+        }
+        if let Some(addr) = config.chat.irc_addr {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what: "chat IRC", addr, source })?;
+            let (gateway, stop, max) = (chat.clone(), shutdown.clone(), config.chat.max_connections);
+            tracing::info!(%addr, "chat IRC gateway");
+            tasks.spawn(async move {
+                onair_chat::irc::serve(listener, gateway, max, stop).await;
+                "chat IRC gateway"
+            });
+        }
+        Some(chat)
+    } else {
+        None
+    };
+    let local = LocalNode { info, store: store.clone(), relay: relay.clone(), sessions: Default::default(), egress: egress.clone(), chat: chat.clone() };
     let cluster = Cluster::new(config, Some(local))?;
+    // In a cluster, rooms are placed on nodes and their history kept in the registry's Redis.
+    if let (Some(chat), Some(url)) = (&chat, &config.cluster.registry) {
+        let history = onair_chat::history::RedisHistory::new(url, config.chat.history, shutdown.clone()).map_err(|e| StartError::ChatBus(e.to_string()))?;
+        chat.join_cluster(Arc::new(crate::cluster::ChatRooms::new(Arc::downgrade(&cluster))), history);
+    }
     cluster.spawn(&mut tasks, &shutdown);
     if let Some(relay) = relay.as_ref().filter(|_| routed) {
         relay.set_routes(Arc::new(crate::cluster::ClusterRoutes(Arc::downgrade(&cluster))));
@@ -266,37 +304,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         let (rtmp, srt) = start_ingest(config, &channels, &store, lease, &shutdown, &mut tasks).await?;
         (Some(rtmp), Some(srt))
     };
-    let chat = if config.chat.enabled {
-        let secret = config.chat.secret(&config.data_dir).map_err(StartError::ChatSecret)?;
-        let chat = Chat::new(config.chat.clone(), &secret, ChatStore::new(db.clone()));
-        let (ticker, stop) = (chat.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            ticker.run(stop).await;
-            "chat"
-        });
-        // In a cluster, channel-wide events reach the other nodes' rooms over the registry's Redis.
-        if let Some(url) = &config.cluster.registry {
-            let node = cluster.local().map_or_else(String::new, |l| l.info.id.clone());
-            let (bus, incoming) = onair_chat::bus::Bus::redis(url, &node, shutdown.clone()).map_err(|e| StartError::ChatBus(e.to_string()))?;
-            let member = chat.clone();
-            tasks.spawn(async move {
-                member.run_bus(bus, incoming).await;
-                "chat bus"
-            });
-        }
-        if let Some(addr) = config.chat.irc_addr {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what: "chat IRC", addr, source })?;
-            let (gateway, stop, max) = (chat.clone(), shutdown.clone(), config.chat.max_connections);
-            tracing::info!(%addr, "chat IRC gateway");
-            tasks.spawn(async move {
-                onair_chat::irc::serve(listener, gateway, max, stop).await;
-                "chat IRC gateway"
-            });
-        }
-        Some(chat)
-    } else {
-        None
-    };
     let web = crate::http::Web {
         chat,
         playback: config.playback.clone(),
@@ -312,6 +319,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     if !config.web.player_dir.join("onair_player.js").exists() {
         tracing::warn!(dir = %config.web.player_dir.display(), "the Wasm player is not built; the watch page will not play (run: bash infra/setup.sh)");
+    }
+    if let Some(archive) = archive.clone() {
+        // Each broadcast recorded here keeps its peak concurrent viewers (over the cluster).
+        let (cluster, store, stop) = (cluster.clone(), store.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(PEAK_VIEWERS_EVERY);
+            while stop.run_until_cancelled(tick.tick()).await.is_some() {
+                for c in cluster.channels().into_iter().filter(|c| c.live && c.viewers > 0) {
+                    if store.get(&c.channel).is_some_and(|b| !b.is_relayed()) {
+                        archive.note_viewers(&c.channel, c.viewers).await;
+                    }
+                }
+            }
+            "peak viewers"
+        });
     }
     let app = crate::http::app(store.clone(), web);
     let grace = Duration::from_millis(config.ingest.reconnect_grace_ms);

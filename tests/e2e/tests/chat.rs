@@ -76,28 +76,46 @@ async fn connect(port: u16, channel: &str, token: &str, from: IpAddr, room: Opti
 
 /// Connects and reads the `welcome`; then reads every frame into the client.
 async fn join(port: u16, channel: &str, token: &str, from: IpAddr) -> Client {
-    let mut ws = connect(port, channel, token, from, None, None).await;
+    match join_room(port, channel, token, from, None).await {
+        Ok((client, _)) => client,
+        Err(refusal) => panic!("no welcome: {refusal}"),
+    }
+}
+
+/// Connects (asking for `room`) and reads the `welcome`, then every frame into the client;
+/// returns the client and its welcome, or the refusal (the error frame and close code).
+async fn join_room(port: u16, channel: &str, token: &str, from: IpAddr, room: Option<u32>) -> Result<(Client, Value), String> {
+    let mut ws = connect(port, channel, token, from, room, None).await;
     let welcome = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<Value>(&t).expect("json"),
-        other => panic!("no welcome: {other:?}"),
+        other => return Err(format!("{other:?}")),
     };
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    if welcome["type"] != "welcome" {
+        let (_, code) = refused(ws).await;
+        return Err(format!("{welcome} (close {code:?})"));
+    }
     let (tx, mut rx) = ws.split();
     let frames = Arc::new(Mutex::new(Vec::new()));
     let closed = Arc::new(Mutex::new(None));
     let (f, c) = (frames.clone(), closed.clone());
     tokio::spawn(async move {
-        while let Some(Ok(m)) = rx.next().await {
-            match m {
-                Message::Text(t) => f.lock().expect("frames").push(serde_json::from_str(&t).expect("json")),
-                Message::Close(frame) => {
+        while let Some(message) = rx.next().await {
+            match message {
+                Ok(Message::Text(t)) => f.lock().expect("frames").push(serde_json::from_str(&t).expect("json")),
+                Ok(Message::Close(frame)) => {
                     *c.lock().expect("closed") = Some(frame.map_or(1005, |f| u16::from(f.code)));
                 }
-                _ => {}
+                Ok(_) => {}
+                // The connection was cut (the node died): 1006, as a browser reports it.
+                Err(_) => {
+                    *c.lock().expect("closed") = Some(1006);
+                    break;
+                }
             }
         }
     });
-    Client { tx, frames, closed, room: welcome["room"].as_u64().unwrap_or(0), name: welcome["user"]["name"].as_str().unwrap_or_default().to_string() }
+    let client = Client { tx, frames, closed, room: welcome["room"].as_u64().unwrap_or(0), name: welcome["user"]["name"].as_str().unwrap_or_default().to_string() };
+    Ok((client, welcome))
 }
 
 /// Waits (≤ `limit`) until `done` holds.
@@ -355,4 +373,99 @@ async fn users_on_two_nodes_see_the_broadcaster_and_bans_through_redis() {
         assert_eq!((frame["code"].as_str(), code), (Some("banned"), Some(4003)), "on {}", node.base_url());
     }
     assert!(a.metric("onair_chat_bus_received_total").await >= 1.0 && b.metric("onair_chat_bus_received_total").await >= 1.0);
+}
+
+/// Where `base`'s room API sends a joiner of `channel` (asking for `room`): the room and the HTTP
+/// port of the node hosting it.
+async fn placed(base: &str, channel: &str, room: Option<u32>) -> Option<(u32, u16)> {
+    let ask = room.map(|r| format!("?room={r}")).unwrap_or_default();
+    let r = common::client().get(format!("{base}/api/v1/chat/{channel}/room{ask}")).send().await.ok()?;
+    assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    let v: Value = serde_json::from_str(&r.text().await.ok()?).ok()?;
+    let ws = url::Url::parse(v["websocket"].as_str()?).ok()?;
+    assert_eq!(ws.scheme(), "ws", "{v}");
+    assert_eq!(ws.query_pairs().find(|(k, _)| k == "room").map(|(_, r)| r.to_string()), Some(v["room"].to_string()), "{v}");
+    Some((v["room"].as_u64()? as u32, ws.port()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_placed_on_nodes_and_keep_their_history_when_their_node_restarts() {
+    let redis = onair_test_engines::RedisServer::start();
+    let node = |port: u16, id: &str| {
+        let toml = format!(
+            "[playback]\npublic_url = \"http://127.0.0.1:{port}\"\n[chat]\nroom_size = 3\ntoken_secret = \"one secret for the cluster\"\n\
+             [cluster]\nreport_interval_ms = 300\nview_refresh_ms = 250\n"
+        );
+        ServerProcess::start_with_args(port, &toml, &["--registry", &redis.url(), "--node-id", id])
+    };
+    let (a, mut b) = (node(free_port(), "chat-a"), node(free_port(), "chat-b"));
+    let cluster = |base: String| async move { common::get_text(&format!("{base}/api/v1/cluster")).await.and_then(|t| serde_json::from_str::<Value>(&t).ok()) };
+    let started = Instant::now();
+    while cluster(a.base_url()).await.and_then(|c| c["nodes"].as_array().map(Vec::len)) != Some(2) {
+        assert!(started.elapsed() < Duration::from_secs(15), "node A never saw node B");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Twelve joiners ask node A's room API and connect where it says: four rooms of three,
+    // each room on one node, the rooms spread over both nodes.
+    let mut clients: Vec<(Client, u16)> = Vec::new();
+    for i in 0..12 {
+        let (room, port) = placed(&a.base_url(), "demo", None).await.expect("placed");
+        let t = token(&a.base_url(), "demo", addr(i)).await;
+        let (client, _) = join_room(port, "demo", t["token"].as_str().expect("token"), addr(i), Some(room)).await.expect("joined where placed");
+        assert_eq!(client.room, u64::from(room));
+        clients.push((client, port));
+    }
+    let mut rooms: BTreeMap<u64, Vec<u16>> = BTreeMap::new();
+    for (c, port) in &clients {
+        rooms.entry(c.room).or_default().push(*port);
+    }
+    println!("rooms and the nodes of their members: {rooms:?} (A {}, B {})", a.http_port, b.http_port);
+    assert_eq!(rooms.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert!(rooms.values().all(|ports| ports.len() == 3 && ports.iter().all(|p| *p == ports[0])), "every room on one node: {rooms:?}");
+    let hosts: std::collections::BTreeSet<u16> = rooms.values().map(|p| p[0]).collect();
+    assert_eq!(hosts.len(), 2, "rooms on both nodes: {rooms:?}");
+    // A node refuses a room another node hosts (close 4010): the client asks again.
+    let (room_on_a, _) = rooms.iter().find(|(_, p)| p[0] == a.http_port).expect("a room on A");
+    let t = token(&a.base_url(), "demo", addr(40)).await;
+    let refusal = join_room(b.http_port, "demo", t["token"].as_str().expect("token"), addr(40), Some(*room_on_a as u32)).await.err().expect("refused");
+    assert!(refusal.contains("\"moved\"") && refusal.contains("4010"), "{refusal}");
+
+    // One message per room reaches exactly its room.
+    for room in 1..=4u64 {
+        let sender = clients.iter_mut().find(|(c, _)| c.room == room).expect("member");
+        sender.0.send(json!({"type": "send", "text": format!("hello room {room}")})).await;
+    }
+    assert!(until(Duration::from_secs(5), || clients.iter().all(|(c, _)| c.texts() == [format!("hello room {}", c.room)])).await, "each room heard its own message only");
+
+    // Node B dies and comes back: its members are cut off, ask node A's room API for their
+    // room again and find it — on whichever node hosts it now — with its history.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.kill_and_restart();
+    let moved: Vec<u64> = clients.iter().filter(|(_, p)| *p == b.http_port).map(|(c, _)| c.room).collect();
+    assert!(until(Duration::from_secs(5), || clients.iter().filter(|(_, p)| *p == b.http_port).all(|(c, _)| c.close_code().is_some())).await, "B's members were cut off");
+    let restarted = Instant::now();
+    // (A page asks again after its reconnect delay; by then node A's view has the restarted B's
+    // first report, without the rooms it lost: until then those rooms look full.)
+    let b_rooms = |c: Option<Value>| c.and_then(|c| c["nodes"].as_array().and_then(|n| n.iter().find(|n| n["info"]["id"] == "chat-b").map(|n| n["chat_rooms"].as_array().map_or(0, Vec::len))));
+    while b_rooms(cluster(a.base_url()).await) != Some(0) {
+        assert!(restarted.elapsed() < Duration::from_secs(10), "node A never saw the restarted node B");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (i, room) in moved.iter().enumerate() {
+        let t = token(&a.base_url(), "demo", addr(50 + i)).await;
+        let welcome = loop {
+            assert!(restarted.elapsed() < Duration::from_secs(20), "room {room} not found again");
+            if let Some((r, port)) = placed(&a.base_url(), "demo", Some(*room as u32)).await {
+                if let Ok((_, welcome)) = join_room(port, "demo", t["token"].as_str().expect("token"), addr(50 + i), Some(r)).await {
+                    assert_eq!(u64::from(r), *room);
+                    break welcome;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let history: Vec<&str> = welcome["history"].as_array().expect("history").iter().filter_map(|m| m["text"].as_str()).collect();
+        assert_eq!(history, [format!("hello room {room}")], "room {room} kept its history");
+    }
+    println!("B's rooms {moved:?} found again with their history {} ms after the restart", restarted.elapsed().as_millis());
 }

@@ -51,6 +51,18 @@ async fn fifty_viewers_show_in_the_directory_and_leave_it() {
     let up = until_listed(&server, 50 + harness, Duration::from_secs(10)).await;
     println!("50 viewers listed after {up:?}");
     assert!(up.is_some(), "the directory showed {} viewers, not 50, within 10 s", listed(&server, "demo").await);
+    // The recording broadcast keeps its peak concurrent viewers in the database.
+    let peak = || async {
+        let list = common::get_text(&server.url("/api/v1/channels/demo/broadcasts")).await.unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&list).ok().and_then(|l| l[0]["peak_viewers"].as_u64()).unwrap_or(0)
+    };
+    let started = Instant::now();
+    while peak().await < 50 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let kept = peak().await;
+    println!("peak viewers of the broadcast: {kept}");
+    assert!((50..=51).contains(&kept), "peak viewers kept: {kept}");
     let report = load.await.expect("load");
     assert!(report.errors == 0, "load errors: {}", report.errors);
     let stopped = Instant::now();
@@ -58,4 +70,5 @@ async fn fifty_viewers_show_in_the_directory_and_leave_it() {
     println!("0 viewers listed {down:?} after the viewers stopped");
     assert!(down.is_some(), "still {} viewers 45 s after they stopped", listed(&server, "demo").await);
     assert!(stopped.elapsed() > Duration::from_secs(25), "viewers stay counted ~30 s after their last request");
+    assert_eq!(peak().await, kept, "the peak stays when the viewers leave");
 }

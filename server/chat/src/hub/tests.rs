@@ -179,3 +179,55 @@ async fn connections_are_capped() {
     drop(a);
     assert!(chat.join("demo", viewer(3), ip(1), None).await.is_ok());
 }
+
+/// A cluster where this node hosts the odd rooms.
+#[derive(Debug)]
+struct OddRooms;
+
+impl ChatCluster for OddRooms {
+    fn hosts_here(&self, _channel: &str, room: u32) -> bool {
+        room % 2 == 1
+    }
+
+    fn place(&self, _channel: &str, _capacity: usize, requested: Option<u32>) -> Option<(u32, String)> {
+        Some((requested.unwrap_or(1), "http://here".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_joins_keep_to_this_nodes_rooms_and_a_room_opens_with_its_history() {
+    let redis = onair_test_engines::RedisServer::start();
+    let config = ChatConfig { room_size: 2, ..ChatConfig::default() };
+    let (chat, _dir) = hub(config.clone()).await;
+    let cancel = CancellationToken::new();
+    chat.join_cluster(Arc::new(OddRooms), RedisHistory::new(&redis.url(), config.history, cancel.clone()).expect("history"));
+    assert!(chat.clustered());
+    assert!(matches!(chat.join("demo", viewer(0), ip(1), Some(2)).await, Err(JoinError::Elsewhere)), "room 2 is another node's");
+    let mut members = Vec::new();
+    for n in 0..3 {
+        members.push(chat.join("demo", viewer(n), ip(1), None).await.expect("join"));
+    }
+    assert_eq!(chat.rooms("demo"), vec![(1, 2), (3, 1)], "room 2 is skipped");
+    assert_eq!(chat.hosted().iter().map(|r| (r.room, r.members)).collect::<Vec<_>>(), [(1, 2), (3, 1)]);
+    members[2].0.send("kept in redis").expect("send");
+    members[2].0.send("deleted later").expect("send");
+    let id = drain(&mut members[2].1).iter().filter(|f| f["text"] == "deleted later").map(|f| f["id"].as_str().unwrap_or_default().to_string()).next().expect("id");
+    let moderator = Identity { subject: "mod:m".into(), name: "moddy".into(), role: Role::Moderator };
+    let (m, _m_rx) = chat.join("demo", moderator, ip(2), None).await.expect("join");
+    m.delete(&id).expect("delete");
+    // Another node opening room 3 (its host is gone) finds the room's history in Redis.
+    let (other, _dir2) = hub(config.clone()).await;
+    other.join_cluster(Arc::new(OddRooms), RedisHistory::new(&redis.url(), config.history, cancel.clone()).expect("history"));
+    let start = std::time::Instant::now();
+    let history = loop {
+        let (session, mut rx) = other.join("demo", viewer(9), ip(3), Some(3)).await.expect("join");
+        let h: Vec<String> = drain(&mut rx)[0]["history"].as_array().into_iter().flatten().filter_map(|m| m["text"].as_str().map(str::to_string)).collect();
+        drop(session);
+        if h == ["kept in redis"] || start.elapsed() > Duration::from_secs(5) {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(history, ["kept in redis"], "the deleted message is gone from Redis too");
+    cancel.cancel();
+}

@@ -301,6 +301,7 @@ impl Conn {
                     JoinError::Banned { .. } => ("474", "Cannot join channel: you are banned"),
                     JoinError::Full => ("471", "Cannot join channel: the chat server is full"),
                     JoinError::NameInUse => ("433", "Nickname is already in use"),
+                    JoinError::Elsewhere => ("471", "Cannot join channel: no room on this chat server has space; try another server"),
                     _ => ("475", "Cannot join channel"),
                 };
                 let _ = self.reply(numeric, &[&target, text]).await;
