@@ -2,8 +2,13 @@
 //! Playlists), the web pages (`/`, `/watch/{channel}`, `/channel/{channel}`, `/cluster`), the player files (`/player/`), the JSON
 //! API (`/api/v1/channels` here, the rest in `api.rs`), `/metrics` and `/healthz`.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use futures::future::{Either, FutureExt};
+use tower::ServiceExt;
 use std::time::UNIX_EPOCH;
 
 use axum::extract::{Path, Request, State};
@@ -26,6 +31,7 @@ use std::time::Duration;
 use crate::cluster::Cluster;
 use crate::config::PlaybackConfig;
 use crate::playback::Signer;
+use crate::serve::{OverTls, PeerAddr};
 
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const WATCH_HTML: &str = include_str!("../../../web/watch.html");
@@ -69,8 +75,46 @@ struct AppInner {
     web: Web,
 }
 
-/// All routes of `onair serve`.
-pub fn app(store: Arc<Store>, web: Web) -> Router {
+/// What a node's HTTP listeners serve: the router, and the hot path that takes rendition files
+/// before it ([`crate::hls_front`]).
+#[derive(Clone)]
+pub struct App {
+    /// Every route.
+    pub router: Router,
+    /// The hot path; `None` on `onair usher`.
+    pub hls: Option<Arc<crate::hls_front::HlsFront>>,
+}
+
+impl App {
+    /// Only `router` (no hot path).
+    pub fn router(router: Router) -> App {
+        App { router, hls: None }
+    }
+
+    /// Answers `request` from `peer` (over TLS when `secure`): by the hot path when it takes it,
+    /// else by the router, with [`PeerAddr`] (and [`OverTls`]) in the request's extensions.
+    pub fn call<B>(&self, request: hyper::Request<B>, peer: SocketAddr, secure: bool) -> impl Future<Output = Response> + Send + 'static
+    where
+        B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        if let Some(hls) = self.hls.as_ref().filter(|hls| hls.takes(&request)) {
+            return Either::Left(hls.clone().answer(request, peer));
+        }
+        let mut request = request;
+        request.extensions_mut().insert(PeerAddr(peer));
+        if secure {
+            request.extensions_mut().insert(OverTls);
+        }
+        Either::Right(self.router.clone().oneshot(request).map(|r| match r {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }))
+    }
+}
+
+/// All routes of `onair serve`, and its hot path.
+pub fn app(store: Arc<Store>, web: Web) -> App {
     let state = AppState(Arc::new(AppInner { store: store.clone(), web: web.clone() }));
     let api = Router::new().route("/api/v1/channels", get(channels_json)).layer(CorsLayer::permissive());
     let usher = crate::api::router(crate::api::Api {
@@ -106,10 +150,17 @@ pub fn app(store: Arc<Store>, web: Web) -> Router {
         Some(h) => OriginState::with_history(store, web.shutdown.clone(), upstream, web.cluster.steering(), h),
         None => OriginState::new(store, web.shutdown.clone(), upstream, web.cluster.steering()),
     };
+    let hls = crate::hls_front::HlsFront {
+        origin: origin_state.clone(),
+        cluster: web.cluster.clone(),
+        signer: web.signer.clone(),
+        require_token: web.playback.require_token,
+    };
     let origin = onair_origin::router(origin_state)
         .layer(middleware::from_fn_with_state(state, count_viewers))
         .merge(archive_media.layer(CorsLayer::permissive()));
-    front.merge(crate::token_routes::guard(origin, web.signer.clone(), web.playback.require_token))
+    let router = front.merge(crate::token_routes::guard(origin, web.signer.clone(), web.playback.require_token));
+    App { router, hls: Some(Arc::new(hls)) }
 }
 
 /// Adds the client's address (`X-Forwarded-For` behind trusted proxies) for the archive's clip
@@ -262,7 +313,6 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use onair_store::TimelineConfig;
-    use tower::ServiceExt;
 
     fn web(store: &Arc<Store>, require_token: bool) -> Web {
         let local = crate::cluster::LocalNode {
@@ -288,8 +338,8 @@ mod tests {
         }
     }
 
-    async fn status(app: &Router, uri: &str) -> StatusCode {
-        app.clone().oneshot(Request::get(uri).body(Body::empty()).expect("request")).await.expect("response").status()
+    async fn status(app: &App, uri: &str) -> StatusCode {
+        app.call(Request::get(uri).body(Body::empty()).expect("request"), ([127, 0, 0, 1], 9).into(), false).await.status()
     }
 
     #[tokio::test]

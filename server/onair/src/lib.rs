@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod hls_front;
 pub mod http;
 pub mod lease;
 pub mod observability;

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
+use futures::future::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -24,9 +26,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use crate::config::HttpConfig;
+use crate::http::App;
 use crate::tls::Tls;
 
 /// How long the drain waits for in-flight responses after shutdown before closing the rest.
@@ -236,7 +238,7 @@ pub fn request_origin<B>(request: &hyper::Request<B>) -> Option<String> {
 /// with 503 by the origin) and returns. With `tls`, every connection first completes a TLS
 /// handshake (within `header_read_timeout_ms`; ALPN `h2` or `http/1.1`). Every request carries a
 /// [`PeerAddr`] extension; every byte written to a socket (TLS records included) is added to `egress`.
-pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutdown: CancellationToken, egress: Arc<AtomicU64>, tls: Option<Tls>) {
+pub async fn serve(listener: TcpListener, app: App, config: HttpConfig, shutdown: CancellationToken, egress: Arc<AtomicU64>, tls: Option<Tls>) {
     let admission = Admission::new(config.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -273,13 +275,7 @@ pub async fn serve(listener: TcpListener, app: Router, config: HttpConfig, shutd
         let io = Guarded::new(stream, &config, egress.clone());
         let app = app.clone();
         let secure = tls.is_some();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(PeerAddr(peer));
-            if secure {
-                request.extensions_mut().insert(OverTls);
-            }
-            app.clone().oneshot(request)
-        });
+        let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| app.call(request, peer, secure).map(Ok::<_, Infallible>));
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             let _ticket = ticket;

@@ -99,7 +99,7 @@ impl Listeners {
     }
 
     /// Serves `app` on each listener until `shutdown`, as supervised tasks.
-    fn spawn(self, app: axum::Router, config: &crate::config::HttpConfig, egress: Arc<AtomicU64>, shutdown: &CancellationToken, tasks: &mut JoinSet<&'static str>) {
+    fn spawn(self, app: crate::http::App, config: &crate::config::HttpConfig, egress: Arc<AtomicU64>, shutdown: &CancellationToken, tasks: &mut JoinSet<&'static str>) {
         if let Some((listener, tls)) = self.https {
             let (app, config, stop, egress) = (app.clone(), config.clone(), shutdown.clone(), egress.clone());
             tasks.spawn(async move {
@@ -402,7 +402,7 @@ pub async fn start_usher(config: &Config) -> Result<RunningUsher, StartError> {
         local: None,
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),
     });
-    listeners.spawn(app, &config.http, Arc::new(AtomicU64::new(0)), &shutdown, &mut tasks);
+    listeners.spawn(crate::http::App::router(app), &config.http, Arc::new(AtomicU64::new(0)), &shutdown, &mut tasks);
     tracing::info!(%http_addr, ?https_addr, registry = %config.cluster.registry.as_deref().map_or("", |_| "redis"), "OnAir Usher is up");
     Ok(RunningUsher { http_addr, https_addr, cluster, supervisor: Supervisor { shutdown, tasks } })
 }

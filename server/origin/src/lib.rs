@@ -9,8 +9,9 @@
 //! | `GET /hls/{channel}/{rendition}/seg{msn}.m4s` | complete segment (its parts back to back) |
 //! | `GET /hls/{channel}/dvr.m3u8`, `/hls/{channel}/{rendition}/dvr.m3u8` | the same with the DVR window: the recorded segments before the RAM window ([`History`]), named as they were live; `seg{msn}.m4s` and `init{N}.mp4` are answered from the recording once they left RAM; a relay redirects them to its upstream |
 //!
-//! Responses carry Cache-Control per RFC 8216bis Appendix B, CORS for browsers, and gzip for
-//! playlists when asked. Media carries [`PRODUCED_AT`] and `Age` counted from it. Channels the
+//! Responses carry Cache-Control per RFC 8216bis Appendix B, CORS for browsers
+//! (`Access-Control-Allow-Origin: *`; `OPTIONS` answers a preflight), and gzip for playlists when
+//! asked (a rendered Media Playlist is compressed once for all its requests). Media carries [`PRODUCED_AT`] and `Age` counted from it. Channels the
 //! store does not hold are asked of the [`Upstream`] (a relay), when there is one. Metrics go
 //! through the `metrics` facade.
 
@@ -20,18 +21,17 @@ mod playlists;
 mod upstream;
 
 pub use history::{History, Recorded, RecordedSegment, Run};
+pub use media::{accepts_gzip, serve_file, FileRequest};
 pub use upstream::{Held, Unavailable, Upstream};
 
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use onair_hls::cache::{cache_control, Response as CacheKind};
 use onair_store::Store;
-use tower_http::compression::CompressionLayer;
-use tower_http::cors::CorsLayer;
 use tokio_util::sync::CancellationToken;
 
 /// Shared state of the origin routes: one reference-counted value (axum clones it per request).
@@ -99,18 +99,34 @@ impl std::ops::Deref for OriginState {
 /// each tier's delay is measured against the origin.
 pub const PRODUCED_AT: &str = "onair-produced-at";
 
-/// The origin's routes under `/hls`, with CORS and gzip for playlists.
+/// The origin's routes under `/hls` (every answer with CORS, playlists gzipped when asked).
 pub fn router(state: OriginState) -> Router {
-    let gzip_playlists = |_: StatusCode, _: Version, headers: &HeaderMap, _: &axum::http::Extensions| {
-        headers.get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(b"application/vnd.apple.mpegurl"))
-    };
+    let route = |handler: MethodRouter<OriginState>| handler.options(preflight);
     Router::new()
-        .route("/hls/{channel}/master.m3u8", get(playlists::multivariant))
-        .route("/hls/{channel}/dvr.m3u8", get(playlists::dvr_multivariant))
-        .route("/hls/{channel}/{rendition}/{file}", get(media::rendition_file))
-        .layer(CompressionLayer::new().gzip(true).compress_when(gzip_playlists))
-        .layer(CorsLayer::permissive())
+        .route("/hls/{channel}/master.m3u8", route(get(playlists::multivariant)))
+        .route("/hls/{channel}/dvr.m3u8", route(get(playlists::dvr_multivariant)))
+        .route("/hls/{channel}/{rendition}/{file}", route(get(media::rendition_file)))
         .with_state(state)
+}
+
+/// Adds the CORS headers of every origin answer (the Fetch standard's CORS protocol): any page
+/// may read playlists and media (they carry no credentials), and its headers (`Age`,
+/// [`PRODUCED_AT`]).
+pub(crate) fn cors(h: &mut HeaderMap) {
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("*"));
+}
+
+/// `OPTIONS` on an origin route: a CORS preflight, allowed for any origin, method GET and any
+/// request header, cached by the browser for a day.
+async fn preflight() -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    cors(h);
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    resp
 }
 
 /// Content type of playlists (RFC 8216bis §4).
@@ -130,6 +146,7 @@ fn error_with(status: StatusCode, cc: &str, reason: &str, metric_kind: &'static 
     if let Ok(v) = HeaderValue::from_str(cc) {
         resp.headers_mut().insert(header::CACHE_CONTROL, v);
     }
+    cors(resp.headers_mut());
     resp
 }
 
@@ -155,7 +172,9 @@ pub(crate) fn dvr_elsewhere(state: &OriginState, channel: &str, rest: &str, toke
     match target.and_then(|t| HeaderValue::from_str(&t).ok()) {
         Some(location) => {
             metrics::counter!("onair_dvr_redirects_total").increment(1);
-            (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response()
+            let mut resp = (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response();
+            cors(resp.headers_mut());
+            resp
         }
         None => error(StatusCode::NOT_FOUND, CacheKind::Playlist, 2, "no DVR window for this channel here", "not_found"),
     }

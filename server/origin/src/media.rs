@@ -3,9 +3,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::Extension;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use onair_hls::Directives;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use onair_hls::cache::{cache_control, Response as CacheKind};
@@ -43,49 +44,95 @@ fn parse_resource(file: &str) -> Option<Resource> {
     }
 }
 
-/// `GET /hls/{channel}/{rendition}/{file}`.
+/// One request for a file of a rendition, `GET /hls/{channel}/{rendition}/{file}?{query}`, as the
+/// route hands it over, and the node's hot path, which skips the router.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileRequest<'a> {
+    /// Channel name (checked here: 1–64 of `A-Z a-z 0-9 _ -`).
+    pub channel: &'a str,
+    /// Rendition name (checked likewise).
+    pub rendition: &'a str,
+    /// File name: `index.m3u8`, `dvr.m3u8`, `init.mp4`, `init{N}.mp4`, `part{N}.m4s`, `seg{N}.m4s`.
+    pub file: &'a str,
+    /// The raw query without `?` (`_HLS_msn=…&_HLS_part=…&_HLS_skip=YES`, RFC 8216bis §6.2.5).
+    pub query: Option<&'a str>,
+    /// The client accepts gzip: playlists go compressed.
+    pub gzip: bool,
+    /// The checked playback token of a `/t/{token}` request (a DVR redirect carries it on).
+    pub token: Option<&'a str>,
+}
+
+/// True when a request's `Accept-Encoding` header lists gzip (without `q=0`).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip"))
+            && !parts.any(|p| p.replace(' ', "").eq_ignore_ascii_case("q=0") || p.replace(' ', "").eq_ignore_ascii_case("q=0.0"))
+    })
+}
+
+/// `GET /hls/{channel}/{rendition}/{file}` (the route).
 pub(crate) async fn rendition_file(
     State(state): State<OriginState>,
     Path((channel, rendition, file)): Path<(String, String, String)>,
-    Query(query): Query<Vec<(String, String)>>,
-    RawQuery(raw_query): RawQuery,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
     token: Option<Extension<crate::PlaybackToken>>,
 ) -> Response {
+    let request = FileRequest {
+        channel: &channel,
+        rendition: &rendition,
+        file: &file,
+        query: query.as_deref(),
+        gzip: accepts_gzip(&headers),
+        token: token.as_ref().map(|t| t.0 .0.as_str()),
+    };
+    serve_file(&state, request).await
+}
+
+/// Answers `request`: the Media Playlist (blocking reload, delta updates, gzip when accepted),
+/// an init segment, a Partial Segment (the hinted next one waits until written) or a segment;
+/// on a relay, a rendition it does not hold yet is pulled first. Every answer carries CORS
+/// (`Access-Control-Allow-Origin: *`) and Appendix B caching; errors are counted in
+/// `onair_http_errors_total{kind}`.
+pub async fn serve_file(state: &OriginState, request: FileRequest<'_>) -> Response {
+    let FileRequest { channel, rendition, file, query, gzip, token } = request;
     let td = 2;
-    let Some(resource) = parse_resource(&file) else {
+    let Some(resource) = parse_resource(file) else {
         return error(StatusCode::NOT_FOUND, CacheKind::Media, td, "no such resource", "not_found");
     };
+    let pairs: Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> = query.map(|q| form_urlencoded::parse(q.as_bytes()).collect()).unwrap_or_default();
     let kind = match resource {
-        Resource::Playlist { .. } if query.iter().any(|(k, _)| k == "_HLS_msn") => CacheKind::BlockingPlaylist,
+        Resource::Playlist { .. } if pairs.iter().any(|(k, _)| k == "_HLS_msn") => CacheKind::BlockingPlaylist,
         Resource::Playlist { .. } => CacheKind::Playlist,
         _ => CacheKind::Media,
     };
-    if !(valid_name(&channel) && valid_name(&rendition)) {
+    if !(valid_name(channel) && valid_name(rendition)) {
         return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found");
     }
     let dvr = resource == Resource::Playlist { dvr: true };
-    if dvr && (state.history.is_none() || state.store.get(&channel).is_none_or(|b| b.is_relayed())) {
+    if dvr && (state.history.is_none() || state.store.get(channel).is_none_or(|b| b.is_relayed())) {
         // The node that records the channel (its origin) serves its DVR window.
-        let rest = match raw_query {
+        let rest = match query {
             Some(q) => format!("{rendition}/dvr.m3u8?{q}"),
             None => format!("{rendition}/dvr.m3u8"),
         };
-        return crate::dvr_elsewhere(&state, &channel, &rest, token.as_ref().map(|t| t.0 .0.as_str()));
+        return crate::dvr_elsewhere(state, channel, &rest, token);
     }
     // On a relay, an ended broadcast may have been followed by a new one upstream: ask again.
-    let current = state.store.get(&channel).filter(|b| !(b.is_ended() && state.upstream.is_some()));
-    let held = current.and_then(|b| b.rendition(&rendition).map(|r| (b, r)));
+    let current = state.store.get(channel).filter(|b| !(b.is_ended() && state.upstream.is_some()));
+    let held = current.and_then(|b| b.rendition(rendition).map(|r| (b, r)));
     let (broadcast, r) = match (held, &state.upstream) {
         (Some(held), upstream) => {
             if let Some(up) = upstream {
-                up.touch(&channel, &rendition);
+                up.touch(channel, rendition);
                 metrics::counter!("onair_relay_requests_total", "outcome" => "held").increment(1);
             }
             held
         }
         (None, Some(up)) => {
             metrics::counter!("onair_relay_requests_total", "outcome" => "pulled").increment(1);
-            match up.rendition(&channel, &rendition).await {
+            match up.rendition(channel, rendition).await {
                 Ok(pulled) => pulled,
                 Err(why) => return unavailable(why),
             }
@@ -93,15 +140,21 @@ pub(crate) async fn rendition_file(
         (None, None) => return error(StatusCode::NOT_FOUND, kind, td, "channel or rendition is not live", "not_found"),
     };
     match resource {
-        Resource::Playlist { dvr } => playlists::media_playlist(&state, broadcast, r, query, dvr).await,
+        Resource::Playlist { dvr } => {
+            let directives = match Directives::from_query(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))) {
+                Ok(d) => d,
+                Err(e) => return error(StatusCode::BAD_REQUEST, CacheKind::Playlist, r.target_duration(), &e.to_string(), "bad_directive"),
+            };
+            playlists::media_playlist(state, broadcast, r, directives, dvr, gzip).await
+        }
         Resource::Init(id) => match r.init_segment(id) {
             Some(init) => media_response(&r, vec![init], None),
-            None => recorded(&state, &broadcast, &r, crate::Recorded::Init(id)).await,
+            None => recorded(state, &broadcast, &r, crate::Recorded::Init(id)).await,
         },
-        Resource::Part(id) => part(&state, &r, id).await,
+        Resource::Part(id) => part(state, &r, id).await,
         Resource::Segment(msn) => match r.segment(msn) {
             Some(seg) => media_response(&r, seg.parts, Some(seg.produced_at)),
-            None => recorded(&state, &broadcast, &r, crate::Recorded::Segment(msn)).await,
+            None => recorded(state, &broadcast, &r, crate::Recorded::Segment(msn)).await,
         },
     }
 }
@@ -163,8 +216,9 @@ fn media_response(r: &Rendition, chunks: Vec<Bytes>, produced_at: Option<SystemT
     };
     let mut resp = body.into_response();
     let h = resp.headers_mut();
-    let ct = if r.info().is_video { "video/mp4" } else { "audio/mp4" };
+    let ct = if r.is_video() { "video/mp4" } else { "audio/mp4" };
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    crate::cors(h);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if let Ok(v) = HeaderValue::from_str(&cache_control(CacheKind::Media, true, r.target_duration())) {
         h.insert(header::CACHE_CONTROL, v);
@@ -181,6 +235,17 @@ fn media_response(r: &Rendition, chunks: Vec<Bytes>, produced_at: Option<SystemT
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_is_accepted_unless_refused() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).expect("value"));
+            accepts_gzip(&m)
+        };
+        assert!(h("gzip, deflate, br") && h("br;q=1.0, GZIP;q=0.5") && h("x-gzip"));
+        assert!(!h("identity") && !h("gzip;q=0") && !h("gzip; q=0.0") && !h("gzipx") && !accepts_gzip(&HeaderMap::new()));
+    }
 
     #[test]
     fn resource_names() {

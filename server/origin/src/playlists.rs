@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use axum::extract::{Path, State};
 use axum::Extension;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use onair_hls::blocking::decide;
 use onair_hls::cache::{cache_control, Response as CacheKind};
@@ -37,9 +37,35 @@ struct RenderKey {
 
 /// Rendered Media Playlists: a new part that wakes a thousand blocked requests renders each
 /// distinct playlist once, and concurrent requests for one not yet rendered wait for that one
-/// rendering (`moka`'s `get_with`). Entries expire after a few seconds (a version moves on with
-/// the next part anyway).
-pub(crate) struct Renders(moka::sync::Cache<RenderKey, Bytes>);
+/// rendering (`moka`'s `get_with`); its gzip form is made once too, by the first request that
+/// accepts it. Entries expire after a few seconds (a version moves on with the next part anyway).
+pub(crate) struct Renders(moka::sync::Cache<RenderKey, Arc<Rendered>>);
+
+/// A playlist rendered once, sent to many.
+pub(crate) struct Rendered {
+    plain: Bytes,
+    gzip: std::sync::OnceLock<Option<Bytes>>,
+}
+
+impl Rendered {
+    fn new(plain: impl Into<Bytes>) -> Self {
+        Rendered { plain: plain.into(), gzip: std::sync::OnceLock::new() }
+    }
+
+    /// The gzip form (made on first use); `None` if compressing failed (the plain form is sent).
+    fn gzipped(&self) -> Option<&Bytes> {
+        self.gzip
+            .get_or_init(|| {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(self.plain.len() / 3 + 64), flate2::Compression::default());
+                e.write_all(&self.plain).and_then(|()| e.finish()).ok().map(|v| {
+                    metrics::counter!("onair_playlist_gzips_total").increment(1);
+                    Bytes::from(v)
+                })
+            })
+            .as_ref()
+    }
+}
 
 impl Default for Renders {
     fn default() -> Self {
@@ -53,13 +79,21 @@ impl std::fmt::Debug for Renders {
     }
 }
 
-fn playlist_response(body: impl Into<Bytes>, kind: CacheKind, td: u32) -> Response {
-    let mut resp = body.into().into_response();
+/// A playlist answer: gzip when the client takes it (`Vary: Accept-Encoding` either way), CORS,
+/// and the Appendix B lifetime of `kind`.
+fn playlist_response(rendered: &Rendered, kind: CacheKind, td: u32, gzip: bool) -> Response {
+    let compressed = if gzip { rendered.gzipped() } else { None };
+    let mut resp = compressed.unwrap_or(&rendered.plain).clone().into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_CONTENT_TYPE));
+    if compressed.is_some() {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     if let Ok(v) = HeaderValue::from_str(&cache_control(kind, true, td)) {
         h.insert(header::CACHE_CONTROL, v);
     }
+    crate::cors(h);
     resp
 }
 
@@ -69,8 +103,9 @@ pub(crate) fn edge_of(p: &Position) -> LiveEdge {
 
 /// `GET /hls/{channel}/master.m3u8`.
 /// A [`crate::PlaybackToken`] extension puts the token in the Steering Manifest's URI.
-pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel): Path<String>, token: Option<Extension<crate::PlaybackToken>>) -> Response {
+pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel): Path<String>, headers: HeaderMap, token: Option<Extension<crate::PlaybackToken>>) -> Response {
     let token = token.map(|Extension(t)| t.0);
+    let gzip = crate::media::accepts_gzip(&headers);
     let td = 2;
     if state.shutdown.is_cancelled() {
         return error(StatusCode::SERVICE_UNAVAILABLE, CacheKind::Playlist, td, "server is shutting down", "shutting_down");
@@ -84,7 +119,7 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
             Ok(mut mirrored) => {
                 metrics::counter!("onair_playlist_requests_total", "kind" => "multivariant").increment(1);
                 mirrored.content_steering = steering(&state, &channel, token.as_deref());
-                return playlist_response(mirrored.render(), CacheKind::Playlist, td);
+                return playlist_response(&Rendered::new(mirrored.render()), CacheKind::Playlist, td, gzip);
             }
             Err(why) => relayed = Some(why),
         }
@@ -103,15 +138,16 @@ pub(crate) async fn multivariant(State(state): State<OriginState>, Path(channel)
     let td = renditions.iter().map(|r| r.target_duration()).max().unwrap_or(td);
     let mut m = build_multivariant(&renditions);
     m.content_steering = steering(&state, &channel, token.as_deref());
-    playlist_response(m.render(), CacheKind::Playlist, td)
+    playlist_response(&Rendered::new(m.render()), CacheKind::Playlist, td, gzip)
 }
 
 /// `GET /hls/{channel}/dvr.m3u8`: the Multivariant Playlist of the DVR window, its variants the
 /// renditions' `dvr.m3u8`; served by the node that records the channel.
 /// A relay redirects it toward the channel's upstream (the recording node, maybe through more
 /// relays): a player follows and plays the window from there.
-pub(crate) async fn dvr_multivariant(State(state): State<OriginState>, Path(channel): Path<String>, token: Option<Extension<crate::PlaybackToken>>) -> Response {
+pub(crate) async fn dvr_multivariant(State(state): State<OriginState>, Path(channel): Path<String>, headers: HeaderMap, token: Option<Extension<crate::PlaybackToken>>) -> Response {
     let td = 2;
+    let gzip = crate::media::accepts_gzip(&headers);
     let local = state.store.get(&channel).filter(|b| !b.is_relayed() && state.history.is_some());
     let Some(b) = local.filter(|_| valid_name(&channel)) else {
         return crate::dvr_elsewhere(&state, &channel, "dvr.m3u8", token.as_ref().map(|t| t.0 .0.as_str()));
@@ -129,7 +165,7 @@ pub(crate) async fn dvr_multivariant(State(state): State<OriginState>, Path(chan
     for a in &mut m.audio {
         a.uri = a.uri.replace("/index.m3u8", "/dvr.m3u8");
     }
-    playlist_response(m.render(), CacheKind::Playlist, td)
+    playlist_response(&Rendered::new(m.render()), CacheKind::Playlist, td, gzip)
 }
 
 /// This node's EXT-X-CONTENT-STEERING for `channel` (a valid channel name: safe in a URL), with
@@ -166,21 +202,11 @@ fn build_multivariant(renditions: &[Arc<Rendition>]) -> MultivariantPlaylist {
 
 /// `GET /hls/{channel}/{rendition}/index.m3u8[?_HLS_msn=M[&_HLS_part=P]][&_HLS_skip=YES]`, and
 /// `dvr.m3u8` (`dvr`) the same with the recorded segments before the RAM window in front.
-pub(crate) async fn media_playlist(
-    state: &OriginState,
-    broadcast: Arc<Broadcast>,
-    rendition: Arc<Rendition>,
-    pairs: Vec<(String, String)>,
-    dvr: bool,
-) -> Response {
+pub(crate) async fn media_playlist(state: &OriginState, broadcast: Arc<Broadcast>, rendition: Arc<Rendition>, directives: Directives, dvr: bool, gzip: bool) -> Response {
     let td = rendition.target_duration();
     if state.shutdown.is_cancelled() {
         return error(StatusCode::SERVICE_UNAVAILABLE, CacheKind::Playlist, td, "server is shutting down", "shutting_down");
     }
-    let directives = match Directives::from_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ok(d) => d,
-        Err(e) => return error(StatusCode::BAD_REQUEST, CacheKind::Playlist, td, &e.to_string(), "bad_directive"),
-    };
     let kind = if directives.is_blocking() { CacheKind::BlockingPlaylist } else { CacheKind::Playlist };
     metrics::counter!("onair_playlist_requests_total", "kind" => if directives.is_blocking() { "blocking" } else { "non_blocking" })
         .increment(1);
@@ -190,7 +216,7 @@ pub(crate) async fn media_playlist(
     } else {
         directives
     };
-    let part_target = rendition.snapshot().part_target;
+    let part_target = rendition.part_target();
     match decide(&wait_for, &edge_of(&rendition.position()), part_target) {
         Decision::Ready => {}
         Decision::BadRequest(why) => return error(StatusCode::BAD_REQUEST, kind, td, why, "bad_directive"),
@@ -228,9 +254,9 @@ pub(crate) async fn media_playlist(
         metrics::counter!("onair_playlist_renders_total").increment(1);
         let name = if dvr { "dvr.m3u8" } else { "index.m3u8" };
         let snap = dvr_snap.clone().unwrap_or_else(|| rendition.snapshot());
-        Bytes::from(build_media_playlist(&broadcast, &rendition, snap, directives.skip, relayed_reports, name, run.clone()).render())
+        Arc::new(Rendered::new(build_media_playlist(&broadcast, &rendition, snap, directives.skip, relayed_reports, name, run.clone()).render()))
     });
-    playlist_response(body, kind, rendition.target_duration())
+    playlist_response(&body, kind, rendition.target_duration(), gzip)
 }
 
 /// URI of init segment `id`: `init.mp4` for the first, `init{id}.mp4` after a configuration change.

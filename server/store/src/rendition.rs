@@ -362,6 +362,16 @@ impl Rendition {
         self.timeline.borrow().info.clone()
     }
 
+    /// True for a video rendition (false: audio); changes only at a discontinuity.
+    pub fn is_video(&self) -> bool {
+        self.timeline.borrow().info.is_video
+    }
+
+    /// The Partial Segment target duration, seconds (EXT-X-PART-INF PART-TARGET).
+    pub fn part_target(&self) -> f64 {
+        self.config.part_target
+    }
+
     /// The rendition's name (never changes).
     pub fn name(&self) -> &str {
         &self.name

@@ -6,6 +6,7 @@ use std::sync::Weak;
 
 use onair_chat::placement::{self, Recent};
 use onair_chat::ChatCluster;
+use onair_cluster::node::{Load, NodeReport};
 
 use super::{now_ms, Cluster};
 
@@ -27,9 +28,17 @@ impl ChatRooms {
 impl ChatCluster for ChatRooms {
     fn hosts_here(&self, channel: &str, room: u32) -> bool {
         let Some(cluster) = self.cluster.upgrade() else { return true };
-        let Some(me) = cluster.local.as_ref().map(|l| l.info.id.clone()) else { return true };
+        let Some(local) = cluster.local.as_ref() else { return true };
         let nodes = cluster.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
-        placement::host(&nodes, channel, room).is_none_or(|host| host.info.id == me)
+        let me = local.info.id.as_str();
+        if nodes.iter().any(|n| n.info.id == me) {
+            return placement::host(&nodes, channel, room).is_none_or(|host| host.info.id == me);
+        }
+        // Not in the view yet (just started): this node counts as a chat node, with no rooms.
+        let mut with_me = Vec::with_capacity(nodes.len() + 1);
+        with_me.extend(nodes.iter().cloned());
+        with_me.push(NodeReport { info: local.info.clone(), load: Load::default(), channels: Vec::new(), chat_rooms: Vec::new(), reported_at_ms: now_ms() });
+        placement::host(&with_me, channel, room).is_none_or(|host| host.info.id == me)
     }
 
     fn place(&self, channel: &str, capacity: usize, requested: Option<u32>) -> Option<(u32, String)> {
