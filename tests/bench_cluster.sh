@@ -86,12 +86,14 @@ run() {
   sleep 3
   echo "== $name: ${viewers} viewers at ${ramp}/s, relays of capacity $cap${cdn:+, Varnish as the CDN}; cluster on CPU $cluster_cpus, load on CPU $load_cpus"
   echo "   tree before: $(curl -s "http://127.0.0.1:$usher/api/v1/channels/demo/tree" | fmt tree)"
-  # Each node's peak viewers while the crowd runs (its reports, every 0.5 s).
-  ( while true; do curl -s "http://127.0.0.1:$usher/api/v1/cluster" | fmt loads 2>/dev/null; sleep 0.5; done ) > "$dir/loads.log" &
+  # Each node's peak viewers while the crowd runs (its reports, every 0.5 s): raw JSON lines,
+  # read after the run (a Python start per poll would cost the measured cores more than curl).
+  ( while true; do curl -s "http://127.0.0.1:$usher/api/v1/cluster"; echo; sleep 0.5; done ) > "$dir/cluster.jsonl" &
   local poller=$!
   taskset -c "$load_cpus" target/release/onair-loadgen --usher "http://127.0.0.1:$usher/api/v1/playback/demo" --viewers "$viewers" --ramp-per-s "$ramp" \
     --duration-s "$duration" source/index.m3u8 > "$dir/report.json"
   sleep 1; kill "$poller" 2>/dev/null || true
+  grep '^{' "$dir/cluster.jsonl" | while IFS= read -r line; do echo "$line" | fmt loads 2>/dev/null; done > "$dir/loads.log"
   echo "   tree after:  $(curl -s "http://127.0.0.1:$usher/api/v1/channels/demo/tree" | fmt tree)"
   fmt report < "$dir/report.json"
   python3 - "$dir/loads.log" "$cap" <<'EOF'

@@ -234,6 +234,10 @@ pub(crate) async fn media_playlist(state: &OriginState, broadcast: Arc<Broadcast
             if !waited {
                 return error(StatusCode::SERVICE_UNAVAILABLE, kind, td, "the requested part did not appear in time", "block_timeout");
             }
+            // Media before metadata: the part that woke this request also woke the requests
+            // for the part itself (the Preload Hint); let them go out first, as the viewers are
+            // waiting for those bytes, and this playlist only names the next hint.
+            tokio::task::yield_now().await;
         }
     }
     let relayed_reports = state.upstream.as_ref().map(|up| up.reports(broadcast.channel())).unwrap_or_default();
