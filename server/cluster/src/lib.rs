@@ -7,12 +7,14 @@
 //! - [`usher`]: the placement of a viewer (sans-IO).
 //! - [`steering`]: the Content Steering manifest (sans-IO).
 //! - [`tree`]: a channel's replication tree and the choice of a relay's parent (sans-IO).
+//! - [`shrink`]: the tree's shrinking after a cool-down (sans-IO).
 //! - [`locality`]: the client's address and region.
 //! - [`viewers`]: the one definition of "a viewer".
 
 pub mod locality;
 pub mod node;
 pub mod registry;
+pub mod shrink;
 pub mod steering;
 pub mod tree;
 pub mod usher;

@@ -21,9 +21,10 @@
 //! region, when its region is served) is loaded at or above the overflow load, or full
 //! ([`Outcome::Cdn`]); the nodes that still have room follow it.
 //!
-//! Never offered: nodes without the relay role (origins serve relays and CDNs, not viewers)
-//! and nodes at capacity ([`NodeReport::at_capacity`]), counting the viewers this
-//! Usher placed on them since their last report ([`Placements`]).
+//! Never offered: nodes without the relay role (origins serve relays and CDNs, not viewers),
+//! nodes at capacity ([`NodeReport::at_capacity`]), counting the viewers this
+//! Usher placed on them since their last report ([`Placements`]), and a holder retired from the
+//! channel as its tree shrinks ([`crate::shrink`]).
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
@@ -96,7 +97,7 @@ impl Outcome {
 pub struct Score {
     /// Node id.
     pub node: String,
-    /// Why it may not be offered (`no_relay_role`, `full`), or `None`.
+    /// Why it may not be offered (`no_relay_role`, `full`, `retired`), or `None`.
     pub excluded: Option<&'static str>,
     /// In the client's region.
     pub in_region: bool,
@@ -145,12 +146,14 @@ pub struct Request<'a> {
     /// A node known to hold the channel though its last report does not say so yet (the node
     /// answering, which just looked in its own store).
     pub also_held_by: Option<&'a str>,
+    /// A holder retired from the channel as the tree shrinks ([`crate::shrink`]): not offered.
+    pub retired: Option<&'a str>,
 }
 
 impl<'a> Request<'a> {
     /// A viewer of `channel` in `region`.
     pub fn new(channel: &'a str, region: Option<&'a str>) -> Self {
-        Request { channel, region, also_held_by: None }
+        Request { channel, region, also_held_by: None, retired: None }
     }
 }
 
@@ -169,6 +172,8 @@ pub fn rank(view: &[NodeReport], request: &Request<'_>, placed: impl Fn(&str, u6
                 Some("no_relay_role")
             } else if n.at_capacity(placed_since_report) {
                 Some("full")
+            } else if request.retired == Some(n.info.id.as_str()) {
+                Some("retired")
             } else {
                 None
             };

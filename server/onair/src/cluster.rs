@@ -115,6 +115,8 @@ pub struct Cluster {
     /// (channel, node asked to warm it) → when: one request per node and channel per 10 s.
     warming: Mutex<HashMap<(String, String), Instant>>,
     warm_lookahead_s: f64,
+    /// The holders retired from their channels as the trees shrink.
+    shrink: onair_cluster::shrink::Shrink,
 }
 
 /// A node asked to warm a channel is not asked again for it within this.
@@ -225,6 +227,7 @@ impl Cluster {
             arrivals: Arrivals::default(),
             warming: Mutex::new(HashMap::new()),
             warm_lookahead_s: c.warm_lookahead_s,
+            shrink: onair_cluster::shrink::Shrink::new(c.shrink_after_s.saturating_mul(1000)),
         }))
     }
 
@@ -240,7 +243,9 @@ impl Cluster {
     pub fn steering_manifest(&self, channel: &str, client: IpAddr, base: &str, token: Option<&str>) -> Option<serde_json::Value> {
         let nodes = self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
         let region = self.regions.region(client);
-        let decision = rank(&nodes, &Request::new(channel, region), |n, t| self.placements.since(n, t), &self.usher);
+        let retired = self.shrink.retired(channel);
+        let request = Request { retired: retired.as_deref(), ..Request::new(channel, region) };
+        let decision = rank(&nodes, &request, |n, t| self.placements.since(n, t), &self.usher);
         metrics::counter!("onair_steering_decisions_total", "outcome" => decision.outcome.label()).increment(1);
         if decision.outcome == onair_cluster::Outcome::NotLive {
             return None;
@@ -336,7 +341,8 @@ impl Cluster {
         let nodes = self.view.read().unwrap_or_else(|e| e.into_inner()).nodes.clone();
         let region = self.regions.region(client).map(str::to_string);
         let local_id = self.local.as_ref().map(|l| l.info.id.as_str());
-        let request = Request { channel, region: region.as_deref(), also_held_by: local_id.filter(|_| held_here) };
+        let retired = self.shrink.retired(channel);
+        let request = Request { channel, region: region.as_deref(), also_held_by: local_id.filter(|_| held_here), retired: retired.as_deref() };
         let decision = rank(&nodes, &request, |n, t| self.placements.since(n, t), &self.usher);
         let offered: Vec<Offered> = decision
             .candidates
@@ -582,6 +588,10 @@ impl Cluster {
                         }
                     }
                     metrics::gauge!("onair_cluster_nodes").set(nodes.len() as f64);
+                    for (channel, node) in self.shrink.update(&nodes, now_ms(), self.usher.fill_target) {
+                        metrics::counter!("onair_usher_tree_shrunk_total").increment(1);
+                        tracing::info!(channel, node, "the tree shrinks: the channel's other holders have room for this relay's viewers; it is no longer offered for the channel");
+                    }
                     view.nodes = Arc::new(nodes);
                     view.refreshed = Some(Instant::now());
                     if !healthy {

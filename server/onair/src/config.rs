@@ -141,6 +141,10 @@ pub struct ClusterConfig {
     /// left than its viewer arrivals per second × this many seconds, Usher asks the next node to
     /// warm the channel (pull it before any viewer is sent there). 0 turns it off. Default 5.
     pub warm_lookahead_s: f64,
+    /// The tree shrinks after this many seconds of a relay holder not being needed (its viewers
+    /// fit twice into the room the channel's other relay holders have): Usher stops offering it
+    /// for the channel and players move on (`onair_cluster::shrink`). 0 turns it off. Default 60.
+    pub shrink_after_s: u64,
     /// Client networks by region: `{ eu = ["192.0.2.0/24"], us = ["198.51.100.0/24"] }`. The client
     /// address is the socket's, or `X-Forwarded-For`'s behind a proxy in `http.trusted`.
     pub regions: BTreeMap<String, Vec<ipnet::IpNet>>,
@@ -184,6 +188,7 @@ impl Default for ClusterConfig {
             bounded_load: 1.25,
             max_fanout: 4,
             warm_lookahead_s: 5.0,
+            shrink_after_s: 60,
             regions: BTreeMap::new(),
             cdn_url: None,
             cdn_overflow_load: 0.8,

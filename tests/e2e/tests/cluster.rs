@@ -698,7 +698,7 @@ async fn the_tree_grows_ahead_of_a_crowd() {
     };
     let (a, b) = (relay(free_port(), "relay-a"), relay(free_port(), "relay-b"));
     let usher_port = free_port();
-    let usher_toml = format!("[playback]\ntoken_secret = \"{SECRET}\"\n[http]\ntrusted = [\"127.0.0.1/32\"]\n[cluster]\nview_refresh_ms = 250\n");
+    let usher_toml = format!("[playback]\ntoken_secret = \"{SECRET}\"\n[http]\ntrusted = [\"127.0.0.1/32\"]\n[cluster]\nview_refresh_ms = 250\nshrink_after_s = 3\n");
     let usher = ServerProcess::usher(usher_port, &usher_toml, &["--registry", &registry]);
     let u = usher.base_url();
     wait_for("three nodes registered", Duration::from_secs(20), || async { nodes_and_holders(&u).await.0.len() == 3 }).await;
@@ -741,6 +741,20 @@ async fn the_tree_grows_ahead_of_a_crowd() {
     assert!(a_count >= 1.0 && b_count >= 1.0, "both relays warmed: {a_count} {b_count}");
     // A warmed relay has the parts before any viewer asks: first part within 1 s of the decision.
     assert!(a_sum / a_count <= 1.0 && b_sum / b_count <= 1.0, "warm took {a_sum}/{a_count} s and {b_sum}/{b_count} s");
+
+    // The crowd never came (no viewer plays): one relay could take all the channel's viewers, so
+    // after the cool-down (3 s here) Usher retires the other from the channel and offers it no
+    // more, in the playback API and in the Steering Manifest.
+    let quiet = Instant::now();
+    wait_for("Usher retires one relay", Duration::from_secs(10), || async { usher.metric("onair_usher_tree_shrunk_total").await == 1.0 }).await;
+    let (_, answer) = ask(&u, "127.0.0.40").await;
+    let retired: Vec<String> = answer["explain"]["scores"].as_array().into_iter().flatten().filter(|s| s["excluded"] == "retired").filter_map(|s| s["node"].as_str().map(String::from)).collect();
+    eprintln!("Usher retired {retired:?} {} ms after the arrivals stopped; it offers {:?}", quiet.elapsed().as_millis(), offered(&answer));
+    assert_eq!(retired.len(), 1, "{answer}");
+    assert!(!offered(&answer).contains(&retired[0]), "{answer}");
+    let manifest: serde_json::Value = serde_json::from_str(&get_text(&format!("{u}/api/v1/steering/demo?base=relay-a")).await.expect("steering manifest")).expect("json");
+    let priority = manifest["PATHWAY-PRIORITY"].as_array().cloned().unwrap_or_default();
+    assert!(!priority.is_empty() && !priority.iter().any(|p| p == retired[0].as_str()), "the Steering Manifest still ranks {}: {manifest}", retired[0]);
     drop((a, b, usher, origin, redis));
 }
 
