@@ -21,5 +21,5 @@ pub mod usher;
 pub mod viewers;
 
 pub use node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
-pub use registry::{Lease, Registry, RegistryError};
+pub use registry::{Lease, Registry, RegistryError, WarmRequest};
 pub use usher::{grow, rank, Arrivals, Decision, Outcome, Placements, Request, UsherConfig};

@@ -72,6 +72,17 @@ return 0
 /// Index entries this long past their expiry are pruned, ms.
 const PRUNE_AFTER_MS: u64 = 60_000;
 
+/// Usher's request to a node to warm a channel ([`Registry::warm`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WarmRequest {
+    /// The channel.
+    pub channel: String,
+    /// A playback token for the channel, when playback requires one: a relay that only verifies
+    /// tokens (an ES256 public key) pulls its upstream with it, having no viewer's yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -282,23 +293,25 @@ impl Registry {
         }
     }
 
-    /// Asks node `node` to warm `channel` (pull it before its viewers arrive): a message on the
-    /// node's command channel (Redis pub/sub `onair:warm:{node}`); in-process, nothing to send
-    /// (one node). Errors: [`RegistryError`].
-    pub async fn warm(&self, node: &str, channel: &str) -> Result<(), RegistryError> {
+    /// Asks node `node` to warm a channel (pull it before its viewers arrive): a message on the
+    /// node's command channel (Redis pub/sub `onair:warm:{node}`, the request as JSON); in-process,
+    /// nothing to send (one node). Errors: [`RegistryError`].
+    pub async fn warm(&self, node: &str, request: &WarmRequest) -> Result<(), RegistryError> {
         match self {
             Registry::Memory(_) => Ok(()),
             Registry::Redis(r) => {
                 let mut conn = r.conn.clone();
-                timed(redis::cmd("PUBLISH").arg(format!("{WARM_CHANNEL}{node}")).arg(channel).query_async::<i64>(&mut conn)).await.map(|_| ())
+                let payload = serde_json::to_string(request).unwrap_or_default();
+                timed(redis::cmd("PUBLISH").arg(format!("{WARM_CHANNEL}{node}")).arg(payload).query_async::<i64>(&mut conn)).await.map(|_| ())
             }
         }
     }
 
-    /// The channels this node is asked to warm, as they are asked (a dedicated Redis connection,
-    /// resubscribed after a reconnect); `None` in-process. The stream ends when the registry is
-    /// dropped.
-    pub async fn warm_requests(&self, node: &str) -> Option<tokio::sync::mpsc::Receiver<String>> {
+    /// The warm requests for this node, as they are asked (a dedicated Redis connection,
+    /// resubscribed after a reconnect); `None` in-process. A message that is not a request's
+    /// JSON is taken as a bare channel name (nodes of an earlier version); the receiver checks
+    /// the name. The stream ends when the registry is dropped.
+    pub async fn warm_requests(&self, node: &str) -> Option<tokio::sync::mpsc::Receiver<WarmRequest>> {
         let Registry::Redis(r) = self else { return None };
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let (client, topic) = (r.client.clone(), format!("{WARM_CHANNEL}{node}"));
@@ -310,8 +323,9 @@ impl Registry {
                         if pubsub.subscribe(&topic).await.is_ok() {
                             let mut messages = pubsub.on_message();
                             while let Some(m) = messages.next().await {
-                                let Ok(channel) = m.get_payload::<String>() else { continue };
-                                if tx.send(channel).await.is_err() {
+                                let Ok(payload) = m.get_payload::<String>() else { continue };
+                                let request = serde_json::from_str(&payload).unwrap_or(WarmRequest { channel: payload, token: None });
+                                if tx.send(request).await.is_err() {
                                     return;
                                 }
                             }

@@ -117,6 +117,8 @@ pub struct Cluster {
     warm_lookahead_s: f64,
     /// The holders retired from their channels as the trees shrink.
     shrink: onair_cluster::shrink::Shrink,
+    /// Playback tokens, when playback requires them: warm requests carry one.
+    playback_signer: std::sync::OnceLock<crate::playback::Signer>,
 }
 
 /// A node asked to warm a channel is not asked again for it within this.
@@ -228,7 +230,14 @@ impl Cluster {
             warming: Mutex::new(HashMap::new()),
             warm_lookahead_s: c.warm_lookahead_s,
             shrink: onair_cluster::shrink::Shrink::new(c.shrink_after_s.saturating_mul(1000)),
+            playback_signer: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// With `playback.require_token`: the signer whose tokens warm requests carry (minted by
+    /// Usher, checked by the warmed relay). A second call is ignored.
+    pub fn require_tokens(&self, signer: crate::playback::Signer) {
+        let _ = self.playback_signer.set(signer);
     }
 
     /// This node's Content Steering for its Multivariant Playlists (`None`: off).
@@ -383,9 +392,12 @@ impl Cluster {
         }
         metrics::counter!("onair_usher_tree_grown_total").increment(1);
         tracing::info!(channel, node, arrivals_per_s, "the tree grows: asking a node to warm the channel ahead of its viewers");
-        let (registry, channel) = (self.registry.clone(), channel.to_string());
+        // With signed playback the request carries a token, for relays that cannot sign one.
+        let token = self.playback_signer.get().and_then(|s| s.sign(channel, SystemTime::now())).map(|(t, _)| t);
+        let (registry, request) = (self.registry.clone(), onair_cluster::WarmRequest { channel: channel.to_string(), token });
         tokio::spawn(async move {
-            if let Err(e) = registry.warm(&node, &channel).await {
+            let channel = request.channel.clone();
+            if let Err(e) = registry.warm(&node, &request).await {
                 metrics::counter!("onair_registry_errors_total", "kind" => "warm").increment(1);
                 tracing::warn!(channel, node, error = %e, "cannot send the warm request");
             }
@@ -479,11 +491,19 @@ impl Cluster {
     async fn warm_loop(&self, relay: Relay) {
         let Some(local) = &self.local else { return };
         let Some(mut requests) = self.registry.warm_requests(&local.info.id).await else { return std::future::pending().await };
-        while let Some(channel) = requests.recv().await {
+        while let Some(onair_cluster::WarmRequest { channel, token }) = requests.recv().await {
             if !onair_origin::valid_name(&channel) {
                 metrics::counter!("onair_registry_errors_total", "kind" => "bad_warm_request").increment(1);
                 tracing::warn!(channel = channel.escape_debug().to_string(), "warm request for an invalid channel name ignored");
                 continue;
+            }
+            // The request's token (checked) is what this relay pulls its upstream with until a
+            // viewer brings one (`Signer::upstream_token`).
+            if let (Some(token), Some(signer)) = (token, self.playback_signer.get()) {
+                if let Err(e) = signer.verify(&channel, Some(&token), SystemTime::now()) {
+                    metrics::counter!("onair_registry_errors_total", "kind" => "bad_warm_token").increment(1);
+                    tracing::warn!(channel, error = %e, "warm request with a token this node refuses; warming without it");
+                }
             }
             let relay = relay.clone();
             tokio::spawn(async move {

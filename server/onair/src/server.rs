@@ -255,6 +255,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let local = LocalNode { info, store: store.clone(), relay: relay.clone(), sessions: Default::default(), egress: egress.clone(), chat: chat.clone() };
     let cluster = Cluster::new(config, Some(local))?;
+    if config.playback.require_token {
+        cluster.require_tokens(signer.clone());
+    }
     // In a cluster, rooms are placed on nodes and their history kept in the registry's Redis.
     if let (Some(chat), Some(url)) = (&chat, &config.cluster.registry) {
         let history = onair_chat::history::RedisHistory::new(url, config.chat.history, shutdown.clone()).map_err(|e| StartError::ChatBus(e.to_string()))?;
@@ -390,6 +393,10 @@ pub async fn start_usher(config: &Config) -> Result<RunningUsher, StartError> {
     let _ = prometheus();
     raise_file_limit();
     let cluster = Cluster::new(config, None)?;
+    let signer = Signer::from_config(&config.playback)?;
+    if config.playback.require_token {
+        cluster.require_tokens(signer.clone());
+    }
     let listeners = Listeners::bind(config).await?;
     let (http_addr, https_addr) = listeners.addrs()?;
     let shutdown = CancellationToken::new();
@@ -398,7 +405,7 @@ pub async fn start_usher(config: &Config) -> Result<RunningUsher, StartError> {
     let app = crate::http::usher_app(crate::api::Api {
         cluster: cluster.clone(),
         playback: config.playback.clone(),
-        signer: Signer::from_config(&config.playback)?,
+        signer,
         local: None,
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),
     });

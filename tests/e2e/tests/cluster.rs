@@ -17,11 +17,31 @@ const SECRET: &str = "cluster-test-secret";
 /// The tests here run one at a time: each runs several servers and ffmpeg.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A node's configuration, playback tokens signed with the shared [`SECRET`] and `extra` in
+/// `[playback]`.
 fn node_toml(port: u16, region: &str, roles: &str, extra: &str) -> String {
+    node_toml_playback(port, region, roles, &format!("token_secret = \"{SECRET}\"\n{extra}"))
+}
+
+/// A node's configuration with `playback` as its `[playback]` settings (besides `public_url`).
+fn node_toml_playback(port: u16, region: &str, roles: &str, playback: &str) -> String {
     format!(
-        "[playback]\npublic_url = \"http://127.0.0.1:{port}\"\ntoken_secret = \"{SECRET}\"\n{extra}\n\
+        "[playback]\npublic_url = \"http://127.0.0.1:{port}\"\n{playback}\n\
          [cluster]\nregion = \"{region}\"\nroles = {roles}\nreport_interval_ms = 500\nentry_ttl_ms = 3000\nview_refresh_ms = 250\n"
     )
+}
+
+/// An ES256 key pair made by Debian's `openssl` in `dir`: (private key, PKCS#8 PEM; public key, PEM).
+fn es256_keys(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (private, public) = (dir.join("playback.key"), dir.join("playback.pub"));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let p = private.display().to_string();
+    run(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &p]);
+    run(&["pkey", "-in", &p, "-pubout", "-out", &public.display().to_string()]);
+    (private, public)
 }
 
 /// A `redis-server` and an origin (ingest role only, region `region`, node id `origin`)
@@ -32,9 +52,14 @@ async fn registry_and_origin(region: &str) -> (RedisServer, ServerProcess, Publi
 
 /// As [`registry_and_origin`], with `playback` settings (e.g. `require_token = true`).
 async fn registry_and_origin_with(region: &str, playback: &str) -> (RedisServer, ServerProcess, Publisher) {
+    registry_and_origin_playback(region, &format!("token_secret = \"{SECRET}\"\n{playback}")).await
+}
+
+/// As [`registry_and_origin`], with `playback` as the origin's whole `[playback]` settings.
+async fn registry_and_origin_playback(region: &str, playback: &str) -> (RedisServer, ServerProcess, Publisher) {
     let redis = RedisServer::start();
     let port = free_port();
-    let origin = ServerProcess::start_with_args(port, &node_toml(port, region, "[\"ingest\"]", playback), &["--registry", &redis.url(), "--node-id", "origin"]);
+    let origin = ServerProcess::start_with_args(port, &node_toml_playback(port, region, "[\"ingest\"]", playback), &["--registry", &redis.url(), "--node-id", "origin"]);
     let publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
     if playback.contains("require_token") {
         // Its playlists need a token: watch its channel list (open) for both renditions, then
@@ -690,15 +715,21 @@ async fn the_onair_player_moves_to_another_relay_when_its_relay_is_killed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tree_grows_ahead_of_a_crowd() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let (redis, origin, _publisher) = registry_and_origin("eu").await;
+    // Signed playback with ES256: the origin and Usher sign, the relays hold only the public key
+    // (they verify tokens and cannot make one), so a warm request brings the relay its token.
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (private, public) = es256_keys(keys.path());
+    let signing = format!("token_private_key = \"{}\"\ntoken_public_key = \"{}\"\nrequire_token = true\n", private.display(), public.display());
+    let verifying = format!("token_public_key = \"{}\"\nrequire_token = true\n", public.display());
+    let (redis, origin, _publisher) = registry_and_origin_playback("eu", &signing).await;
     let registry = redis.url();
     let relay = |port: u16, id: &str| {
-        let toml = node_toml(port, "eu", "[\"relay\"]", "").replace("[cluster]\n", "[cluster]\ncapacity_viewers = 10\n");
+        let toml = node_toml_playback(port, "eu", "[\"relay\"]", &verifying).replace("[cluster]\n", "[cluster]\ncapacity_viewers = 10\n");
         ServerProcess::start_with_args(port, &toml, &["--no-ingest", "--registry", &registry, "--node-id", id])
     };
     let (a, b) = (relay(free_port(), "relay-a"), relay(free_port(), "relay-b"));
     let usher_port = free_port();
-    let usher_toml = format!("[playback]\ntoken_secret = \"{SECRET}\"\n[http]\ntrusted = [\"127.0.0.1/32\"]\n[cluster]\nview_refresh_ms = 250\nshrink_after_s = 3\n");
+    let usher_toml = format!("[playback]\n{signing}[http]\ntrusted = [\"127.0.0.1/32\"]\n[cluster]\nview_refresh_ms = 250\nshrink_after_s = 3\n");
     let usher = ServerProcess::usher(usher_port, &usher_toml, &["--registry", &registry]);
     let u = usher.base_url();
     wait_for("three nodes registered", Duration::from_secs(20), || async { nodes_and_holders(&u).await.0.len() == 3 }).await;
@@ -741,6 +772,15 @@ async fn the_tree_grows_ahead_of_a_crowd() {
     assert!(a_count >= 1.0 && b_count >= 1.0, "both relays warmed: {a_count} {b_count}");
     // A warmed relay has the parts before any viewer asks: first part within 1 s of the decision.
     assert!(a_sum / a_count <= 1.0 && b_sum / b_count <= 1.0, "warm took {a_sum}/{a_count} s and {b_sum}/{b_count} s");
+    // A viewer with Usher's token plays from a relay that checks it with the public key alone.
+    let (_, answer) = ask(&u, "127.0.0.30").await;
+    let token = answer["token"].as_str().expect("a playback token").to_string();
+    for relay in [&a, &b] {
+        let playlist = format!("{}/t/{token}/hls/demo/source/index.m3u8", relay.base_url());
+        assert!(get_text(&playlist).await.is_some_and(|p| p.contains("#EXT-X-PART:")), "{playlist}");
+        let refused = common::client().get(format!("{}/hls/demo/source/index.m3u8", relay.base_url())).send().await.expect("get");
+        assert_eq!(refused.status(), 403, "no token, no playlist");
+    }
 
     // The crowd never came (no viewer plays): one relay could take all the channel's viewers, so
     // after the cool-down (3 s here) Usher retires the other from the channel and offers it no
