@@ -68,7 +68,7 @@ impl Channels {
         {
             return Err(ChannelError::InvalidName(name.to_string()));
         }
-        let key = format!("live_{}", Alphanumeric.sample_string(&mut rand::rng(), KEY_LEN));
+        let key = new_key();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         let res = sqlx::query("INSERT INTO channels (name, stream_key, created_at, srt_passphrase) VALUES ($1, $2, $3, $4)")
             .bind(name)
@@ -104,6 +104,25 @@ impl Channels {
         Ok(row.as_ref().map(row_to_channel))
     }
 
+    /// Gives channel `name` a fresh stream key (the old one is refused from now on; a publisher
+    /// already live stays until it disconnects). Returns the channel, or `None` if there is none.
+    /// Errors: [`ChannelError::Db`].
+    pub async fn rotate_key(&self, name: &str) -> Result<Option<Channel>, ChannelError> {
+        let key = new_key();
+        let changed = sqlx::query("UPDATE channels SET stream_key = $1 WHERE name = $2").bind(&key).bind(name).execute(self.db.pool()).await?;
+        if changed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.by_name(name).await
+    }
+
+    /// Deletes channel `name` (its key is refused from now on). Returns false if there was none.
+    /// Errors: [`ChannelError::Db`].
+    pub async fn delete(&self, name: &str) -> Result<bool, ChannelError> {
+        let deleted = sqlx::query("DELETE FROM channels WHERE name = $1").bind(name).execute(self.db.pool()).await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
     /// The channel called `name`, if any.
     pub async fn by_name(&self, name: &str) -> Result<Option<Channel>, ChannelError> {
         let row = sqlx::query("SELECT name, stream_key, created_at, srt_passphrase FROM channels WHERE name = $1")
@@ -112,6 +131,11 @@ impl Channels {
             .await?;
         Ok(row.as_ref().map(row_to_channel))
     }
+}
+
+/// A fresh stream key: `live_` and [`KEY_LEN`] random alphanumerics.
+fn new_key() -> String {
+    format!("live_{}", Alphanumeric.sample_string(&mut rand::rng(), KEY_LEN))
 }
 
 fn row_to_channel(row: &sqlx::any::AnyRow) -> Channel {
@@ -143,6 +167,16 @@ mod tests {
         assert_eq!(ch.by_key(&demo.stream_key).await.expect("lookup"), Some(demo.clone()));
         assert_eq!(ch.by_key("nope").await.expect("lookup"), None);
         assert_eq!(ch.list().await.expect("list").iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["demo", "other", "secret"]);
+        // A new key replaces the old one; a deleted channel's key opens nothing.
+        let rotated = ch.rotate_key("other").await.expect("rotate").expect("other");
+        assert_ne!(rotated.stream_key, other.stream_key);
+        assert_eq!(ch.by_key(&other.stream_key).await.expect("lookup"), None);
+        assert_eq!(ch.by_key(&rotated.stream_key).await.expect("lookup").map(|c| c.name), Some("other".into()));
+        assert_eq!(ch.rotate_key("nope").await.expect("rotate"), None);
+        assert!(ch.delete("other").await.expect("delete"));
+        assert!(!ch.delete("other").await.expect("delete"));
+        assert_eq!(ch.by_key(&rotated.stream_key).await.expect("lookup"), None);
+        assert_eq!(ch.list().await.expect("list").len(), 2);
     }
 
     #[tokio::test]

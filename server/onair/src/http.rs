@@ -331,7 +331,7 @@ mod tests {
             request_timeout: Duration::from_secs(10),
             shutdown: CancellationToken::new(),
             relay: None,
-            admin: crate::admin::Admin { config: Default::default(), drain: CancellationToken::new(), archive: None },
+            admin: crate::admin::Admin { config: Default::default(), drain: CancellationToken::new(), archive: None, channels: None, relay: None },
             archive: None,
             history: None,
             chat: None,

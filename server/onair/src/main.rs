@@ -129,6 +129,17 @@ enum ChannelAction {
     },
     /// List channels with their stream keys.
     List,
+    /// Give the channel a new stream key and print it (the old key is refused from now on; a
+    /// publisher already live stays until it disconnects).
+    RotateKey {
+        /// The channel.
+        name: String,
+    },
+    /// Delete the channel (its stream key is refused from now on).
+    Delete {
+        /// The channel.
+        name: String,
+    },
     /// Create a chat token for the channel's broadcaster, or with NAME for a moderator; printed
     /// once (the database keeps its hash). It moderates the channel's chat: never the stream key.
     Moderator {
@@ -177,6 +188,14 @@ async fn main() -> anyhow::Result<()> {
                     for c in channels.list().await? {
                         println!("{}\t{}", c.name, c.stream_key);
                     }
+                }
+                ChannelAction::RotateKey { name } => {
+                    let c = channels.rotate_key(&name).await?.with_context(|| format!("no channel {name}"))?;
+                    println!("stream key for channel {}: {}", c.name, c.stream_key);
+                }
+                ChannelAction::Delete { name } => {
+                    anyhow::ensure!(channels.delete(&name).await?, "no channel {name}");
+                    println!("channel {name} deleted");
                 }
                 ChannelAction::Moderator { channel, name } => {
                     channels.by_name(&channel).await?.with_context(|| format!("no channel {channel}: `onair channel create {channel}` first"))?;

@@ -316,7 +316,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         relay: relay.clone(),
         cluster: cluster.clone(),
-        admin: crate::admin::Admin { config: config.admin.clone(), drain: drain.clone(), archive: archive.clone() },
+        admin: crate::admin::Admin { config: config.admin.clone(), drain: drain.clone(), archive: archive.clone(), channels: Some(channels.clone()), relay: relay.clone() },
         archive: archive.as_ref().map(|a| a.routers(token_prefix(&config.playback, &signer))),
         history: archive.as_ref().and_then(Archive::history),
     };
