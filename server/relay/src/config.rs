@@ -28,6 +28,9 @@ pub struct RelayConfig {
     /// At the cap a request for one more channel gets 503; over it, the least recently requested
     /// channels are released (never the last one) until the rest fit.
     pub max_memory_mb: u64,
+    /// PEM file of certificate authorities trusted for `https://` upstreams besides the system's
+    /// (a private CA between a cluster's tiers). Default none.
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for RelayConfig {
@@ -40,6 +43,7 @@ impl Default for RelayConfig {
             initial_segments: 2,
             max_channels: 1_000,
             max_memory_mb: 4_096,
+            upstream_ca: None,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Requests to upstream nodes: one pooled HTTP/1.1 keep-alive client, bounded bodies, timeouts,
-//! and the upstream's `onair-produced-at` header read back.
+//! Requests to upstream nodes: one pooled keep-alive client (HTTP/1.1, or HTTP/2 by ALPN over
+//! TLS to an `https://` upstream), bounded bodies, timeouts, and the upstream's
+//! `onair-produced-at` header read back.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,9 +56,17 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// A client connecting within `connect_timeout`. Errors: the TLS/HTTP stack failed to initialise.
-    pub fn new(connect_timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    /// A client connecting within `connect_timeout`, trusting the system's certificate
+    /// authorities and the PEM certificates in `extra_roots` for `https://` upstreams. Errors:
+    /// a certificate that does not parse; the TLS/HTTP stack failed to initialise.
+    pub fn new(connect_timeout: Duration, extra_roots: Option<&[u8]>) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = extra_roots {
+            for root in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let client = builder
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .pool_max_idle_per_host(256)

@@ -176,9 +176,12 @@ pub enum RelayError {
     /// An upstream is not an `http://` or `https://` base URL.
     #[error("relay upstream {0:?} is not an http:// or https:// URL")]
     BadUpstream(String),
-    /// The HTTP client could not be built.
+    /// The HTTP client could not be built (or `relay.upstream_ca` holds no usable certificate).
     #[error("relay HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    /// `relay.upstream_ca` cannot be read: (path, why).
+    #[error("relay.upstream_ca {0}: {1}")]
+    UpstreamCa(String, String),
 }
 
 /// The relay of a node: implements [`Upstream`] for the origin routes.
@@ -206,7 +209,11 @@ impl Relay {
     /// stop when `shutdown` is cancelled. Call within a Tokio runtime. Errors: [`RelayError`].
     pub fn new(store: Arc<Store>, config: RelayConfig, shutdown: CancellationToken) -> Result<Self, RelayError> {
         let upstreams = normalize(&config.upstreams)?;
-        let fetcher = fetch::Fetcher::new(Duration::from_millis(config.connect_timeout_ms))?;
+        let roots = match &config.upstream_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|e| RelayError::UpstreamCa(path.display().to_string(), e.to_string()))?),
+            None => None,
+        };
+        let fetcher = fetch::Fetcher::new(Duration::from_millis(config.connect_timeout_ms), roots.as_deref())?;
         let shared = Arc::new(Shared {
             store,
             fetcher,

@@ -166,3 +166,63 @@ async fn the_onair_player_and_hlsjs_play_over_http2_in_chromium() {
     assert!(percentile(&onair_latency, 50.0) < 2.0 && percentile(&hlsjs_latency, 50.0) < 3.0, "latency over h2");
     assert!(onair["last"]["stalls"].as_u64().unwrap_or(99) <= 1, "{}", onair["last"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_pulls_its_upstream_over_https_with_http2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::make(dir.path());
+    let (origin, https_port) = https_server(&ca, "");
+    let _publisher = Publisher::start(&obs_like_fixture(), &origin.rtmp_url());
+    wait_renditions_at(&origin.base_url(), "demo", &["source", "audio"], 2).await;
+    let upstream = format!("https://localhost:{https_port}");
+    let h2 = "onair_http_tls_connections_total{alpn=\"h2\"}";
+    let h2_before = origin.metric(h2).await;
+    // A relay trusting the cluster's CA pulls over TLS; one without it refuses the certificate.
+    let trusting = ServerProcess::start_with_args(free_port(), &format!("[relay]\nupstream_ca = \"{}\"\n", ca.ca_cert.display()), &["--no-ingest", "--upstream", &upstream]);
+    let wary = ServerProcess::start_with_args(free_port(), "", &["--no-ingest", "--upstream", &upstream]);
+    let playlist = get_text(&format!("{}/hls/demo/source/index.m3u8", trusting.base_url())).await.expect("the relay serves the channel");
+    let part = playlist.lines().filter_map(|l| l.split("URI=\"").nth(1)).filter_map(|u| u.split('"').next()).rfind(|u| u.starts_with("part")).expect("a part").to_string();
+    let via_relay = client().get(format!("{}/hls/demo/source/{part}", trusting.base_url())).send().await.expect("get").bytes().await.expect("body");
+    let direct = client().get(format!("{}/hls/demo/source/{part}", origin.base_url())).send().await.expect("get").bytes().await.expect("body");
+    assert!(!direct.is_empty() && via_relay == direct, "{part}: {} bytes through the relay, {} direct", via_relay.len(), direct.len());
+    let h2_after = origin.metric(h2).await;
+    eprintln!("relay over HTTPS: {part} ({} bytes) identical; origin's h2 TLS connections {h2_before} -> {h2_after}", direct.len());
+    assert!(h2_after > h2_before, "the relay's upstream connection negotiated h2");
+    let refused = client().get(format!("{}/hls/demo/source/index.m3u8", wary.base_url())).send().await.expect("get");
+    assert!(refused.status().is_server_error() || refused.status() == 404, "an untrusted upstream certificate: {}", refused.status());
+    assert!(wary.metric("onair_relay_upstream_requests_total{kind=\"playlist\",outcome=\"transport\"}").await >= 1.0, "counted as a transport error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_onair_player_plays_over_http2_in_firefox() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::make(dir.path());
+    let (server, https_port) = https_server(&ca, "");
+    let _publisher = Publisher::start(&obs_like_fixture(), &server.rtmp_url());
+    wait_renditions_at(&server.base_url(), "demo", &["source", "audio"], 2).await;
+    let alpn = |p: &str| format!("onair_http_tls_connections_total{{alpn=\"{p}\"}}");
+    let script = repo_root().join("tests/browser/firefox-play.mjs");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(script).args([format!("https://localhost:{https_port}/watch/demo"), "20".into(), ca.ca_cert.display().to_string()]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("node")).await.expect("join");
+    assert!(out.status.success(), "Firefox run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let times: Vec<f64> = r["samples"].as_array().expect("samples").iter().filter_map(|s| s["currentTime"].as_f64()).filter(|t| *t > 0.0).collect();
+    let played = times.last().unwrap_or(&0.0) - times.first().unwrap_or(&0.0);
+    let latencies = samples(&r, "latency", 8.0);
+    let (h2, h1) = (server.metric(&alpn("h2")).await, server.metric(&alpn("http/1.1")).await);
+    eprintln!(
+        "{} over HTTPS: played {played:.1} s, latency p50 {:.3} s, stalls {}; playlist and media requests by protocol {}; TLS connections h2 {h2}, http/1.1 {h1} (the chat's WebSocket)",
+        r["userAgent"],
+        percentile(&latencies, 50.0),
+        r["last"]["stalls"],
+        r["protocols"]
+    );
+    assert!(r["userAgent"].as_str().unwrap_or("").contains("Firefox"));
+    assert!(played > 12.0, "played only {played:.1} s");
+    assert!(r["last"]["stalls"].as_u64().unwrap_or(u64::MAX) <= 1, "stalls: {}", r["last"]["stalls"]);
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "page errors: {}", r["errors"]);
+    let by_protocol = r["protocols"].as_object().cloned().unwrap_or_default();
+    assert!(by_protocol.get("h2").and_then(|n| n.as_u64()).unwrap_or(0) >= 50 && by_protocol.len() == 1, "every playlist and media request over h2: {by_protocol:?}");
+    assert!(h2 >= 1.0, "an h2 connection");
+}
