@@ -22,4 +22,4 @@ pub mod viewers;
 
 pub use node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
 pub use registry::{Lease, Registry, RegistryError, WarmRequest};
-pub use usher::{grow, rank, Arrivals, Decision, Outcome, Placements, Request, UsherConfig};
+pub use usher::{grow, rank, Arrivals, Decision, Offered, Outcome, Placements, Request, UsherConfig};

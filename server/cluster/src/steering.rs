@@ -6,14 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-/// One server the manifest may steer to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pathway {
-    /// PATHWAY-ID (the node id, or `cdn`).
-    pub id: String,
-    /// Its base URL, e.g. `http://edge-1:8080`.
-    pub base_url: String,
-}
+use crate::usher::Offered;
 
 /// The host name of `url` (`edge-1` for `http://edge-1:8080/x`).
 fn host_of(url: &str) -> &str {
@@ -28,21 +21,21 @@ fn host_of(url: &str) -> &str {
 
 /// The Steering Manifest for a client on pathway `base` (the PATHWAY-ID of the Multivariant
 /// Playlist it loaded) of `channel` with `renditions`: `offered` (Usher's servers for it, best
-/// first) in `PATHWAY-PRIORITY`, `base` last when not among them (it stays a fallback), a clone of
+/// first; each node id is its PATHWAY-ID) in `PATHWAY-PRIORITY`, `base` last when not among them (it stays a fallback), a clone of
 /// `base` per other server, a `TTL` of `ttl_s` seconds and `RELOAD-URI`.
-pub fn manifest(offered: &[Pathway], base: &str, channel: &str, renditions: &[String], ttl_s: u32, reload_uri: &str) -> Value {
-    let mut priority: Vec<&str> = offered.iter().map(|p| p.id.as_str()).collect();
+pub fn manifest(offered: &[Offered], base: &str, channel: &str, renditions: &[String], ttl_s: u32, reload_uri: &str) -> Value {
+    let mut priority: Vec<&str> = offered.iter().map(|p| p.node.as_str()).collect();
     if !priority.contains(&base) {
         priority.push(base);
     }
     let clones: Vec<Value> = offered
         .iter()
-        .filter(|p| p.id != base)
+        .filter(|p| p.node != base)
         .map(|p| {
             let uris: Map<String, Value> = renditions.iter().map(|r| (r.clone(), Value::String(format!("{}/hls/{channel}/{r}/index.m3u8", p.base_url)))).collect();
             json!({
                 "BASE-ID": base,
-                "ID": p.id,
+                "ID": p.node,
                 "URI-REPLACEMENT": { "HOST": host_of(&p.base_url), "PER-VARIANT-URIS": uris, "PER-RENDITION-URIS": uris },
             })
         })
@@ -56,7 +49,7 @@ mod tests {
 
     #[test]
     fn priority_and_clones() {
-        let offered = vec![Pathway { id: "b".into(), base_url: "http://10.0.0.2:8081".into() }, Pathway { id: "a".into(), base_url: "http://10.0.0.1:8080".into() }];
+        let offered = vec![Offered { node: "b".into(), base_url: "http://10.0.0.2:8081".into() }, Offered { node: "a".into(), base_url: "http://10.0.0.1:8080".into() }];
         let renditions = vec!["source".to_string(), "audio".to_string()];
         let m = manifest(&offered, "a", "demo", &renditions, 10, "/api/v1/steering/demo?base=a");
         assert_eq!(m["VERSION"], 1);

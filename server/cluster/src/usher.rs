@@ -136,6 +136,16 @@ pub fn rendezvous(channel: &str, node: &str, cost: f64) -> f64 {
     -(1.0 / cost.max(1e-6)) / h.ln()
 }
 
+/// One server offered to a viewer (and, as a pathway, in the Steering Manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Offered {
+    /// Node id (the PATHWAY-ID; [`CDN`] for the CDN); empty for a static peer (`playback.peers`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// Its base URL, e.g. `http://edge-1:8080`; the player appends `/hls/{channel}/master.m3u8`.
+    pub base_url: String,
+}
+
 /// One viewer to place.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Request<'a> {

@@ -18,7 +18,8 @@ use onair_store::Store;
 use tower_http::cors::CorsLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::cluster::{Cluster, Offered};
+use crate::cluster::Cluster;
+use onair_cluster::Offered;
 use crate::config::PlaybackConfig;
 use crate::playback::Signer;
 use crate::serve::PeerAddr;

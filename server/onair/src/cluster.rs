@@ -16,7 +16,7 @@ use axum::http::HeaderMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use onair_cluster::locality::{client_ip, RegionTable};
 use onair_cluster::node::{HeldChannel, Load, NodeInfo, NodeReport, Roles};
-use onair_cluster::usher::{grow, rank, Arrivals, Decision, Placements, Request, UsherConfig, CDN};
+use onair_cluster::usher::{grow, rank, Arrivals, Decision, Offered, Placements, Request, UsherConfig, CDN};
 use onair_cluster::viewers::{SessionKey, Sessions};
 use onair_cluster::{Registry, RegistryError};
 use onair_relay::{Relay, Routes};
@@ -68,16 +68,6 @@ struct View {
     refreshed: Option<Instant>,
     /// Whether the last read of the registry succeeded.
     up: bool,
-}
-
-/// One offered server.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Offered {
-    /// Node id; empty for a static peer (`playback.peers`).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub node: String,
-    /// Its base URL; the player appends `/hls/{channel}/master.m3u8`.
-    pub base_url: String,
 }
 
 /// The answer for one viewer.
@@ -259,13 +249,13 @@ impl Cluster {
         if decision.outcome == onair_cluster::Outcome::NotLive {
             return None;
         }
-        let offered: Vec<onair_cluster::steering::Pathway> = decision
+        let offered: Vec<Offered> = decision
             .candidates
             .iter()
             .filter_map(|id| {
                 // With a token, every URI the manifest hands out carries it in its path prefix.
                 let prefix = token.map(|t| format!("/t/{t}")).unwrap_or_default();
-                Some(onair_cluster::steering::Pathway { id: id.clone(), base_url: format!("{}{prefix}", self.base_url(&nodes, id, None)?) })
+                Some(Offered { node: id.clone(), base_url: format!("{}{prefix}", self.base_url(&nodes, id, None)?) })
             })
             .collect();
         // The channel's renditions as its origin (else any holder) reports them.
