@@ -126,7 +126,8 @@ impl Gate {
     /// before admitting uses it to answer with its own refusal code first).
     pub fn precheck(&self, channel: &str) -> Option<Refusal> {
         let ingest = &self.config.ingest;
-        let broadcast = self.store.get(channel);
+        // A channel this node relays is live elsewhere: the cluster's publish lease decides.
+        let broadcast = self.store.get(channel).filter(|b| !b.is_relayed());
         if broadcast.as_ref().is_some_and(|b| b.is_live()) && !ingest.takeover {
             return Some(Refusal::AlreadyLive(channel.to_string()));
         }

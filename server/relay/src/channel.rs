@@ -134,6 +134,13 @@ impl ChannelPull {
         }
     }
 
+    /// True when the store's broadcast of the channel is no longer the one this pull writes: a
+    /// publisher on this node took the channel over.
+    pub fn replaced(&self) -> bool {
+        let current = self.shared.store.get(&self.name);
+        lock(&self.session).as_ref().is_some_and(|s| !current.is_some_and(|b| Arc::ptr_eq(&b, s.broadcast())))
+    }
+
     /// True once the broadcast ended here.
     pub fn ended(&self) -> bool {
         lock(&self.session).as_ref().is_some_and(|s| !s.owns())

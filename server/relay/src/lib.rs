@@ -399,6 +399,11 @@ async fn run_channel(c: Arc<ChannelPull>) {
             });
             metrics::gauge!("onair_relay_renditions", "channel" => c.name.clone()).set(renditions.len() as f64);
         }
+        if c.replaced() {
+            tracing::info!(channel = c.name, "a publisher on this node took the channel over: no longer relayed");
+            metrics::counter!("onair_relay_taken_over_total").increment(1);
+            break;
+        }
         let empty = c.renditions.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
         if empty && idle(c.last_request.load(Ordering::Relaxed)) {
             tracing::info!(channel = c.name, "released channel: no viewer requests");

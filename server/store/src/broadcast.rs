@@ -200,7 +200,8 @@ impl Store {
     /// Starts a publish session on `channel`: resumes an interrupted broadcast (its renditions
     /// continue after a discontinuity as the publisher re-declares its tracks), takes over a live
     /// one when `takeover` is set (the old session's writers are refused from then on), or starts
-    /// a new broadcast in place of an ended one.
+    /// a new broadcast in place of an ended one or of one relayed from another node (the relay
+    /// notices and stops pulling it).
     /// Errors: [`StoreError::AlreadyLive`] while another publisher is attached and `takeover` is off.
     pub fn start(&self, channel: &str, takeover: bool) -> Result<Session, StoreError> {
         self.start_as(channel, takeover, false)
@@ -215,7 +216,9 @@ impl Store {
 
     fn start_as(&self, channel: &str, takeover: bool, relayed: bool) -> Result<Session, StoreError> {
         let mut map = self.broadcasts.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = map.get(channel) {
+        // A publisher here replaces a copy relayed from another node (that node's publisher is
+        // gone, or the cluster's lease would have refused this one): a new broadcast.
+        if let Some(b) = map.get(channel).filter(|b| !(b.relayed && !relayed)) {
             let mut refused = false;
             let mut session = 0;
             b.state.send_if_modified(|s| match s.phase {

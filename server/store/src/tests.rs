@@ -49,6 +49,21 @@ fn one_live_broadcast_per_channel() {
 }
 
 #[test]
+fn a_publisher_here_replaces_a_relayed_copy() {
+    let store = store(12);
+    let relayed = store.start_relayed("demo").expect("relay");
+    assert!(relayed.broadcast().is_relayed());
+    assert_eq!(store.start_relayed("demo").err(), Some(StoreError::AlreadyLive("demo".into())), "one relayed copy");
+    let local = store.start("demo", false).expect("a local publisher takes the channel");
+    assert!(!local.broadcast().is_relayed() && !Arc::ptr_eq(relayed.broadcast(), local.broadcast()));
+    assert!(store.get("demo").is_some_and(|b| Arc::ptr_eq(&b, local.broadcast())));
+    // The relay's session no longer owns what the store holds: releasing it removes nothing.
+    assert!(!store.release(relayed));
+    assert!(store.get("demo").is_some_and(|b| !b.is_relayed()));
+    assert_eq!(store.start_relayed("demo").err(), Some(StoreError::AlreadyLive("demo".into())), "a relay never replaces a local publisher");
+}
+
+#[test]
 fn interrupted_broadcast_resumes_or_ends_after_grace() {
     let store = store(12);
     let s1 = store.start("demo", false).expect("start");

@@ -352,15 +352,28 @@ async fn one_publisher_per_key_across_origins_and_takeover_after_a_kill() {
     assert!(b.metric("onair_errors_total{kind=\"live_elsewhere\"}").await >= 1.0);
     assert!(b.log().contains("live on another node"), "{}", b.log());
 
+    // A viewer watches the channel on origin-b, which (with the relay role too) relays it from
+    // origin-a meanwhile.
+    let playlist_b = format!("{}/hls/demo/source/index.m3u8", b.base_url());
+    wait_for("origin-b relays the channel", Duration::from_secs(10), || async { get_text(&playlist_b).await.is_some_and(|p| p.contains("#EXT-X-PART:")) }).await;
+    let viewer = tokio::spawn(async move {
+        loop {
+            let _ = get_text(&playlist_b).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
     // The publisher drops from origin-a (origin-a alive, the broadcast in its reconnect grace
     // period) and reconnects to origin-b, as OBS does to its backup server: the lease was released
-    // with the publisher, so origin-b takes it at once.
+    // with the publisher, so origin-b takes it at once, in place of its relayed copy.
     publisher_a.kill();
     let url_a = a.rtmp_url();
     let retrying_b = RetryingPublisher::start(&url_b);
     let moved = wait_live(&b, Duration::from_secs(10)).await;
     eprintln!("publisher moved from origin-a to origin-b: live there {} ms after it dropped from origin-a", moved.as_millis());
     assert!(moved <= Duration::from_millis(3000), "{moved:?}");
+    wait_for("origin-b stops relaying the channel it now ingests", Duration::from_secs(5), || async { b.metric("onair_relay_taken_over_total").await >= 1.0 }).await;
+    viewer.abort();
     // Now origin-a refuses the key.
     assert!(!publish_once(&obs_like_fixture(), &url_a, 3, None).await.status.success(), "origin-a accepted a key live on origin-b");
 
