@@ -65,6 +65,15 @@ pub(crate) struct ChannelPull {
     pub msn_shift: Mutex<(u64, i64)>,
 }
 
+/// The `reports` of renditions not in `pulled`, their LAST-MSN moved by `msn_shift` (LAST-PART
+/// counts within the segment: unchanged).
+fn unpulled_reports<'a>(reports: impl Iterator<Item = &'a RenditionReport>, pulled: &[String], msn_shift: i64) -> Vec<RenditionReport> {
+    reports
+        .filter(|r| !pulled.iter().any(|n| r.uri == format!("../{n}/index.m3u8")))
+        .map(|r| RenditionReport { last_msn: r.last_msn.saturating_add_signed(msn_shift), ..r.clone() })
+        .collect()
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -97,10 +106,12 @@ impl ChannelPull {
         self.last_request.store(self.shared.now_ms(), Ordering::Relaxed);
     }
 
-    /// Rendition Reports for the renditions not pulled here.
+    /// Rendition Reports for the renditions not pulled here, in this node's numbering (the
+    /// channel's Media Sequence Number shift applied, as to the renditions it pulls).
     pub fn reports(&self) -> Vec<RenditionReport> {
-        let pulled = lock(&self.renditions);
-        lock(&self.reports).values().filter(|r| !pulled.keys().any(|n| r.uri == format!("../{n}/index.m3u8"))).cloned().collect()
+        let shift = lock(&self.msn_shift).1;
+        let pulled: Vec<String> = lock(&self.renditions).keys().cloned().collect();
+        unpulled_reports(lock(&self.reports).values(), &pulled, shift)
     }
 
     /// Keeps the Rendition Reports of `playlist` (a Media Playlist of rendition `from`).
@@ -237,5 +248,21 @@ impl ChannelPull {
     async fn alive(&self, base: &str) -> bool {
         let url = self.shared.channel_url(base, &self.name, "master.m3u8");
         self.shared.fetcher.get(&url, self.shared.probe_timeout(), "playlist").await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_of_renditions_not_pulled_follow_the_channels_shift() {
+        let report = |name: &str, last_msn: u64| RenditionReport { uri: format!("../{name}/index.m3u8"), last_msn, last_part: 2 };
+        let upstream = [report("source", 10), report("audio", 11), report("480p", 9)];
+        let got = unpulled_reports(upstream.iter(), &["source".to_string()], 0);
+        assert_eq!(got, [report("audio", 11), report("480p", 9)]);
+        // After a move to an origin numbering from 3, this node continues from 140: +137.
+        let got = unpulled_reports([report("audio", 4)].iter(), &[], 137);
+        assert_eq!(got, [report("audio", 141)]);
     }
 }
