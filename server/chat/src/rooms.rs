@@ -21,7 +21,7 @@ const NEW_ROOM_SEARCH: u32 = 1024;
 /// node hosts or would host, [`crate::placement`]): the requested room when allowed and with
 /// space as in [`place`], else the lowest-numbered allowed room with space, else the lowest
 /// allowed number that is not a room yet. `None` when no allowed room is found within
-/// [`NEW_ROOM_SEARCH`] numbers past the highest room.
+/// 1,024 numbers past the highest room.
 pub fn place_where(rooms: &[(u32, usize)], capacity: usize, requested: Option<u32>, allowed: impl Fn(u32) -> bool) -> Option<u32> {
     let capacity = capacity.max(1);
     let highest = rooms.iter().map(|(n, _)| *n).max().unwrap_or(0);

@@ -218,7 +218,7 @@ impl Store {
         let mut map = self.broadcasts.write().unwrap_or_else(|e| e.into_inner());
         // A publisher here replaces a copy relayed from another node (that node's publisher is
         // gone, or the cluster's lease would have refused this one): a new broadcast.
-        if let Some(b) = map.get(channel).filter(|b| !(b.relayed && !relayed)) {
+        if let Some(b) = map.get(channel).filter(|b| !b.relayed || relayed) {
             let mut refused = false;
             let mut session = 0;
             b.state.send_if_modified(|s| match s.phase {
