@@ -10,6 +10,7 @@
 //! - [`dvr`]: seeking back into the DVR window and returning to live: which playlist, where;
 //! - [`selection`]: ranking candidate servers and deciding when to fail over;
 //! - [`steering`]: Content Steering manifests → the servers to use, best first;
+//! - [`gaps`]: holes in the buffered media the playhead is moved across;
 //! - [`fmp4`]: timescale, `tfdt` and codec strings from CMAF objects;
 //! - [`token`]: when an expiring playback token is renewed, and the server in use among the new URLs;
 //! - [`variants`]: the SourceBuffers a variant needs and its audio rendition.
@@ -21,6 +22,7 @@
 pub mod abr;
 pub mod dvr;
 pub mod fmp4;
+pub mod gaps;
 pub mod latency;
 pub mod selection;
 pub mod steering;

@@ -34,7 +34,9 @@ await page.waitForFunction(() => window.onairPlayer !== undefined, null, { timeo
 
 const sample = () => page.evaluate(() => {
   const s = window.onairPlayer.stats();
-  return { t: Date.now(), latency: s.latency, currentTime: s.currentTime, atLive: s.atLive, state: s.state, dvrStartMs: s.dvrStartMs, lastError: s.lastError, server: s.server };
+  const v = document.querySelector('video');
+  const buffered = v ? Array.from({ length: v.buffered.length }, (_, i) => [v.buffered.start(i), v.buffered.end(i)]) : [];
+  return { t: Date.now(), latency: s.latency, currentTime: s.currentTime, atLive: s.atLive, state: s.state, dvrStartMs: s.dvrStartMs, lastError: s.lastError, server: s.server, buffered, readyState: v && v.readyState, gapJumps: s.gapJumps };
 });
 async function phase(seconds) {
   const out = [];

@@ -7,6 +7,7 @@ use super::mse;
 use super::state::Shared;
 use super::{now_ms, sleep, wall_ms};
 use crate::abr::choose_variant;
+use crate::gaps;
 use crate::latency::Correction;
 
 /// The control loop: start-up seek, latency chasing, gap skipping, ABR choice and stats.
@@ -66,17 +67,16 @@ pub(crate) async fn control(shared: Shared) {
             st.stats.state = "playing".into();
             continue;
         }
-        let containing = ranges.iter().find(|(s, e)| ct >= *s - 0.05 && ct <= *e).copied();
-        if containing.is_none() && !video.seeking() {
-            // A hole in the buffer (a discontinuity or a failover that left a gap), or a start-up
-            // seek the element dropped: go to the next buffered range.
-            let before_all = ranges.first().is_some_and(|(s, _)| ct < *s);
-            if let Some(&(s, _)) = ranges.iter().find(|(s, _)| *s > ct && (*s - ct < 5.0 || before_all)) {
-                video.set_current_time(s + 0.02);
+        if !video.seeking() {
+            // HAVE_FUTURE_DATA is 3: below it a playing element has nothing after the current frame.
+            let stalled = !video.paused() && video.ready_state() < 3;
+            if let Some(to) = gaps::jump_target(&ranges, ct, stalled) {
+                video.set_current_time(to);
                 st.stats.gap_jumps += 1;
                 continue;
             }
         }
+        let containing = ranges.iter().find(|(s, e)| ct >= *s - 0.05 && ct <= *e).copied();
         let end = containing.map_or(ct, |r| r.1);
         let latency = st.timeline.pdt_at(ct).map(|pdt| (wall - pdt) / 1000.0);
         let at_live = st.seek_pdt_ms.is_none();
