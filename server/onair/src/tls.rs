@@ -1,45 +1,49 @@
-//! HTTPS: the TLS acceptor of the `[tls]` listener, OpenSSL with ALPN `h2` then `http/1.1`
-//! (RFC 7301), so browsers get HTTP/2 as Apple's LL-HLS delivery guidance asks.
-//!
-//! OpenSSL rather than rustls: the RTMP crate's HMAC dependency pins `subtle` to 2.4 while
-//! rustls needs ≥ 2.5, and Cargo holds one semver-compatible version per crate. OpenSSL is
-//! already linked for the database and Redis TLS clients.
+//! HTTPS: the TLS acceptor of the `[tls]` listener, rustls with the `ring` crypto provider and
+//! ALPN `h2` then `http/1.1` (RFC 7301), so browsers get HTTP/2 as Apple's LL-HLS delivery
+//! guidance asks.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 
-use openssl::ssl::{AlpnError, SslAcceptor, SslFiletype, SslMethod};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_openssl::SslStream;
-
-/// ALPN protocols offered, in preference order, in the wire format (length-prefixed).
-const ALPN: &[u8] = b"\x02h2\x08http/1.1";
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 /// Why the certificate or key could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A PEM file is missing, unreadable or not a certificate chain / private key, or the key does
-    /// not match the certificate.
+    /// A PEM file is missing, unreadable or holds no certificate / private key.
     #[error("TLS {what} {path}: {source}")]
     Load {
         /// "certificate" or "private key".
         what: &'static str,
         /// The file.
         path: PathBuf,
-        /// OpenSSL's reason.
-        source: openssl::error::ErrorStack,
+        /// The PEM reader's reason.
+        source: rustls::pki_types::pem::Error,
     },
-    /// OpenSSL could not build the acceptor.
-    #[error("TLS setup: {0}")]
-    Setup(#[from] openssl::error::ErrorStack),
+    /// rustls refused the pair: a key type it cannot sign with, or a key that does not match the
+    /// leaf certificate.
+    #[error("TLS certificate {cert} with key {key}: {source}")]
+    Setup {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
 }
 
-/// A TLS server configuration: Mozilla's "intermediate" protocol and cipher settings (TLS 1.2
-/// and 1.3), one certificate chain, ALPN `h2` preferred over `http/1.1`.
+/// A TLS server configuration: TLS 1.2 and 1.3 with rustls's safe defaults (ECDHE key exchange,
+/// AEAD cipher suites only: what Mozilla's "intermediate" profile allows), one certificate chain,
+/// ALPN `h2` preferred over `http/1.1`.
 #[derive(Clone)]
 pub struct Tls {
-    acceptor: Arc<SslAcceptor>,
+    acceptor: TlsAcceptor,
 }
 
 impl std::fmt::Debug for Tls {
@@ -50,27 +54,55 @@ impl std::fmt::Debug for Tls {
 
 impl Tls {
     /// Loads `cert` (PEM: the leaf certificate first, then intermediates) and `key` (PEM private
-    /// key, PKCS#8 or traditional). Errors: [`TlsError`] naming the file that failed.
+    /// key: PKCS#8, PKCS#1 RSA or SEC1 EC). Errors: [`TlsError`] naming the file that failed.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
-        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
-        b.set_certificate_chain_file(cert).map_err(|source| TlsError::Load { what: "certificate", path: cert.to_owned(), source })?;
-        b.set_private_key_file(key, SslFiletype::PEM).map_err(|source| TlsError::Load { what: "private key", path: key.to_owned(), source })?;
-        b.check_private_key().map_err(|source| TlsError::Load { what: "private key", path: key.to_owned(), source })?;
-        b.set_alpn_select_callback(|_, offered| openssl::ssl::select_next_proto(ALPN, offered).ok_or(AlpnError::NOACK));
-        Ok(Tls { acceptor: Arc::new(b.build()) })
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| load_error("certificate", cert, source))?;
+        if chain.is_empty() {
+            return Err(load_error("certificate", cert, rustls::pki_types::pem::Error::NoItemsFound));
+        }
+        let private = PrivateKeyDer::from_pem_file(key).map_err(|source| load_error("private key", key, source))?;
+        let setup = |source| TlsError::Setup { cert: cert.to_owned(), key: key.to_owned(), source };
+        let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(setup)?
+            .with_no_client_auth()
+            .with_single_cert(chain, private)
+            .map_err(setup)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(config)) })
     }
 
     /// Runs the server side of the handshake on `io`. The caller bounds it in time. Errors: the
-    /// peer's or OpenSSL's reason, as an I/O error.
-    pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(&self, io: S) -> std::io::Result<SslStream<S>> {
-        let ssl = openssl::ssl::Ssl::new(self.acceptor.context()).map_err(std::io::Error::other)?;
-        let mut stream = SslStream::new(ssl, io).map_err(std::io::Error::other)?;
-        Pin::new(&mut stream).accept().await.map_err(std::io::Error::other)?;
-        Ok(stream)
+    /// peer's or rustls's reason, as an I/O error.
+    pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(&self, io: S) -> std::io::Result<TlsStream<S>> {
+        self.acceptor.accept(io).await
     }
 }
 
+fn load_error(what: &'static str, path: &Path, source: rustls::pki_types::pem::Error) -> TlsError {
+    TlsError::Load { what, path: path.to_owned(), source }
+}
+
 /// The protocol ALPN selected on `stream` (`h2`, `http/1.1`), if any.
-pub fn negotiated<S>(stream: &SslStream<S>) -> Option<&[u8]> {
-    stream.ssl().selected_alpn_protocol()
+pub fn negotiated<S>(stream: &TlsStream<S>) -> Option<&[u8]> {
+    stream.get_ref().1.alpn_protocol()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_or_empty_files_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a PEM file\n").expect("write");
+        let missing = dir.path().join("missing.pem");
+        let err = Tls::from_pem_files(&missing, &empty).expect_err("missing certificate");
+        assert!(err.to_string().contains("certificate") && err.to_string().contains("missing.pem"), "{err}");
+        let err = Tls::from_pem_files(&empty, &empty).expect_err("no certificate in the file");
+        assert!(err.to_string().contains("certificate") && err.to_string().contains("empty.pem"), "{err}");
+    }
 }

@@ -112,22 +112,32 @@ async fn https_negotiates_h2_and_http1_by_alpn_and_plain_http_speaks_h2c() {
     eprintln!("HTTPS: h2 and http/1.1 by ALPN, h2c on plain HTTP; blocking reload over h2 answered in {reload:?}; silent TLS peer closed after {silent_for:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_certificate_that_is_not_there_stops_the_start_with_the_file_named() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let missing = dir.path().join("nope.pem");
-    let config = dir.path().join("onair.toml");
+/// `onair serve` with `[tls]` naming `cert` and `key`: its stderr, after it refused to start.
+fn refused_start(dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> String {
+    let config = dir.join("onair.toml");
     let toml = format!(
         "http_addr = \"127.0.0.1:0\"\nrtmp_addr = \"127.0.0.1:0\"\nsrt_addr = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-        dir.path().display(),
-        missing.display(),
-        missing.display()
+        dir.display(),
+        cert.display(),
+        key.display()
     );
     std::fs::write(&config, toml).expect("config");
     let out = std::process::Command::new(onair_binary()).arg("--config").arg(&config).arg("serve").env("RUST_LOG", "warn").output().expect("onair");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "started without its certificate");
+    assert!(!out.status.success(), "started with certificate {} and key {}", cert.display(), key.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_certificate_or_a_key_that_does_not_match_stops_the_start_with_the_file_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.pem");
+    let stderr = refused_start(dir.path(), &missing, &missing);
     assert!(stderr.contains("TLS certificate") && stderr.contains("nope.pem"), "the error names the file: {stderr}");
+    // The CA's own key (SEC1 EC) with the server's certificate: a key rustls reads, but not the
+    // certificate's.
+    let ca = TestCa::make(dir.path());
+    let stderr = refused_start(dir.path(), &ca.cert, &dir.path().join("ca-key.pem"));
+    assert!(stderr.contains("TLS certificate") && stderr.contains("ca-key.pem"), "the error names the pair: {stderr}");
 }
 
 /// Debian's Chromium, trusting the test CA, plays the OnAir player's watch page and hls.js over
