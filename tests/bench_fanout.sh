@@ -8,7 +8,9 @@
 #       errors: an OnAir relay, Varnish (stock request collapsing, infra/cdn/onair.vcl) and nginx
 #       (proxy_cache + proxy_cache_lock, infra/cdn/onair-nginx.conf), each in front of the same
 #       origin, over HTTP/1.1 and HTTP/2 (h2c), one named rendition (source);
-#   (c) the OnAir relay's RSS per 1,000 viewers at its largest passing step.
+#   (c) RSS per 1,000 viewers, the OnAir relay and Varnish: a fresh process each (memory a larger,
+#       failed step left behind would count otherwise: freed memory stays in a process) at the
+#       median number of viewers the relay held in (b), over HTTP/1.1 and HTTP/2.
 # The origin, its publisher and the tier under test run on core 0, the load on core 1 (taskset);
 # each figure is the median of RUNS runs.
 # Usage: bash tests/bench_fanout.sh [RUNS] [STEPS] [SECONDS]
@@ -101,29 +103,20 @@ for p in "$relay1" "$vport" "$ngx1"; do
     || { echo "tier on port $p does not serve the channel"; for f in "$work"/relay.log "$work"/varnish.log "$work"/nginx-cdn.err; do echo "== $f"; tail -n 5 "$f"; done; exit 1; }
 done
 
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-# holds URL PROTO: the largest step with < 1 % late, no stall, < 1 % errors (0 if none).
+# holds URL PROTO NAME: the largest step with < 1 % late, no stall, < 1 % errors (0 if none).
 holds() {
   local best=0 flag=""; [ "$2" = h2 ] && flag=--http2
   for n in $steps; do
-    pin1 target/release/onair-loadgen --viewers "$n" --ramp-per-s 1000 --duration-s "$step_s" $flag "$1" > "$work/step.json" &
-    local lg=$! peak=0
-    while kill -0 "$lg" 2>/dev/null; do
-      [ "$3" = onair ] && { local now; now=$(rss_kib "$relay_pid"); [ "$now" -gt "$peak" ] && peak=$now; }
-      sleep 0.5
-    done
-    wait "$lg" || true
+    pin1 target/release/onair-loadgen --viewers "$n" --ramp-per-s 1000 --duration-s "$step_s" $flag "$1" > "$work/step.json" || true
     local out; out=$(cat "$work/step.json")
     local ok; ok=$(echo "$out" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(int(r["late_percent"] < 1 and r["stalls"] == 0 and r["errors"] <= 0.01 * max(r["parts"], 1) and r["parts"] > 0))')
     echo "    $3 $2 $n viewers: $out" >> "$work/steps.log"
     [ "$ok" = 1 ] || break
     best=$n
-    [ "$3" = onair ] && echo "$n $peak" >> "$work/rss.log"
   done
   echo "$best"
 }
 declare -A b
-idle_rss=$(rss_kib "$relay_pid")
 for r in $(seq "$runs"); do
   for proto in h1 h2; do
     b[onair_$proto]+="$(holds "http://127.0.0.1:$relay1/hls/demo/source/index.m3u8" $proto onair) "
@@ -138,8 +131,34 @@ for proto in h1 h2; do
   echo "(b) $proto: most viewers with < 1 % late parts, median of $runs: OnAir relay $o, Varnish $v, nginx $n \
 (OnAir/Varnish $(echo "$o $v" | awk '{printf "%.2f", ($2>0)?$1/$2:0}'), OnAir/nginx $(echo "$o $n" | awk '{printf "%.2f", ($2>0)?$1/$2:0}'))"
 done
-if [ -s "$work/rss.log" ]; then
-  read -r n rss < <(sort -n "$work/rss.log" | tail -n 1)
-  echo "(c) OnAir relay RSS: idle $((idle_rss / 1024)) MiB, peak $((rss / 1024)) MiB at $n viewers: $(( (rss - idle_rss) * 1000 / n / 1024 )) MiB per 1,000 viewers"
-fi
+# (c) A fresh process per tier and protocol (the OnAir relay, and Varnish for comparison), idle and
+# then under the median number of viewers the OnAir relay held in (b); peak RSS sampled every 0.5 s,
+# over the process and its children (Varnish's manager and cache worker).
+tree_rss_kib() { local t; t=$(awk '/VmRSS/ {print $2}' "/proc/$1/status"); for c in $(pgrep -P "$1"); do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$c/status" 2>/dev/null || echo 0))); done; echo "$t"; }
+fresh_rss() { # KIND PROTO VIEWERS
+  local port flag="" pid; port=$(free_port); [ "$2" = h2 ] && flag=--http2
+  if [ "$1" = onair ]; then
+    RUST_LOG=warn taskset -c 0 target/release/onair --data-dir "$work/fresh-$2" edge --http-addr 127.0.0.1:"$port" \
+      --upstream "http://127.0.0.1:$origin" > "$work/fresh-$2.log" 2>&1 &
+  else
+    taskset -c 0 varnishd -F -j none -n "$work/fresh-varnish-$2" -a 127.0.0.1:"$port" -f "$work/onair.vcl" -s malloc,512m \
+      -p feature=+http2 -p thread_pool_max=5000 > "$work/fresh-varnish-$2.log" 2>&1 &
+  fi
+  pid=$!; pids+=($pid)
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/hls/demo/source/index.m3u8" > /dev/null && break; sleep 0.2; done
+  sleep 1
+  local idle peak now lg late; idle=$(tree_rss_kib "$pid"); peak=$idle
+  pin1 target/release/onair-loadgen --viewers "$3" --ramp-per-s 1000 --duration-s "$step_s" $flag \
+    "http://127.0.0.1:$port/hls/demo/source/index.m3u8" > "$work/rss-step.json" &
+  lg=$!
+  while kill -0 "$lg" 2>/dev/null; do now=$(tree_rss_kib "$pid"); [ "$now" -gt "$peak" ] && peak=$now; sleep 0.5; done
+  wait "$lg" || true
+  late=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["late_percent"], 2))' "$work/rss-step.json")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  echo "idle $((idle / 1024)) MiB, peak $((peak / 1024)) MiB ($late % late): $(( (peak - idle) * 1000 / $3 / 1024 )) MiB per 1,000 viewers"
+}
+for proto in h1 h2; do
+  n=$(mb onair_$proto); [ "$n" -gt 0 ] || continue
+  echo "(c) $proto, $n viewers on a fresh process: OnAir relay $(fresh_rss onair $proto "$n"); Varnish $(fresh_rss varnish $proto "$n")"
+done
 echo "per-step reports:"; cat "$work/steps.log"

@@ -307,15 +307,20 @@ pub struct TlsConfig {
     /// HTTPS listen address (`--https-addr`, `ONAIR_TLS__ADDR`). Default `0.0.0.0:8443`.
     pub addr: SocketAddr,
     /// PEM certificate chain, leaf first (`--tls-cert`, `ONAIR_TLS__CERT`), e.g. Let's Encrypt's
-    /// `fullchain.pem`. Read at start. Default none (no HTTPS).
+    /// `fullchain.pem`. Read at start, and again when it or the key changes. Default none (no HTTPS).
     pub cert: Option<PathBuf>,
     /// PEM private key of that certificate (`--tls-key`, `ONAIR_TLS__KEY`), e.g. `privkey.pem`.
     pub key: Option<PathBuf>,
+    /// How often the modification times of `cert` and `key` are checked, in ms
+    /// (`ONAIR_TLS__RELOAD_CHECK_MS`); a change loads the pair again and new handshakes get it
+    /// (a renewal needs no restart; a pair that does not load is logged and the old one kept).
+    /// 0 = read at start only. Default 10,000.
+    pub reload_check_ms: u64,
 }
 
 impl Default for TlsConfig {
     fn default() -> Self {
-        TlsConfig { addr: ([0, 0, 0, 0], 8443).into(), cert: None, key: None }
+        TlsConfig { addr: ([0, 0, 0, 0], 8443).into(), cert: None, key: None, reload_check_ms: 10_000 }
     }
 }
 

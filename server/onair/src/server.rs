@@ -99,8 +99,17 @@ impl Listeners {
     }
 
     /// Serves `app` on each listener until `shutdown`, as supervised tasks.
-    fn spawn(self, app: crate::http::App, config: &crate::config::HttpConfig, egress: Arc<AtomicU64>, shutdown: &CancellationToken, tasks: &mut JoinSet<&'static str>) {
+    /// With HTTPS and a `tls.reload_check_ms`, the certificate files are watched too ([`Tls::watch`]).
+    fn spawn(self, app: crate::http::App, config: &Config, egress: Arc<AtomicU64>, shutdown: &CancellationToken, tasks: &mut JoinSet<&'static str>) {
+        let (tls_config, config) = (&config.tls, &config.http);
         if let Some((listener, tls)) = self.https {
+            if tls_config.reload_check_ms > 0 {
+                let (tls, every, stop) = (tls.clone(), Duration::from_millis(tls_config.reload_check_ms), shutdown.clone());
+                tasks.spawn(async move {
+                    tls.watch(every, stop).await;
+                    "TLS certificate watcher"
+                });
+            }
             let (app, config, stop, egress) = (app.clone(), config.clone(), shutdown.clone(), egress.clone());
             tasks.spawn(async move {
                 crate::serve::serve(listener, app, config, stop, egress, Some(tls)).await;
@@ -353,7 +362,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         }
         "sweeper"
     });
-    listeners.spawn(app, &config.http, egress, &shutdown, &mut tasks);
+    listeners.spawn(app, config, egress, &shutdown, &mut tasks);
     tracing::info!(
         %http_addr, ?https_addr, ?rtmp_addr, ?srt_addr, upstreams = ?config.relay.upstreams, data_dir = %config.data_dir.display(),
         node = %cluster.local().map_or("", |l| l.info.id.as_str()), registry = %config.cluster.registry.as_deref().map_or("memory".into(), onair_cluster::registry::redacted),
@@ -409,7 +418,7 @@ pub async fn start_usher(config: &Config) -> Result<RunningUsher, StartError> {
         local: None,
         request_timeout: Duration::from_millis(config.http.request_timeout_ms),
     });
-    listeners.spawn(crate::http::App::router(app), &config.http, Arc::new(AtomicU64::new(0)), &shutdown, &mut tasks);
+    listeners.spawn(crate::http::App::router(app), config, Arc::new(AtomicU64::new(0)), &shutdown, &mut tasks);
     tracing::info!(%http_addr, ?https_addr, registry = %config.cluster.registry.as_deref().map_or("", |_| "redis"), "OnAir Usher is up");
     Ok(RunningUsher { http_addr, https_addr, cluster, supervisor: Supervisor { shutdown, tasks } })
 }

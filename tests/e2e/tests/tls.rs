@@ -140,6 +140,64 @@ async fn a_missing_certificate_or_a_key_that_does_not_match_stops_the_start_with
     assert!(stderr.contains("TLS certificate") && stderr.contains("ca-key.pem"), "the error names the pair: {stderr}");
 }
 
+/// A renewal as certbot or cert-manager does it (new files in place, the key first): the running
+/// server serves the new certificate to new connections within its check interval, no restart,
+/// and a half-written pair on the way is refused while the old certificate keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old_dir, new_dir) = (dir.path().join("old"), dir.path().join("new"));
+    std::fs::create_dir_all(&old_dir).expect("dir");
+    std::fs::create_dir_all(&new_dir).expect("dir");
+    let (old, new) = (TestCa::make(&old_dir), TestCa::make(&new_dir));
+    let (cert, key) = (dir.path().join("fullchain.pem"), dir.path().join("privkey.pem"));
+    std::fs::copy(&old.cert, &cert).expect("copy");
+    std::fs::copy(&old.key, &key).expect("copy");
+    let https_port = free_port();
+    let toml = format!("[tls]\naddr = \"127.0.0.1:{https_port}\"\ncert = \"{}\"\nkey = \"{}\"\nreload_check_ms = 250\n", cert.display(), key.display());
+    let server = ServerProcess::start(free_port(), &toml);
+    let healthz = format!("https://localhost:{https_port}/healthz");
+    let answered = |ca: &'static str| {
+        let (url, ca) = (healthz.clone(), if ca == "old" { old.clone() } else { new.clone() });
+        async move { curl(&url, &["--http2"], Some(&ca)).await.is_some_and(|r| r.status == 200) }
+    };
+    assert!(answered("old").await, "the first certificate is served");
+    assert!(!answered("new").await, "a client trusting only the new CA refuses the first certificate");
+    let (ok, failed) = ("onair_tls_reloads_total{outcome=\"ok\"}", "onair_tls_reloads_total{outcome=\"error\"}");
+
+    // Half a renewal: the new certificate, the old key. Refused, counted; the old pair serves.
+    replace(&new.cert, &cert);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric(failed).await < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.metric(failed).await, 1.0, "the mismatched pair is counted once");
+    assert!(answered("old").await, "the old pair keeps serving while the key has not arrived");
+
+    // The key arrives: new connections get the new certificate.
+    let renewed = Instant::now();
+    replace(&new.key, &key);
+    let mut took = None;
+    while renewed.elapsed() < Duration::from_secs(10) {
+        if answered("new").await {
+            took = Some(renewed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = took.expect("the renewed certificate is served within 10 s");
+    assert!(!answered("old").await, "the old certificate is no longer served");
+    assert_eq!(server.metric(ok).await, 1.0);
+    eprintln!("TLS renewal: the new certificate served {took:?} after the key was replaced (check every 250 ms); the half-written pair was refused and the old one kept");
+}
+
+/// Replaces `to` with a copy of `from` the way renewal tools do: a new file renamed over the old.
+fn replace(from: &std::path::Path, to: &std::path::Path) {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp).expect("copy");
+    std::fs::rename(&tmp, to).expect("rename");
+}
+
 /// Debian's Chromium, trusting the test CA, plays the OnAir player's watch page and hls.js over
 /// HTTPS: every media request goes over h2.
 #[tokio::test(flavor = "multi_thread")]
