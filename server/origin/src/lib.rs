@@ -21,7 +21,7 @@ mod playlists;
 mod upstream;
 
 pub use history::{History, Recorded, RecordedSegment, Run};
-pub use media::{accepts_gzip, serve_file, FileRequest};
+pub use media::{accepts_gzip, serve_file, FileRequest, PART_LOOKAHEAD};
 pub use upstream::{Held, Unavailable, Upstream};
 
 use std::sync::Arc;
@@ -140,7 +140,7 @@ pub(crate) fn error(status: StatusCode, kind: CacheKind, td: u32, reason: &str, 
     error_with(status, &cc, reason, metric_kind)
 }
 
-fn error_with(status: StatusCode, cc: &str, reason: &str, metric_kind: &'static str) -> Response {
+pub(crate) fn error_with(status: StatusCode, cc: &str, reason: &str, metric_kind: &'static str) -> Response {
     tracing::debug!(%status, reason, kind = metric_kind, "request refused");
     let mut resp = (status, format!("{reason}\n")).into_response();
     if let Ok(v) = HeaderValue::from_str(cc) {

@@ -176,15 +176,26 @@ async fn recorded(state: &OriginState, broadcast: &onair_store::Broadcast, r: &R
     }
 }
 
-/// Serves part `id`; if it is the hinted next part, waits (at most 3 × TD) until it is written.
+/// How many parts past this node's next one a part request may name and wait for: a player that
+/// moved here from a server a little ahead (the origin, a relay one tier up; the numbering is the
+/// same everywhere) asks for that server's Preload Hint, which a relay may not have heard of yet.
+/// Further ahead is a 404 at once.
+pub const PART_LOOKAHEAD: u64 = 4;
+
+/// Serves part `id`; if it is the hinted next part, or up to [`PART_LOOKAHEAD`] − 1 parts past
+/// it, waits (at most 3 × TD) until it is written.
 async fn part(state: &OriginState, r: &Rendition, id: u64) -> Response {
     let td = r.target_duration();
     if let Some(p) = r.part(id) {
         return media_response(r, vec![p.data], Some(p.produced_at));
     }
     let pos = r.position();
-    if id != pos.next_part_id || pos.ended {
+    if id < pos.next_part_id || pos.ended {
         return error(StatusCode::NOT_FOUND, CacheKind::Media, td, "part not available", "not_found");
+    }
+    if id >= pos.next_part_id + PART_LOOKAHEAD {
+        // It may exist in a moment: no cache may keep this answer.
+        return crate::error_with(StatusCode::NOT_FOUND, "no-store", "part not yet available", "not_found");
     }
     let mut rx = r.subscribe();
     let limit = Duration::from_secs(3 * u64::from(td));

@@ -109,6 +109,25 @@ async fn part_past_segment_end_means_next_segment_and_endlist_releases_waiters()
     assert_eq!(hinted.await.expect("join").0, StatusCode::NOT_FOUND, "a hinted part that will never exist is a 404");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_part_a_little_past_the_hint_waits_and_one_far_past_is_a_404() {
+    let Setup { app, writer: r, session: _session, .. } = setup();
+    add_parts(&r, 3); // parts 0..=2; the hint is part 3
+    // A player coming from a server one or two parts ahead asks for part 4: it waits.
+    let app2 = app.clone();
+    let ahead = tokio::spawn(async move { get(&app2, "/hls/demo/source/part4.m4s").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!ahead.is_finished(), "part 4 is worth waiting for");
+    let far = onair_origin::PART_LOOKAHEAD + 3;
+    let (status, cc, _) = get(&app, &format!("/hls/demo/source/part{far}.m4s")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "part {far} is too far ahead to wait for");
+    assert_eq!(cc, "no-store");
+    add_parts(&r, 2);
+    let (status, _, body) = ahead.await.expect("join");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.as_bytes(), [1u8; 8], "the bytes of part 4 (the second of the last two added)");
+}
+
 #[tokio::test]
 async fn bad_requests_and_unknown_resources() {
     let Setup { app, writer: r, session: _session, .. } = setup();

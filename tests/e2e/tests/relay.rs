@@ -186,7 +186,7 @@ async fn three_tiers_serve_the_origins_numbering_and_bytes() {
             get_timed(url(tier2.base_url())),
             get_timed(url(varnish.base_url()))
         );
-        assert!(o.1.status() == 200 && t1.1.status() == 200 && t2.1.status() == 200 && v.1.status() == 200, "part {next} on every tier");
+        assert!(o.1.status() == 200 && t1.1.status() == 200 && t2.1.status() == 200 && v.1.status() == 200, "part {next} on every tier: origin {}, tier 1 {}, tier 2 {}, Varnish {}", o.1.status(), t1.1.status(), t2.1.status(), v.1.status());
         let after = |t: Instant| t.saturating_duration_since(o.0).as_secs_f64() * 1000.0;
         delay1.push(after(t1.0));
         delay2.push(after(t2.0));
