@@ -135,7 +135,9 @@ done
 # then under the median number of viewers the OnAir relay held in (b); peak RSS sampled every 0.5 s,
 # over the process and its children (Varnish's manager and cache worker).
 tree_rss_kib() { local t; t=$(awk '/VmRSS/ {print $2}' "/proc/$1/status"); for c in $(pgrep -P "$1"); do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$c/status" 2>/dev/null || echo 0))); done; echo "$t"; }
-fresh_rss() { # KIND PROTO VIEWERS
+# fresh_rss KIND PROTO VIEWERS: sets rss_line (run in this shell, not $(...), so the process it
+# starts is in pids and stopped by cleanup if the script is interrupted).
+fresh_rss() {
   local port flag="" pid; port=$(free_port); [ "$2" = h2 ] && flag=--http2
   if [ "$1" = onair ]; then
     RUST_LOG=warn taskset -c 0 target/release/onair --data-dir "$work/fresh-$2" edge --http-addr 127.0.0.1:"$port" \
@@ -155,10 +157,12 @@ fresh_rss() { # KIND PROTO VIEWERS
   wait "$lg" || true
   late=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["late_percent"], 2))' "$work/rss-step.json")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  echo "idle $((idle / 1024)) MiB, peak $((peak / 1024)) MiB ($late % late): $(( (peak - idle) * 1000 / $3 / 1024 )) MiB per 1,000 viewers"
+  rss_line="idle $((idle / 1024)) MiB, peak $((peak / 1024)) MiB ($late % late): $(( (peak - idle) * 1000 / $3 / 1024 )) MiB per 1,000 viewers"
 }
 for proto in h1 h2; do
   n=$(mb onair_$proto); [ "$n" -gt 0 ] || continue
-  echo "(c) $proto, $n viewers on a fresh process: OnAir relay $(fresh_rss onair $proto "$n"); Varnish $(fresh_rss varnish $proto "$n")"
+  fresh_rss onair $proto "$n"; onair_line=$rss_line
+  fresh_rss varnish $proto "$n"
+  echo "(c) $proto, $n viewers on a fresh process: OnAir relay $onair_line; Varnish $rss_line"
 done
 echo "per-step reports:"; cat "$work/steps.log"

@@ -59,8 +59,8 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-/// The certificate and key files, and how they were when last read.
-#[derive(Debug, Clone, PartialEq)]
+/// The certificate and key files.
+#[derive(Debug)]
 struct Files {
     cert: PathBuf,
     key: PathBuf,

@@ -176,10 +176,11 @@ async fn recorded(state: &OriginState, broadcast: &onair_store::Broadcast, r: &R
     }
 }
 
-/// How many parts past this node's next one a part request may name and wait for: a player that
-/// moved here from a server a little ahead (the origin, a relay one tier up; the numbering is the
-/// same everywhere) asks for that server's Preload Hint, which a relay may not have heard of yet.
-/// Further ahead is a 404 at once.
+/// How many parts (a count of Partial Segments, not ms) past this node's next one a part request
+/// may name and wait for, as for the Preload Hint (RFC 8216bis §4.4.5.3): a player that moved
+/// here from a server a little ahead (the origin, a relay one tier up; the numbering is the same
+/// everywhere) asks for that server's hint, which a relay may not have heard of yet. Further
+/// ahead is a 404 at once, `no-store`.
 pub const PART_LOOKAHEAD: u64 = 4;
 
 /// Serves part `id`; if it is the hinted next part, or up to [`PART_LOOKAHEAD`] − 1 parts past
